@@ -1,0 +1,21 @@
+"""Tinytown: coordinate AI coding agents through Redis, on a trio actor runtime.
+
+The Python API (all async, run under trio)::
+
+    town = await Town.connect(".")
+    handle = await town.spawn_agent("worker-1", "claude", role="worker")
+    task_id = await handle.assign(Task.new("Build the API"))
+"""
+
+from tinytown.errors import TinytownError as TinytownError
+from tinytown.model import Agent as Agent
+from tinytown.model import AgentState as AgentState
+from tinytown.model import Message as Message
+from tinytown.model import MessageType as MessageType
+from tinytown.model import Priority as Priority
+from tinytown.model import Task as Task
+from tinytown.model import TaskState as TaskState
+from tinytown.services.town import AgentHandle as AgentHandle
+from tinytown.services.town import Town as Town
+
+__version__ = "0.1.0"

@@ -1,0 +1,309 @@
+"""Run an agent's CLI once per round as a subprocess, under trio structured cancellation.
+
+The child is started with ``start_new_session=True`` so it leads its own process group
+(pgid == pid); every signal goes to the whole group so helpers the CLI spawns share its fate.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import attrs
+import trio
+
+from tinytown.errors import CliNotFoundError
+
+# How long the pipes may stay open after the main child exited (a grandchild holding them).
+_PIPE_GRACE = 1.0
+_CHUNK = 65536
+
+
+@attrs.frozen
+class RoundResult:
+    """Outcome of one round; ``returncode`` is None when the round timed out or was killed."""
+
+    pid: int
+    returncode: int | None
+    timed_out: bool
+    stdout_tail: str
+    stderr_tail: str
+    duration: float
+
+
+class RunningProcess:
+    """Handle given to the caller through ``task_status.started()``; pauses/resumes the group.
+
+    Methods must be called from the trio thread (they move the timeout deadline).
+    """
+
+    def __init__(self, pid: int, timeout: float | None) -> None:
+        self.pid = pid
+        self._finished = False
+        self._paused = False
+        # Remaining unpaused time while suspended; the deadline itself is parked at +inf.
+        self._remaining = math.inf
+        self._deadline = trio.CancelScope()
+        if timeout is not None:
+            self._deadline.deadline = trio.current_time() + timeout
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def suspend(self) -> None:
+        """SIGSTOP the group; idempotent. Suspended time does not count toward the timeout."""
+        if self._paused or self._finished:
+            return
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+        self._remaining = self._deadline.deadline - trio.current_time()
+        self._deadline.deadline = math.inf
+
+    def resume(self) -> None:
+        """SIGCONT the group; idempotent."""
+        if not self._paused or self._finished:
+            return
+        self._signal(signal.SIGCONT)
+        self._paused = False
+        self._deadline.deadline = trio.current_time() + self._remaining
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass  # the whole group is already gone
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, so a chatty child cannot grow our memory."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(0, limit)
+        self._buf = bytearray()
+
+    def add(self, data: bytes | bytearray) -> None:
+        if len(data) >= self._limit:
+            self._buf[:] = data[len(data) - self._limit :]
+        else:
+            self._buf += data
+            del self._buf[: max(0, len(self._buf) - self._limit)]
+
+    def text(self) -> str:
+        return self._buf.decode("utf-8", errors="replace")
+
+
+class _Log:
+    """The append-only round log; remembers whether the output so far ended a line."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._at_line_start = True
+
+    def write(self, data: bytes | bytearray) -> None:
+        if data:
+            # Blocking write + flush: local appends are fast, a thread hop per chunk is not,
+            # and flushing makes every chunk visible to log followers as it arrives.
+            self._file.write(data)
+            self._file.flush()
+            self._at_line_start = data.endswith(b"\n")
+
+    def line(self, text: str) -> None:
+        self.write(text.encode() if self._at_line_start else b"\n" + text.encode())
+
+
+def _missing(prog: str) -> CliNotFoundError:
+    if os.sep in prog:
+        return CliNotFoundError(f"CLI program {prog!r} does not exist or is not executable.")
+    return CliNotFoundError(f"CLI program {prog!r} is not installed or not on PATH.")
+
+
+def _require_executable(prog: str, cwd: str | os.PathLike[str], env: Mapping[str, str]) -> None:
+    if os.sep in prog:
+        # Relative paths are resolved by exec after the child chdir()s into cwd.
+        path = os.path.join(cwd, prog)
+        ok = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        # Same lookup subprocess does: the child's PATH, or os.defpath when it has none.
+        ok = shutil.which(prog, path=os.pathsep.join(os.get_exec_path(dict(env)))) is not None
+    if not ok:
+        raise _missing(prog)
+
+
+def _utc_stamp() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _feed_stdin(stream: trio.abc.SendStream, data: bytes) -> None:
+    try:
+        if data:
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the child exited or closed stdin without reading the prompt: not our problem
+    finally:
+        await stream.aclose()  # EOF tells the child the prompt is complete
+
+
+async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log) -> None:
+    while chunk := await stream.receive_some(_CHUNK):
+        tail.add(chunk)
+        log.write(chunk)
+
+
+async def _pump_io(
+    io_scope: trio.CancelScope,
+    proc: trio.Process,
+    prompt: bytes,
+    log: _Log,
+    tails: tuple[_Tail, _Tail],
+    eof: trio.Event,
+) -> None:
+    # io_scope is shielded: output keeps draining (and the child never blocks on a full pipe)
+    # while we run the SIGTERM ladder; run_cli cancels it explicitly when it is done.
+    assert proc.stdin and proc.stdout and proc.stderr
+    with io_scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_feed_stdin, proc.stdin, prompt)
+            async with trio.open_nursery() as readers:
+                readers.start_soon(_pump, proc.stdout, tails[0], log)
+                readers.start_soon(_pump, proc.stderr, tails[1], log)
+            eof.set()
+
+
+async def _stop_group(proc: trio.Process, handle: RunningProcess, kill_grace: float) -> None:
+    """SIGTERM the group, wait up to kill_grace, SIGKILL it, reap. Call shielded."""
+    handle._finished = True  # suspend()/resume() become no-ops from here on
+    if proc.returncode is None:  # (polling also reaps a leader that just exited)
+        handle._signal(signal.SIGTERM)
+        # A stopped process cannot act on SIGTERM until continued.
+        handle._signal(signal.SIGCONT)
+        handle._paused = False
+        with trio.move_on_after(kill_grace):
+            await proc.wait()
+        if proc.returncode is None:
+            handle._signal(signal.SIGKILL)
+            await proc.wait()
+    # Sweep members left in the group (background grandchildren). The pgid stays reserved
+    # while any member lives; if none does we get ESRCH, barring a pid wrap-around in between.
+    handle._signal(signal.SIGKILL)
+
+
+async def run_cli(
+    argv: Sequence[str],
+    *,
+    prompt: str,
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str],
+    log_path: str | os.PathLike[str],
+    timeout: float | None = None,
+    kill_grace: float = 5.0,
+    tail_bytes: int = 16384,
+    task_status: trio.TaskStatus[RunningProcess] = trio.TASK_STATUS_IGNORED,
+) -> RoundResult:
+    """Run ``argv`` once with ``prompt`` on stdin and return how the round ended.
+
+    The child gets exactly ``env`` and ``cwd`` and leads a new process group. ``prompt`` is
+    written to its stdin, which is then closed (a child that never reads it is fine). stdout
+    and stderr are drained concurrently, appended to ``log_path`` (parents created; a header
+    and footer line frame the round) as chunks arrive, and only the last ``tail_bytes`` of
+    each are kept. Once the process exists, ``task_status.started()`` receives a
+    :class:`RunningProcess` for suspend/resume.
+
+    The round ends when the child exits and both pipes reach EOF; if a grandchild keeps a
+    pipe open, it gets ``_PIPE_GRACE`` seconds. Any process still in the group then is
+    SIGKILLed: a round never leaves anything of its group running.
+
+    Timeout: after ``timeout`` seconds of unpaused running time the group gets SIGTERM, then
+    SIGKILL after ``kill_grace`` seconds if the leader is still alive; it is reaped and the
+    result has ``timed_out=True`` and ``returncode=None``.
+
+    Cancellation: if the caller's scope is cancelled, the same SIGTERM/SIGCONT/grace/SIGKILL
+    ladder runs shielded, the child is reaped, the pipes are closed, the log gets its footer,
+    and then :exc:`trio.Cancelled` propagates (bare, not inside an ExceptionGroup). So
+    cancellation may take up to ``kill_grace`` + ``_PIPE_GRACE`` seconds to complete.
+
+    Raises:
+      CliNotFoundError: ``argv[0]`` is missing or not executable; checked before anything
+        is started (using ``env["PATH"]``), and mapped from spawn failures.
+    """
+    args = [os.fspath(arg) for arg in argv]
+    if not args:
+        raise ValueError("argv must name a program")
+    child_env = dict(env)
+    _require_executable(args[0], cwd, child_env)
+    log_file = Path(log_path)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log_fh:
+        log = _Log(log_fh)
+        try:
+            proc = await trio.lowlevel.open_process(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=child_env,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            raise _missing(args[0]) from exc
+        started = trio.current_time()
+        handle = RunningProcess(proc.pid, timeout)
+        tails = (_Tail(tail_bytes), _Tail(tail_bytes))
+        eof = trio.Event()
+        io_scope = trio.CancelScope(shield=True)
+        timed_out = cancelled = False
+        outcome = "aborted"  # footer wording; stays so only if an unexpected error escapes
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump_io, io_scope, proc, prompt.encode(), log, tails, eof)
+                try:
+                    log.line(f"--- round pid={proc.pid} started {_utc_stamp()} argv={args!r} ---\n")
+                    task_status.started(handle)
+                    with handle._deadline:
+                        await proc.wait()
+                    timed_out = handle._deadline.cancelled_caught
+                    outcome = "timed out" if timed_out else f"exited returncode={proc.returncode}"
+                    if not timed_out:
+                        with trio.move_on_after(_PIPE_GRACE):
+                            await eof.wait()
+                except trio.Cancelled:
+                    # Swallowed only so the nursery does not wrap it in an ExceptionGroup;
+                    # cancellation is level-triggered, so the checkpoint below re-raises it.
+                    cancelled = True
+                    outcome = "cancelled"
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await _stop_group(proc, handle, kill_grace)
+                        with trio.move_on_after(_PIPE_GRACE):
+                            await eof.wait()  # collect what the dying group wrote
+                        io_scope.cancel()
+        finally:
+            handle._finished = True
+            with trio.CancelScope(shield=True):
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        await stream.aclose()
+            duration = trio.current_time() - started
+            log.line(f"--- round pid={proc.pid} {outcome} after {duration:.3f}s ---\n")
+    if cancelled:
+        await trio.lowlevel.checkpoint()
+    killed = timed_out or cancelled
+    return RoundResult(
+        pid=proc.pid,
+        returncode=None if killed else proc.returncode,
+        timed_out=timed_out,
+        stdout_tail=tails[0].text(),
+        stderr_tail=tails[1].text(),
+        duration=duration,
+    )
+
+
+__all__ = ["RoundResult", "RunningProcess", "run_cli"]

@@ -1,0 +1,303 @@
+"""A small trio-native Redis client: trio sockets, hiredis for RESP, redis-py for URLs.
+
+redis-py's asyncio client does not run on trio, and a thread per command costs ~5x
+(see docs/architecture.md). This adapter reuses redis-py's URL parsing and hiredis'
+command packing and reply parsing; it only owns the socket and the pool.
+
+Cancellation: a command cancelled half-way leaves its connection in an unknown state,
+so that connection is closed rather than returned to the pool. Nothing is half-read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import attrs
+import hiredis
+import trio
+from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+
+from tinytown.errors import RedisUnavailableError
+
+Arg = str | bytes | int | float
+
+
+class ResponseError(Exception):
+    """Redis answered a command with an error reply."""
+
+
+@attrs.frozen
+class Address:
+    """Where a Redis server is and how to log in."""
+
+    path: str | None = None
+    host: str = "localhost"
+    port: int = 6379
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> Address:
+        try:
+            opts = parse_url(url)
+        except ValueError as exc:
+            raise RedisUnavailableError(f"Invalid Redis URL: {exc}.") from exc
+        conn_cls = opts.get("connection_class")
+        return cls(
+            path=opts.get("path") if conn_cls is UnixDomainSocketConnection else None,
+            host=opts.get("host") or "localhost",
+            port=int(opts.get("port") or 6379),
+            tls=conn_cls is SSLConnection,
+            username=opts.get("username"),
+            password=opts.get("password"),
+            db=int(opts.get("db") or 0),
+        )
+
+    def describe(self) -> str:
+        """The address without credentials, for messages."""
+        if self.path:
+            return f"unix://{self.path}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+class Connection:
+    """One socket to Redis; one command (or pipeline) at a time."""
+
+    def __init__(self, stream: trio.abc.Stream, address: Address) -> None:
+        self.stream = stream
+        self.address = address
+        self.reader = hiredis.Reader(replyError=ResponseError, encoding="utf-8", errors="replace")
+        self.broken = False
+
+    @classmethod
+    async def open(cls, address: Address) -> Connection:
+        """Connect and log in. Raises :class:`RedisUnavailableError`. Cancellable."""
+        try:
+            if address.path:
+                stream: trio.abc.Stream = await _open_unix(address.path)
+            elif address.tls:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    address.host, address.port, ssl_context=ssl.create_default_context()
+                )
+            else:
+                stream = await trio.open_tcp_stream(address.host, address.port)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise RedisUnavailableError(
+                f"Cannot reach Redis at {address.describe()}: {exc.strerror or exc}."
+            ) from exc
+        conn = cls(stream, address)
+        try:
+            if address.password:
+                auth = [address.username, address.password] if address.username else [
+                    address.password
+                ]
+                await conn.execute("AUTH", *auth)
+            if address.db:
+                await conn.execute("SELECT", address.db)
+        except ResponseError as exc:
+            await conn.aclose()
+            raise RedisUnavailableError(
+                f"Redis at {address.describe()} refused the login: {exc}."
+            ) from exc
+        except BaseException:
+            await conn.aclose()
+            raise
+        return conn
+
+    async def execute(self, *args: Arg) -> Any:
+        """Send one command and return its reply; raise :class:`ResponseError` on an error reply."""
+        (reply,) = await self._roundtrip([args])
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Send many commands in one write; return every reply (errors as values)."""
+        return await self._roundtrip(commands)
+
+    async def send(self, *args: Arg) -> None:
+        await self._write(hiredis.pack_command(tuple(args)))
+
+    async def read_reply(self) -> Any:
+        """Read the next reply (used for pub/sub pushes). Cancellation breaks the connection."""
+        try:
+            return await self._read_one()
+        except BaseException:
+            self.broken = True
+            raise
+
+    async def _roundtrip(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        if self.broken:
+            raise RedisUnavailableError("Redis connection is broken.")
+        payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
+        try:
+            await self._write(payload)
+            return [await self._read_one() for _ in commands]
+        except BaseException:
+            # Cancelled or failed mid-command: the reply stream is out of step; drop it.
+            self.broken = True
+            raise
+
+    async def _write(self, payload: bytes) -> None:
+        try:
+            await self.stream.send_all(payload)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.broken = True
+            raise RedisUnavailableError(f"Lost the connection to Redis: {exc}.") from exc
+
+    async def _read_one(self) -> Any:
+        while True:
+            reply = self.reader.gets()
+            if reply is not False:
+                return reply
+            try:
+                data = await self.stream.receive_some(65536)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise RedisUnavailableError(f"Lost the connection to Redis: {exc}.") from exc
+            if not data:
+                raise RedisUnavailableError("Redis closed the connection.")
+            self.reader.feed(data)
+
+    async def aclose(self) -> None:
+        self.broken = True
+        with trio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await self.stream.aclose()
+
+
+async def _open_unix(path: str) -> trio.SocketStream:
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if len(os.fsencode(path)) > 100 and os.path.isdir("/proc/self/fd"):
+            # sun_path holds ~107 bytes; reach a deep socket through a directory fd.
+            dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+            try:
+                await sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+            finally:
+                os.close(dir_fd)
+        else:
+            await sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+@attrs.frozen
+class Script:
+    """A Lua script run by EVALSHA, loaded on first use."""
+
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+class Redis:
+    """A pool of :class:`Connection` to one server.
+
+    With ``reconnect=True`` (the runtime), a command that fails because Redis is
+    unreachable waits with exponential backoff and tries again until it succeeds or is
+    cancelled; delivery is therefore at-least-once and callers' effects are idempotent.
+    Without it (one-shot commands), the failure raises :class:`RedisUnavailableError`.
+    """
+
+    def __init__(self, url: str, *, reconnect: bool = False, max_idle: int = 32) -> None:
+        self.url = url
+        self.address = Address.from_url(url)
+        self.reconnect = reconnect
+        self.max_idle = max_idle
+        self._idle: list[Connection] = []
+        self._closed = False
+        self.reconnected = trio.Event()  # replaced after each successful reconnect
+
+    async def execute(self, *args: Arg) -> Any:
+        """Run one command. Cancellable at any point (the connection is then discarded)."""
+        return await self._with_retry(lambda c: c.execute(*args))
+
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Run commands in one round trip; raise the first error reply, if any."""
+        if not commands:
+            return []
+        replies = await self._with_retry(lambda c: c.pipeline(commands))
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """EVALSHA, loading the script when the server does not know it yet."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self.execute("EVAL", script.source, len(keys), *keys, *args)
+
+    @contextlib.asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[Connection]:
+        """A connection of one's own, for blocking commands and pub/sub; closed afterwards."""
+        conn = await self._connect()
+        try:
+            yield conn
+        finally:
+            await conn.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
+
+    async def _connect(self) -> Connection:
+        delay = 0.05
+        while True:
+            try:
+                return await Connection.open(self.address)
+            except RedisUnavailableError:
+                if not self.reconnect or self._closed:
+                    raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _with_retry(self, call: Any) -> Any:
+        delay = 0.05
+        while True:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                result = await call(conn)
+            except RedisUnavailableError:
+                await conn.aclose()
+                if not self.reconnect or self._closed:
+                    raise
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except ResponseError:
+                self._release(conn)
+                raise
+            except BaseException:
+                await conn.aclose()
+                raise
+            self._release(conn)
+            if delay > 0.05:
+                self.reconnected.set()
+                self.reconnected = trio.Event()
+            return result
+
+    def _release(self, conn: Connection) -> None:
+        if conn.broken or self._closed or len(self._idle) >= self.max_idle:
+            # Closing a trio stream needs await; a dropped SocketStream closes on GC, but be tidy.
+            conn.stream.socket.close() if isinstance(conn.stream, trio.SocketStream) else None
+            return
+        self._idle.append(conn)

@@ -1,0 +1,98 @@
+"""The Lua scripts that make multi-key changes atomic."""
+
+from __future__ import annotations
+
+from tinytown.store.client import Script
+
+#: Compare-and-set one record, check guards, then run a list of commands, atomically.
+#: KEYS[1] record key. ARGV[1] expected current value ('*' = don't check, '' = must be
+#: absent). ARGV[2] new value ('' = leave as is, '\0DEL' = delete). ARGV[3] JSON list of
+#: commands. ARGV[4] JSON list of guards [[command], expected reply].
+#: Returns 1 on success, 0 when the record changed underneath, -i when guard i failed.
+APPLY = Script(
+    """
+local expected = ARGV[1]
+if expected ~= '*' then
+  local cur = redis.call('GET', KEYS[1])
+  if expected == '' then
+    if cur then return 0 end
+  elseif cur ~= expected then
+    return 0
+  end
+end
+local guards = cjson.decode(ARGV[4])
+for i, g in ipairs(guards) do
+  if redis.call(unpack(g[1])) ~= g[2] then return -i end
+end
+if ARGV[2] == '\\0DEL' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+for _, op in ipairs(cjson.decode(ARGV[3])) do
+  redis.call(unpack(op))
+end
+return 1
+"""
+)
+
+#: Move up to ARGV[1] messages from the inbox (KEYS[1]) to the in-flight list (KEYS[2]),
+#: oldest first; return them. The messages are never outside a list.
+TAKE = Script(
+    """
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not m then break end
+  out[#out + 1] = m
+end
+return out
+"""
+)
+
+#: Put every in-flight message (KEYS[1]) back at the head of the inbox (KEYS[2]), in order.
+RETURN_INFLIGHT = Script(
+    """
+local n = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
+"""
+)
+
+#: Refresh ``last_heartbeat`` inside each agent JSON (KEYS) to ARGV[1], in one round trip.
+#: A textual replacement keeps the record's own encoding intact.
+HEARTBEAT = Script(
+    """
+local stamp = '"last_heartbeat":"' .. ARGV[1] .. '"'
+local n = 0
+for _, key in ipairs(KEYS) do
+  local cur = redis.call('GET', key)
+  if cur then
+    local new, count = string.gsub(cur, '"last_heartbeat":"[^"]*"', stamp, 1)
+    if count == 1 then redis.call('SET', key, new); n = n + 1 end
+  end
+end
+return n
+"""
+)
+
+#: Take or refresh the runtime lease KEYS[1] for holder ARGV[1], ARGV[2] ms.
+#: Returns the current holder (equal to ARGV[1] when we hold it).
+LEASE = Script(
+    """
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return cur
+"""
+)
+
+#: Release the lease KEYS[1] if ARGV[1] holds it.
+RELEASE = Script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+)

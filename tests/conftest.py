@@ -1,0 +1,95 @@
+"""Shared fixtures: one real redis-server per test session, a unique town per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tinytown.services.config import TownConfig
+from tinytown.services.town import Town
+from tinytown.store.server import EmbeddedServer
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTED_AGENT = REPO / "actors" / "scripted_agent.py"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A real redis-server for the whole session (the embedded one, on a Unix socket)."""
+    server = EmbeddedServer(tmp_path_factory.mktemp("redis") / ".tt")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    return redis_server.url
+
+
+@pytest.fixture
+def tt_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for `tt` processes: the session Redis, a private TT_HOME."""
+    home = tmp_path / "tt-home"
+    monkeypatch.setenv("TT_HOME", str(home))
+    for name in ("TT_AGENT_ID", "TT_AGENT_NAME", "TT_TASK_ID", "TT_TOWN", "TT_TOWN_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def town_dir(tt_env: dict[str, str], tmp_path: Path) -> Path:
+    """A fresh town with a unique name and the scripted agent as CLI preset ``scripted``."""
+    root = tmp_path / "town"
+    root.mkdir()
+    config = TownConfig.create(root, f"t-{uuid.uuid4().hex[:12]}")
+    config.data["default_cli"] = "scripted"
+    config.data["agent_clis"] = {
+        "scripted": {"command": f"{sys.executable} {SCRIPTED_AGENT}"},
+    }
+    config.data["runtime"].update({"kill_grace": 1.0, "heartbeat_interval": 0.5})
+    config.save()
+    return root
+
+
+@pytest.fixture
+async def town(town_dir: Path) -> AsyncIterator[Town]:
+    town = await Town.connect(town_dir)
+    try:
+        yield town
+    finally:
+        await town.aclose()
+
+
+TtRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def tt(tt_env: dict[str, str], town_dir: Path) -> TtRunner:
+    """Run the real `tt` command line as a subprocess in the town directory."""
+
+    def run(
+        *args: str, input: str | None = None, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tinytown", *args],
+            cwd=cwd or town_dir,
+            env=tt_env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
