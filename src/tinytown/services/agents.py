@@ -298,9 +298,7 @@ class AgentService:
 def check_cli_installed(argv: list[str], cli_name: str) -> None:
     """Raise CliNotFoundError unless ``argv[0]`` can be executed."""
     program = argv[0]
-    found = (
-        os.access(program, os.X_OK) if os.sep in program else shutil.which(program) is not None
-    )
+    found = os.access(program, os.X_OK) if os.sep in program else shutil.which(program) is not None
     if not found:
         raise CliNotFoundError(
             f"CLI {cli_name!r} needs {program!r}, which is not installed or not on PATH."

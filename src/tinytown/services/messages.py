@@ -204,9 +204,7 @@ class MessageService:
 def _check_size(message: Message) -> None:
     size = len(dumps(message).encode())
     if size > MAX_MESSAGE_BYTES:
-        raise InvalidInputError(
-            f"Message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes."
-        )
+        raise InvalidInputError(f"Message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes.")
 
 
 _ = MessageType

@@ -96,9 +96,9 @@ class Connection:
         conn = cls(stream, address)
         try:
             if address.password:
-                auth = [address.username, address.password] if address.username else [
-                    address.password
-                ]
+                auth = (
+                    [address.username, address.password] if address.username else [address.password]
+                )
                 await conn.execute("AUTH", *auth)
             if address.db:
                 await conn.execute("SELECT", address.db)
