@@ -85,8 +85,9 @@ class AgentActor:
         cli_name, self.argv = self.rt.town.config.resolve_cli(agent.cli)
         try:
             check_cli_installed(self.argv, cli_name)
-        except CliNotFoundError:
-            await self._change(lambda a: a.transition("error", state_reason=str(exc)), "error")
+        except CliNotFoundError as exc:
+            reason = str(exc)
+            await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
         if agent.state is AgentState.DRAINING:
             await self._change(lambda a: a.transition("cool"), "cool")
@@ -317,7 +318,8 @@ class AgentActor:
         elif ok:
             detail = result.stdout_tail.strip() or "(no output)"
         else:
-            detail = f"exit {result.returncode}: {result.stderr_tail.strip() or result.stdout_tail.strip()}"
+            tail = result.stderr_tail.strip() or result.stdout_tail.strip()
+            detail = f"exit {result.returncode}: {tail}"
         for task in tasks:
             current = await town.tasks.get(task.id)
             if not current.state.terminal:
