@@ -129,11 +129,12 @@ class MessageService:
         await self.store.run_ops(ops)
         return message, len(live)
 
-    async def inbox(self, agent_id: str) -> tuple[list[Message], list[Message]]:
-        """(queued, in flight) messages of an agent, without consuming them.
+    async def inbox(self, agent: str) -> tuple[list[Message], list[Message]]:
+        """(queued, in flight) messages of an agent (any reference), without consuming them.
 
         For the supervisor, ``queued`` also holds the mail it already received.
         """
+        agent_id = await self.agents.resolve_id(agent)
         commands = [
             ["LRANGE", self.keys.inbox(agent_id), 0, -1],
             ["LRANGE", self.keys.inflight(agent_id), 0, -1],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sysconfig
 import tomllib
 from pathlib import Path
 from types import TracebackType
@@ -158,7 +159,17 @@ class Town:
         return await control.runtime_holder(self.store)
 
     def env_for_agents(self) -> dict[str, str]:
-        return {"TT_TOWN": self.name, "TT_TOWN_DIR": str(self.root), "REDIS_URL": self.url}
+        """Environment for agent CLIs, so they can call ``tt`` back (it is put on PATH)."""
+        scripts = sysconfig.get_path("scripts")
+        path = os.environ.get("PATH", os.defpath)
+        if scripts and scripts not in path.split(os.pathsep):
+            path = scripts + os.pathsep + path
+        return {
+            "TT_TOWN": self.name,
+            "TT_TOWN_DIR": str(self.root),
+            "REDIS_URL": self.url,
+            "PATH": path,
+        }
 
 
 def redis_url(config: TownConfig) -> str | None:

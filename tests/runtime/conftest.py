@@ -1,0 +1,64 @@
+"""Fixtures for runtime tests: a running town hosted in the test's own trio run."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services.town import Town
+
+
+@pytest.fixture
+async def runtime(town: Town) -> AsyncIterator[Runtime]:
+    """The town's runtime, served in a nursery for the duration of the test."""
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        yield rt
+        nursery.cancel_scope.cancel()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], timeout: float = 10.0, step: float = 0.02
+) -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    with trio.fail_after(timeout):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await trio.sleep(step)
+
+
+def log_pids(town: Town, agent: str, label: str) -> list[int]:
+    """Pids the scripted agent printed (``agent-pid N`` / ``grandchild-pid N``) to its log."""
+    path = town.root / ".tt" / "logs" / f"{agent}.log"
+    if not path.exists():
+        return []
+    return [int(p) for p in re.findall(rf"{label} (\d+)", path.read_text())]
+
+
+def proc_state(pid: int) -> str | None:
+    """The kernel's state letter for ``pid`` (R, S, T, Z...), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    state = proc_state(pid)
+    if state is None or state == "Z":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,219 @@
+"""Agent actors in a running town, through the Python API, with real subprocesses."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.runtime.conftest import alive, eventually, log_pids, proc_state
+from tinytown import AgentState, Task, TaskState
+from tinytown.model import MessageType, loads
+from tinytown.model.message import Message
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services.town import Town
+
+
+async def task_state(town: Town, task_id: str) -> TaskState:
+    return (await town.tasks.get(task_id)).state
+
+
+async def test_assigned_task_completes_with_output(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("worker-1", role="worker")
+    task_id = await handle.assign(Task.new("print hello from the round; env TT_AGENT_NAME"))
+    await handle.wait(idle=True, timeout=20)
+    task = await town.tasks.get(task_id)
+    assert task.state is TaskState.COMPLETED
+    assert "hello from the round" in (task.result or "")
+    assert "TT_AGENT_NAME=worker-1" in (task.result or "")
+    assert task.attempts == 1
+    agent = await handle.state()
+    assert agent.rounds_completed == 1 and agent.tasks_completed == 1
+    assert agent.state is AgentState.IDLE
+    log = (town.root / ".tt" / "logs" / "worker-1.log").read_text()
+    assert "hello from the round" in log
+    # the assigner (the supervisor) was told
+    async def told() -> bool:
+        mail, inflight = await town.messages.inbox("supervisor")
+        return any(
+            m.type is MessageType.TASK_DONE and m.body.task_id == task_id  # type: ignore[union-attr]
+            for m in mail + inflight
+        )
+
+    assert await eventually(told)
+
+
+async def test_failing_cli_marks_task_failed_with_stderr(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w")
+    task_id = await handle.assign("stderr something broke; fail 3")
+    await handle.wait(idle=True, timeout=20)
+    task = await town.tasks.get(task_id)
+    assert task.state is TaskState.FAILED
+    assert "exit 3" in (task.result or "") and "something broke" in (task.result or "")
+
+
+async def test_cli_completing_its_own_task_is_respected(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w")
+    task_id = await handle.assign("complete written by the agent")
+    await handle.wait(idle=True, timeout=20)
+    task = await town.tasks.get(task_id)
+    assert task.state is TaskState.COMPLETED
+    assert task.result == "written by the agent"
+
+
+async def test_ping_and_status_request_answered_without_a_round(
+    town: Town, runtime: Runtime
+) -> None:
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.send(MessageType.PING)
+    await handle.send(MessageType.STATUS_REQUEST)
+
+    async def replies() -> list[Message]:
+        mail, _ = await town.messages.inbox("supervisor")
+        return [m for m in mail if m.type in (MessageType.PONG, MessageType.STATUS_RESPONSE)]
+
+    got = await eventually(lambda: _at_least(replies, 2))
+    assert {m.type for m in got} == {MessageType.PONG, MessageType.STATUS_RESPONSE}  # type: ignore[attr-defined]
+    assert (await handle.state()).rounds_completed == 0
+
+
+async def _at_least(fetch, n):  # type: ignore[no-untyped-def]
+    items = await fetch()
+    return items if len(items) >= n else None
+
+
+async def test_interrupt_stops_the_child_and_resume_continues(
+    town: Town, runtime: Runtime
+) -> None:
+    handle = await town.spawn_agent("w")
+    task_id = await handle.assign("pid; sleep 1.5; print finished")
+    pids = await eventually(lambda: _pids(town, "w", "agent-pid"))
+    pid = pids[0]  # type: ignore[index]
+    agent = await handle.interrupt()
+    assert agent.state is AgentState.PAUSED
+    assert proc_state(pid) == "T"
+    await trio.sleep(0.2)
+    assert await task_state(town, task_id) is TaskState.RUNNING
+    agent = await handle.resume()
+    assert agent.state is AgentState.WORKING
+    await handle.wait(idle=True, timeout=20)
+    task = await town.tasks.get(task_id)
+    assert task.state is TaskState.COMPLETED and "finished" in (task.result or "")
+
+
+async def _pids(town: Town, agent: str, label: str) -> list[int]:
+    return log_pids(town, agent, label)
+
+
+async def test_paused_agent_takes_no_messages(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.interrupt()
+    task_id = await handle.assign("print later")
+    await trio.sleep(0.3)
+    assert await task_state(town, task_id) is TaskState.ASSIGNED
+    assert await handle.inbox_len() == 1
+    await handle.resume()
+    await handle.wait(idle=True, timeout=20)
+    assert await task_state(town, task_id) is TaskState.COMPLETED
+
+
+async def test_kill_terminates_the_process_group_and_requeues(
+    town: Town, runtime: Runtime
+) -> None:
+    handle = await town.spawn_agent("w")
+    task_id = await handle.assign("pid; grandchild 60; hang")
+    await eventually(lambda: _pids(town, "w", "grandchild-pid"))
+    pid = log_pids(town, "w", "agent-pid")[0]
+    grandchild = log_pids(town, "w", "grandchild-pid")[0]
+    agent = await handle.kill()
+    assert agent.state is AgentState.STOPPED
+    await eventually(lambda: _gone(pid, grandchild), timeout=5)
+    task = await town.tasks.get(task_id)
+    assert task.state is TaskState.PENDING and task.assigned_to is None
+    assert task_id in [t.id for t in await town.backlog.list()]
+    # nothing is lost: the message is back in the inbox, and another agent redoes the task
+    other = await town.spawn_agent("w2")
+    await town.backlog.claim(task_id, "w2")
+    await eventually(lambda: _pids(town, "w2", "agent-pid"))
+    await other.kill()
+    task = await town.tasks.get(task_id)
+    assert task.attempts == 2
+
+
+async def _gone(*pids: int) -> bool:
+    return not any(alive(p) for p in pids)
+
+
+async def test_close_lets_the_round_finish_then_cold(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w")
+    task_id = await handle.assign("sleep 0.6; print drained")
+    await eventually(lambda: _is(town, task_id, TaskState.RUNNING))
+    agent = await handle.close()
+    assert agent.state is AgentState.DRAINING
+    queued = await handle.assign("print never taken")
+    final = await handle.wait(timeout=20)
+    assert final.state is AgentState.COLD
+    assert await task_state(town, task_id) is TaskState.COMPLETED
+    assert await task_state(town, queued) is TaskState.ASSIGNED  # kept, not lost
+
+
+async def _is(town: Town, task_id: str, state: TaskState) -> bool:
+    return await task_state(town, task_id) is state
+
+
+async def test_max_rounds_ends_the_agent_cold(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w", max_rounds=1)
+    first = await handle.assign("print one")
+    final = await handle.wait(timeout=20)
+    assert final.state is AgentState.COLD and final.rounds_completed == 1
+    assert await task_state(town, first) is TaskState.COMPLETED
+
+
+async def test_spawn_while_running_starts_at_once(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("late")
+    agent = await handle.wait(idle=True, timeout=10)
+    assert agent.state is AgentState.IDLE and agent.started_at
+
+
+async def test_missing_cli_marks_agent_error_not_a_crash_loop(
+    town: Town, runtime: Runtime, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    program = tmp_path / "fake-cli"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    town.config.data["agent_clis"]["gone"] = {"command": str(program)}
+    handle = await town.spawn_agent("w", "gone")
+    await handle.wait(idle=True, timeout=10)
+    await handle.kill()
+    # now remove the program and restart the agent: the actor must not loop
+    program.unlink()
+    await handle.restart()
+    agent = await handle.wait(timeout=10)
+    assert agent.state is AgentState.ERROR
+    assert "not installed" in (agent.state_reason or "")
+
+
+async def test_forkedcontext_prompt_carries_parent_results(town: Town, runtime: Runtime) -> None:
+    parent = await town.spawn_agent("parent")
+    await parent.assign("print secret-result-42")
+    await parent.wait(idle=True, timeout=20)
+    child = await town.spawn_agent("child", parent="parent", mode="forkedcontext")
+    task_id = await child.assign("echo-prompt")
+    await child.wait(idle=True, timeout=20)
+    result = (await town.tasks.get(task_id)).result or ""
+    assert "BEGIN PARENT CONTEXT" in result
+    assert "secret-result-42" in result
+
+
+async def test_urgent_messages_are_taken_first(town: Town, runtime: Runtime) -> None:
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.interrupt()
+    await handle.send("print normal-one")
+    await handle.send("print urgent-one", urgent=True)
+    raws = await town.redis.execute("LRANGE", town.keys.inbox(handle.id), 0, -1)
+    assert loads(Message, raws[0]).text == "print urgent-one"
+    await handle.resume()
+    await handle.wait(idle=True, timeout=20)
+    log = (town.root / ".tt" / "logs" / "w.log").read_text()
+    assert log.index("urgent-one") < log.index("normal-one")
