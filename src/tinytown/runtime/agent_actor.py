@@ -60,6 +60,8 @@ class AgentActor:
         self.killed = False
         self.in_round = False
         self.proc: RunningProcess | None = None
+        self.idle_since: float | None = None  # waiting with nothing to do (for dispatch)
+        self.failed_rounds = 0  # consecutive; a failing CLI backs off instead of spinning
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -109,11 +111,16 @@ class AgentActor:
             held += await self._take()
             held = await self._answer_runtime_messages(held)
             if any(m.actionable for _, m in held):
+                self.idle_since = None
+                await self._backoff_after_failures()
                 held = await self._round(held)
                 if await self._max_rounds_reached():
                     await self._change(lambda a: a.transition("cool"), "max rounds")
                     return
                 continue
+            if self.idle_since is None:
+                self.idle_since = trio.current_time()
+                self.rt.hub.notify("backlog")  # an idle agent may take backlog work
             await self.rt.hub.wait(self.id, token)
         if self.draining:
             await self._change(lambda a: a.transition("cool"), "closed")
@@ -272,6 +279,13 @@ class AgentActor:
         await self._finish_round(held, counted=True)
         return []
 
+    async def _backoff_after_failures(self) -> None:
+        """After 3 failed rounds in a row, wait 1, 2, 4 ... 60 s before the next one."""
+        if self.failed_rounds >= 3:
+            delay = min(2.0 ** (self.failed_rounds - 3), 60.0)
+            self.rt.report(f"{self.name}: {self.failed_rounds} failed rounds; waiting {delay:g} s")
+            await trio.sleep(delay)
+
     async def _start_task(self, task_id: str) -> Task | None:
         try:
             return await self.rt.town.tasks.start(task_id, self.id)
@@ -313,6 +327,7 @@ class AgentActor:
         """Record the round's outcome on its tasks and answer its requests."""
         town = self.rt.town
         ok = result.returncode == 0 and not result.timed_out
+        self.failed_rounds = 0 if ok else self.failed_rounds + 1
         if result.timed_out:
             detail = f"timed out; stderr: {result.stderr_tail.strip()}".strip()
         elif ok:

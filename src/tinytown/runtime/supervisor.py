@@ -12,6 +12,7 @@ from tinytown.errors import NotFoundError, TinytownError
 from tinytown.model import Agent, Message, MessageType, Pong, StatusResponse, dumps, loads, now
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.agent_actor import AgentActor
+from tinytown.runtime.dispatch import Dispatcher
 from tinytown.services.control import CONTROL_WAKE
 from tinytown.store.records import Op
 from tinytown.store.scripts import HEARTBEAT, TAKE
@@ -39,6 +40,7 @@ class Supervisor:
                 nursery.start_soon(self._control_loop)
                 nursery.start_soon(self._mail_loop)
                 nursery.start_soon(self._heartbeat_loop)
+                nursery.start_soon(Dispatcher(self.rt).run)
                 for agent in await self.rt.town.agents.list():
                     if not agent.state.terminal:
                         self.start_actor(agent.id)
