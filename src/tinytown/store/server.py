@@ -217,10 +217,16 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if _ping(self.socket_path):
                 return True
-            if self.pid_file.exists() and self._pid() is None:
+            if self._daemon_died():
                 return False  # the daemon wrote its pid file, then exited
             time.sleep(_STEP)
         return _ping(self.socket_path)
+
+    def _daemon_died(self) -> bool:
+        # The pid file may be caught half-written (empty): only a whole pid counts.
+        with contextlib.suppress(OSError, ValueError):
+            return not _pid_alive(int(self.pid_file.read_text().strip()))
+        return False
 
     def _command(self, binary: str) -> list[str]:
         # Relative names: the daemon runs with cwd == --dir == tt_dir, which keeps the socket
