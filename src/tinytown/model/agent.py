@@ -35,7 +35,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def validate_agent_name(name: str) -> str:
     """Return ``name`` if it is a legal, unreserved agent name, else raise."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"Agent name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit."

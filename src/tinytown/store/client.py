@@ -41,7 +41,7 @@ class Address:
     port: int = 6379
     tls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
     db: int = 0
 
     @classmethod

@@ -11,8 +11,30 @@ from tinytown.errors import InvalidNameError
 TOWN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+#: Kinds of the old global layout (``tt:<kind>:<id>``): a town with one of these names
+#: would see the old keys under its own prefix.
+RESERVED_TOWN_NAMES = frozenset(
+    {
+        "agent",
+        "task",
+        "inbox",
+        "urgent",
+        "backlog",
+        "activity",
+        "stop",
+        "events",
+        "broadcast",
+        "mission",
+    }
+)
+
+
 def validate_town_name(name: str) -> str:
-    if not TOWN_NAME_RE.match(name):
+    if name in RESERVED_TOWN_NAMES:
+        raise InvalidNameError(
+            f"Town name {name!r} is reserved (the old global key layout uses it)."
+        )
+    if not TOWN_NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"Town name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit."

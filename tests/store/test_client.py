@@ -1,0 +1,384 @@
+"""The trio-native Redis client, against a real redis-server (SPEC §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from tinytown.errors import RedisUnavailableError
+from tinytown.store import client as client_module
+from tinytown.store.client import Address, Connection, Redis, ResponseError, Script
+from tinytown.store.server import EmbeddedServer
+
+NOWHERE = "unix:///nonexistent-tinytown-test.sock"
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
+    client = Redis(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def other(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
+    """A second, independent client for looking at the server from outside."""
+    client = Redis(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"tt-test:{uuid.uuid4().hex}"
+
+
+async def client_exists(redis: Redis, client_id: int) -> bool:
+    return bool(await redis.execute("CLIENT", "LIST", "ID", client_id))
+
+
+async def wait_client_gone(redis: Redis, client_id: int) -> None:
+    with trio.fail_after(3):
+        while await client_exists(redis, client_id):
+            await trio.sleep(0.01)
+
+
+# -- commands, pipelines, scripts ----------------------------------------------------------
+
+
+async def test_execute_decodes_replies(redis: Redis, key: str) -> None:
+    assert await redis.execute("PING") == "PONG"
+    assert await redis.execute("SET", key, "héllo ✓") == "OK"
+    value = await redis.execute("GET", key)
+    assert isinstance(value, str)
+    assert value == "héllo ✓"
+    assert await redis.execute("GET", key + ":absent") is None
+    assert await redis.execute("DEL", key) == 1
+    assert await redis.execute("RPUSH", key, "a", b"b", 3, 1.5) == 4
+    assert await redis.execute("LRANGE", key, 0, -1) == ["a", "b", "3", "1.5"]
+    assert await redis.execute("INCRBY", key + ":n", 5) == 5
+    await redis.execute("DEL", key, key + ":n")
+
+
+async def test_pipeline_returns_every_reply_in_order(redis: Redis, key: str) -> None:
+    replies = await redis.pipeline(
+        [["SET", key, "1"], ["INCR", key], ["GET", key], ["EXISTS", key], ["DEL", key]]
+    )
+    assert replies == ["OK", 2, "2", 1, 1]
+    assert await redis.pipeline([]) == []
+
+
+async def test_response_error_and_connection_stays_usable(redis: Redis, key: str) -> None:
+    conn_id = await redis.execute("CLIENT", "ID")
+    with pytest.raises(ResponseError, match=r"(?i)unknown command"):
+        await redis.execute("NOSUCHCOMMAND", "x")
+    assert await redis.execute("PING") == "PONG"
+    # The same connection went back to the pool: an error reply does not break it.
+    assert await redis.execute("CLIENT", "ID") == conn_id
+    await redis.execute("SET", key, "str")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await redis.execute("LPUSH", key, "x")
+    assert await redis.execute("GET", key) == "str"
+    assert await redis.execute("CLIENT", "ID") == conn_id
+    await redis.execute("DEL", key)
+
+
+async def test_pipeline_error_raises_but_the_rest_ran(redis: Redis, key: str) -> None:
+    conn_id = await redis.execute("CLIENT", "ID")
+    with pytest.raises(ResponseError):
+        await redis.pipeline([["SET", key, "a"], ["BOGUS"], ["APPEND", key, "b"]])
+    # Every reply of the pipeline was read: the next reply belongs to the next command.
+    assert await redis.execute("GET", key) == "ab"
+    assert await redis.execute("CLIENT", "ID") == conn_id
+    await redis.execute("DEL", key)
+
+
+async def test_run_script(redis: Redis, key: str) -> None:
+    script = Script("redis.call('SET', KEYS[1], ARGV[1]); return {ARGV[1], 42}")
+    assert await redis.run_script(script, [key], ["v1"]) == ["v1", 42]
+    assert await redis.execute("GET", key) == "v1"
+    await redis.execute("DEL", key)
+
+
+async def test_run_script_after_script_flush(redis: Redis, key: str) -> None:
+    source = f"return redis.call('INCR', KEYS[1]) -- {uuid.uuid4().hex}"
+    script = Script(source)
+    await redis.execute("SCRIPT", "FLUSH")
+    assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [0]
+    assert await redis.run_script(script, [key], []) == 1  # NOSCRIPT -> EVAL
+    assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [1]
+    await redis.execute("SCRIPT", "FLUSH")
+    assert await redis.run_script(script, [key], []) == 2
+    assert await redis.run_script(script, [key], []) == 3  # cached again: EVALSHA
+    await redis.execute("DEL", key)
+
+
+def test_script_sha_is_sha1_of_source() -> None:
+    source = "return 1"
+    assert Script(source).sha == hashlib.sha1(source.encode()).hexdigest()
+
+
+async def test_run_script_error_is_not_swallowed(redis: Redis, key: str) -> None:
+    await redis.execute("SET", key, "x")
+    script = Script("return redis.call('LPUSH', KEYS[1], 'y')")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await redis.run_script(script, [key], [])
+    assert await redis.execute("GET", key) == "x"
+    await redis.execute("DEL", key)
+
+
+async def test_large_values_round_trip(redis: Redis, key: str) -> None:
+    chunk = "0123456789abcdef✓é"
+    big = (chunk * (1024 * 1024 // len(chunk) + 1))[: 1024 * 1024]
+    assert len(big) == 1024 * 1024
+    await redis.execute("SET", key, big)
+    assert await redis.execute("GET", key) == big
+    assert await redis.execute("STRLEN", key) == len(big.encode())
+    # Several large replies in one pipeline.
+    replies = await redis.pipeline([["GET", key], ["PING"], ["GET", key]])
+    assert replies == [big, "PONG", big]
+    await redis.execute("DEL", key)
+
+
+async def test_concurrent_commands_use_separate_connections(redis: Redis, key: str) -> None:
+    results: dict[int, str] = {}
+
+    async def one(i: int) -> None:
+        await redis.execute("SET", f"{key}:{i}", f"value-{i}")
+        results[i] = await redis.execute("GET", f"{key}:{i}")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(one, i)
+    assert results == {i: f"value-{i}" for i in range(20)}
+    await redis.execute("DEL", *[f"{key}:{i}" for i in range(20)])
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+async def test_cancelled_blpop_leaves_no_stale_reply(redis: Redis, other: Redis, key: str) -> None:
+    other_key = key + ":other"
+    await redis.execute("SET", other_key, "its own value")
+    blpop_conn = await redis.execute("CLIENT", "ID")  # the one pooled connection
+    assert len(redis._idle) == 1
+
+    with trio.move_on_after(0.2) as scope:
+        await redis.execute("BLPOP", key, 30)
+    assert scope.cancelled_caught
+
+    # The connection that ran BLPOP was closed, not pooled: the server drops it.
+    assert not any(conn.broken for conn in redis._idle)
+    assert redis._idle == []
+    await wait_client_gone(other, blpop_conn)
+
+    # A value pushed now is not consumed by the abandoned BLPOP...
+    assert await redis.execute("RPUSH", key, "pushed") == 1
+    # ...and the next reply read on this client is the reply to the next command.
+    assert await redis.execute("GET", other_key) == "its own value"
+    assert await redis.execute("LPOP", key) == "pushed"
+    assert await redis.execute("CLIENT", "ID") != blpop_conn
+    await redis.execute("DEL", key, other_key)
+
+
+async def test_cancelled_pipeline_leaves_no_stale_reply(
+    redis: Redis, other: Redis, key: str
+) -> None:
+    other_key = key + ":other"
+    await redis.execute("SET", other_key, "its own value")
+    conn_id = await redis.execute("CLIENT", "ID")
+
+    with trio.move_on_after(0.2) as scope:
+        await redis.pipeline([["SET", key + ":before", "1"], ["BLPOP", key, 30], ["PING"]])
+    assert scope.cancelled_caught
+    assert redis._idle == []
+    await wait_client_gone(other, conn_id)
+
+    await redis.execute("RPUSH", key, "pushed")
+    assert await redis.execute("GET", other_key) == "its own value"
+    assert await redis.pipeline([["LPOP", key], ["GET", key + ":before"]]) == ["pushed", "1"]
+    await redis.execute("DEL", key, other_key, key + ":before")
+
+
+async def test_dedicated_connection_blocks_and_is_closed(
+    redis: Redis, other: Redis, key: str
+) -> None:
+    async with redis.dedicated() as conn:
+        conn_id = await conn.execute("CLIENT", "ID")
+        async with trio.open_nursery() as nursery:
+            got: list[object] = []
+
+            async def wait() -> None:
+                got.append(await conn.execute("BLPOP", key, 5))
+
+            nursery.start_soon(wait)
+            await trio.sleep(0.05)
+            await other.execute("RPUSH", key, "hello")
+        assert got == [[key, "hello"]]
+    assert conn.broken
+    await wait_client_gone(other, conn_id)
+    assert redis._idle == []  # a dedicated connection never joins the pool
+
+
+async def test_cancelled_connection_is_marked_broken(redis: Redis, key: str) -> None:
+    async with redis.dedicated() as conn:
+        with trio.move_on_after(0.1):
+            await conn.execute("BLPOP", key, 30)
+        assert conn.broken
+        with pytest.raises(RedisUnavailableError, match="broken"):
+            await conn.execute("PING")
+
+
+async def test_connection_open_directly(redis_server: EmbeddedServer) -> None:
+    conn = await Connection.open(Address.from_url(redis_server.url))
+    try:
+        assert await conn.execute("PING") == "PONG"
+        echo, error = await conn.pipeline([["ECHO", "a"], ["NOPE"]])
+        assert echo == "a"
+        assert isinstance(error, ResponseError)  # errors come back as values
+        assert not conn.broken
+        assert await conn.execute("ECHO", "b") == "b"
+    finally:
+        await conn.aclose()
+    assert conn.broken
+
+
+# -- addresses -----------------------------------------------------------------------------
+
+
+def test_address_unix() -> None:
+    address = Address.from_url("unix:///tmp/tt/redis.sock")
+    assert address.path == "/tmp/tt/redis.sock"
+    assert address.tls is False
+    assert address.password is None
+    assert address.describe() == "unix:///tmp/tt/redis.sock"
+
+
+def test_address_unix_with_password_and_db() -> None:
+    address = Address.from_url("unix://:s3cret@/tmp/tt/redis.sock?db=3")
+    assert address.path == "/tmp/tt/redis.sock"
+    assert address.password == "s3cret"
+    assert address.db == 3
+    assert "s3cret" not in address.describe()
+
+
+def test_address_redis_with_credentials() -> None:
+    address = Address.from_url("redis://u:p@h:1/2")
+    assert address.path is None
+    assert (address.host, address.port, address.db) == ("h", 1, 2)
+    assert (address.username, address.password) == ("u", "p")
+    assert address.tls is False
+    described = address.describe()
+    assert described == "redis://h:1/2"
+    assert "p@" not in described and ":p" not in described and "u:" not in described
+
+
+def test_address_defaults() -> None:
+    address = Address.from_url("redis://example.org")
+    assert (address.host, address.port, address.db, address.tls) == ("example.org", 6379, 0, False)
+
+
+def test_address_rediss_is_tls() -> None:
+    address = Address.from_url("rediss://:topsecret@cache.example.com:6380/0")
+    assert address.tls is True
+    assert address.host == "cache.example.com"
+    assert address.port == 6380
+    assert address.password == "topsecret"
+    assert address.describe().startswith("rediss://")
+    assert "topsecret" not in address.describe()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:hunter2@host:6379/0",
+        "rediss://user:hunter2@host:6379/1",
+        "redis://:hunter2@host",
+        "unix://user:hunter2@/run/redis.sock",
+    ],
+)
+def test_describe_never_shows_the_password(url: str) -> None:
+    address = Address.from_url(url)
+    assert address.password == "hunter2"
+    assert "hunter2" not in address.describe()
+
+
+def test_invalid_url() -> None:
+    with pytest.raises(RedisUnavailableError, match="Invalid Redis URL"):
+        Address.from_url("http://example.org")
+
+
+# -- unreachable servers -------------------------------------------------------------------
+
+
+async def test_unreachable_raises_quickly_without_reconnect() -> None:
+    client = Redis(NOWHERE, reconnect=False)
+    start = time.monotonic()
+    with pytest.raises(RedisUnavailableError) as info:
+        await client.execute("PING")
+    assert time.monotonic() - start < 1.0
+    assert "nonexistent-tinytown-test.sock" in str(info.value)
+    with pytest.raises(RedisUnavailableError):
+        await client.pipeline([["PING"]])
+    await client.aclose()
+
+
+async def test_wrong_password_is_refused(redis_server: EmbeddedServer) -> None:
+    path = redis_server.url.removeprefix("unix://")
+    client = Redis(f"unix://:wrong-password@{path}")
+    with pytest.raises(RedisUnavailableError, match="refused the login") as info:
+        await client.execute("PING")
+    assert "wrong-password" not in str(info.value)
+    await client.aclose()
+
+
+async def test_reconnect_waits_and_is_cancellable(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = 0
+    real_open = Connection.open
+
+    async def counting_open(address: Address) -> Connection:
+        nonlocal attempts
+        attempts += 1
+        return await real_open(address)
+
+    monkeypatch.setattr(client_module.Connection, "open", counting_open)
+    client = Redis(NOWHERE, reconnect=True)
+    start = trio.current_time()
+    with trio.move_on_after(60) as scope:
+        await client.execute("PING")
+        pytest.fail("a command reached a server that does not exist")
+    assert scope.cancelled_caught
+    assert trio.current_time() - start >= 60
+    # It kept trying, with backoff capped at a couple of seconds: neither busy nor idle.
+    assert 10 < attempts < 200
+    await client.aclose()
+
+
+async def test_reconnect_succeeds_when_the_server_appears(
+    redis_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    link = tmp_path / "late.sock"
+    client = Redis(f"unix://{link}", reconnect=True)
+
+    async def appear() -> None:
+        await trio.sleep(0.3)
+        os.symlink(redis_server.url.removeprefix("unix://"), link)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(appear)
+            assert await client.execute("PING") == "PONG"
+    await client.aclose()

@@ -1,0 +1,344 @@
+"""Store: compare-and-set with guards and ops in one script, update retries, mget."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+
+from tinytown.errors import InvalidTransitionError, MalformedRecordError, NotFoundError
+from tinytown.model import Message, Ping, Priority, Task, TaskState, dumps, loads
+from tinytown.store.client import Redis
+from tinytown.store.keys import Keys
+from tinytown.store.records import DELETE, Conflict, GuardFailed, Op, Store
+from tinytown.store.server import EmbeddedServer
+
+
+@pytest.fixture
+async def store(redis_server: EmbeddedServer) -> AsyncIterator[Store]:
+    redis = Redis(redis_server.url)
+    keys = Keys(f"t-{uuid.uuid4().hex[:12]}")
+    try:
+        yield Store(redis, keys)
+    finally:
+        cursor = "0"
+        while True:
+            cursor, found = await redis.execute("SCAN", cursor, "MATCH", keys.pattern)
+            if found:
+                await redis.execute("DEL", *found)
+            if cursor == "0":
+                break
+        await redis.aclose()
+
+
+async def snapshot(store: Store) -> dict[str, object]:
+    """Every key of the test town with its type and a dump of its value."""
+    out: dict[str, object] = {}
+    cursor = "0"
+    while True:
+        cursor, found = await store.redis.execute("SCAN", cursor, "MATCH", store.keys.pattern)
+        for key in found:
+            kind = await store.redis.execute("TYPE", key)
+            if kind == "string":
+                out[key] = await store.redis.execute("GET", key)
+            elif kind == "list":
+                out[key] = await store.redis.execute("LRANGE", key, 0, -1)
+            elif kind == "hash":
+                out[key] = await store.redis.execute("HGETALL", key)
+            elif kind == "zset":
+                out[key] = await store.redis.execute("ZRANGE", key, 0, -1, "WITHSCORES")
+            elif kind == "stream":
+                out[key] = await store.redis.execute("XLEN", key)
+            else:
+                out[key] = kind
+        if cursor == "0":
+            return out
+
+
+# -- apply ---------------------------------------------------------------------------------
+
+
+async def test_apply_creates_when_absent(store: Store) -> None:
+    task = Task.new("create me")
+    key = store.keys.task(task.id)
+    await store.apply(
+        key,
+        expected=None,
+        new=dumps(task),
+        ops=[["ZADD", store.keys.tasks, "1", task.id]],
+    )
+    assert await store.get(Task, key) == task
+    assert await store.redis.execute("ZSCORE", store.keys.tasks, task.id) == "1"
+
+
+async def test_apply_expected_none_refuses_existing_key(store: Store) -> None:
+    task = Task.new("original")
+    key = store.keys.task(task.id)
+    await store.redis.execute("SET", key, dumps(task))
+    before = await snapshot(store)
+    with pytest.raises(Conflict):
+        await store.apply(
+            key,
+            expected=None,
+            new=dumps(attrs.evolve(task, description="overwritten")),
+            ops=[["RPUSH", store.keys.backlog, task.id]],
+        )
+    assert await snapshot(store) == before
+    assert (await store.get(Task, key)) == task
+
+
+async def test_apply_compare_and_set(store: Store) -> None:
+    task = Task.new("v1")
+    key = store.keys.task(task.id)
+    raw1 = dumps(task)
+    await store.redis.execute("SET", key, raw1)
+    v2 = attrs.evolve(task, description="v2")
+    await store.apply(key, expected=raw1, new=dumps(v2))
+    assert await store.get(Task, key) == v2
+    # The old value no longer matches: refused, nothing changes.
+    with pytest.raises(Conflict):
+        await store.apply(
+            key, expected=raw1, new=dumps(attrs.evolve(task, description="v3")), ops=[]
+        )
+    assert await store.get(Task, key) == v2
+    # expected on an absent key is a conflict too.
+    with pytest.raises(Conflict):
+        await store.apply(store.keys.task("missing"), expected=raw1, new="x")
+    assert await store.redis.execute("EXISTS", store.keys.task("missing")) == 0
+
+
+async def test_apply_any_and_delete(store: Store) -> None:
+    key = store.keys.task("t1")
+    await store.apply(key, new='{"a":1}')  # expected '*': no check
+    assert await store.get_raw(key) == '{"a":1}'
+    await store.apply(key, new='{"a":2}')
+    assert await store.get_raw(key) == '{"a":2}'
+    await store.apply(key, expected='{"a":2}', new=DELETE, ops=[["HDEL", store.keys.agents, "x"]])
+    assert await store.get_raw(key) is None
+    # new='' leaves the record alone and only runs ops.
+    await store.redis.execute("SET", key, "keep")
+    await store.apply(key, ops=[["HSET", store.keys.meta, "k", "v"]])
+    assert await store.get_raw(key) == "keep"
+    assert await store.redis.execute("HGET", store.keys.meta, "k") == "v"
+
+
+async def test_guard_failure_changes_nothing(store: Store) -> None:
+    key = store.keys.agent("a1")
+    await store.redis.execute("HSET", store.keys.agents, "taken", "someone")
+    await store.redis.execute("SET", key, "old")
+    before = await snapshot(store)
+    with pytest.raises(GuardFailed) as info:
+        await store.apply(
+            key,
+            expected="old",
+            new="new",
+            ops=[
+                ["HSET", store.keys.agents, "free", "a1"],
+                ["RPUSH", store.keys.backlog, "x"],
+            ],
+            guards=[
+                (["HEXISTS", store.keys.agents, "free"], 0),  # passes
+                (["HEXISTS", store.keys.agents, "taken"], 0),  # fails
+                (["EXISTS", store.keys.backlog], 1),  # also fails, but is never reached
+            ],
+        )
+    assert info.value.index == 1  # 0-based: the second guard
+    assert await snapshot(store) == before
+    assert await store.get_raw(key) == "old"
+
+
+async def test_guards_compare_strings_and_numbers(store: Store) -> None:
+    key = store.keys.agent("a1")
+    await store.redis.execute("HSET", store.keys.agents, "bob", "id-1")
+    await store.apply(
+        key,
+        expected=None,
+        new="created",
+        guards=[
+            (["HGET", store.keys.agents, "bob"], "id-1"),
+            (["HLEN", store.keys.agents], 1),
+            (["EXISTS", key], 0),
+        ],
+    )
+    assert await store.get_raw(key) == "created"
+    with pytest.raises(GuardFailed) as info:
+        await store.apply(key, guards=[(["HGET", store.keys.agents, "bob"], "id-2")], new="x")
+    assert info.value.index == 0
+    assert await store.get_raw(key) == "created"
+
+
+async def test_conflict_is_checked_before_guards(store: Store) -> None:
+    key = store.keys.task("t")
+    await store.redis.execute("SET", key, "cur")
+    with pytest.raises(Conflict):
+        await store.apply(key, expected="other", guards=[(["EXISTS", key], 0)], new="x")
+
+
+async def test_ops_run_with_the_write(store: Store) -> None:
+    task = Task.new("with ops")
+    key = store.keys.task(task.id)
+    msg = Message.new("supervisor", "a1", Ping(), priority=Priority.URGENT)
+    ops: list[Op] = [
+        ["ZADD", store.keys.tasks, "5", task.id],
+        ["RPUSH", store.keys.backlog, task.id],
+        *store.deliver_ops(msg),
+    ]
+    await store.apply(key, expected=None, new=dumps(task), ops=ops)
+    assert await store.get(Task, key) == task
+    assert await store.redis.execute("LRANGE", store.keys.backlog, 0, -1) == [task.id]
+    inbox = await store.redis.execute("LRANGE", store.keys.inbox("a1"), 0, -1)
+    assert [loads(Message, raw) for raw in inbox] == [msg]
+    events = await store.redis.execute("XRANGE", store.keys.events, "-", "+")
+    assert len(events) == 1
+    fields = events[0][1]
+    assert dict(zip(fields[::2], fields[1::2], strict=True))["kind"] == "message"
+
+
+async def test_apply_is_atomic_for_readers(store: Store) -> None:
+    """A reader never sees the record written without its ops (one script call)."""
+    key = store.keys.task("t")
+    seen_torn = False
+    done = False
+
+    async def reader() -> None:
+        nonlocal seen_torn
+        while not done:
+            raw, count = await store.redis.pipeline([["GET", key], ["LLEN", store.keys.backlog]])
+            if raw is not None and int(raw) != count:
+                seen_torn = True
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        for i in range(1, 51):
+            await store.apply(key, new=str(i), ops=[["RPUSH", store.keys.backlog, str(i)]])
+        done = True
+    assert not seen_torn
+    assert await store.get_raw(key) == "50"
+
+
+# -- update --------------------------------------------------------------------------------
+
+
+async def test_update_retries_on_concurrent_change(store: Store) -> None:
+    task = Task.new("contended")
+    key = store.keys.task(task.id)
+    await store.redis.execute("SET", key, dumps(task))
+    calls: list[Task] = []
+
+    async def change(current: Task) -> tuple[Task, list[Op]]:
+        calls.append(current)
+        if len(calls) == 1:
+            # Someone else changes the record between our read and our write.
+            theirs = attrs.evolve(current, tags=(*current.tags, "theirs"))
+            await store.redis.execute("SET", key, dumps(theirs))
+        mine = current.transition("assign", assigned_to="agent-1")
+        return mine, [["RPUSH", store.keys.inbox("agent-1"), mine.id]]
+
+    result = await store.update(Task, key, change, missing=lambda: NotFoundError("gone"))
+    assert len(calls) == 2
+    assert calls[1].tags == ("theirs",)
+    final = await store.get(Task, key)
+    assert final == result
+    assert final is not None
+    assert final.tags == ("theirs",)  # their change survived
+    assert final.state is TaskState.ASSIGNED  # and ours applied on top
+    assert final.assigned_to == "agent-1"
+    # The ops ran once, with the successful write only.
+    assert await store.redis.execute("LRANGE", store.keys.inbox("agent-1"), 0, -1) == [task.id]
+
+
+async def test_update_with_sync_change(store: Store) -> None:
+    task = Task.new("sync")
+    key = store.keys.task(task.id)
+    await store.redis.execute("SET", key, dumps(task))
+    result = await store.update(
+        Task,
+        key,
+        lambda t: (attrs.evolve(t, result="done"), []),
+        missing=lambda: NotFoundError("gone"),
+    )
+    assert result.result == "done"
+    assert (await store.get(Task, key)) == result
+
+
+async def test_update_missing_record(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="no such task"):
+        await store.update(
+            Task,
+            store.keys.task("nope"),
+            lambda t: (t, []),
+            missing=lambda: NotFoundError("no such task"),
+        )
+
+
+async def test_update_change_may_abort(store: Store) -> None:
+    task = Task(id="t1", description="done already", state=TaskState.COMPLETED)
+    key = store.keys.task(task.id)
+    raw = dumps(task)
+    await store.redis.execute("SET", key, raw)
+    with pytest.raises(InvalidTransitionError):
+        await store.update(
+            Task,
+            key,
+            lambda t: (t.transition("assign"), [["RPUSH", store.keys.backlog, "x"]]),
+            missing=lambda: NotFoundError("gone"),
+        )
+    assert await store.get_raw(key) == raw
+    assert await store.redis.execute("EXISTS", store.keys.backlog) == 0
+
+
+async def test_update_malformed_record_raises(store: Store) -> None:
+    key = store.keys.task("bad")
+    await store.redis.execute("SET", key, "{not json")
+    with pytest.raises(MalformedRecordError, match="task") as info:
+        await store.update(Task, key, lambda t: (t, []), missing=lambda: NotFoundError("x"))
+    assert key in str(info.value)
+    assert await store.get_raw(key) == "{not json"
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def test_get(store: Store) -> None:
+    task = Task.new("read me")
+    key = store.keys.task(task.id)
+    assert await store.get(Task, key) is None
+    await store.redis.execute("SET", key, dumps(task))
+    assert await store.get(Task, key) == task
+    await store.redis.execute("SET", key, '{"id": "x"}')
+    with pytest.raises(MalformedRecordError, match="description"):
+        await store.get(Task, key)
+
+
+async def test_mget_skips_malformed_and_absent(store: Store) -> None:
+    good = [Task.new(f"task {i}") for i in range(3)]
+    for task in good:
+        await store.redis.execute("SET", store.keys.task(task.id), dumps(task))
+    bad_key = store.keys.task("bad")
+    await store.redis.execute("SET", bad_key, '{"id": "bad", "state": "pending"}')
+    keys = [
+        store.keys.task(good[0].id),
+        bad_key,
+        store.keys.task("absent"),
+        store.keys.task(good[1].id),
+        store.keys.task(good[2].id),
+    ]
+    assert store.warnings == []
+    assert await store.mget(Task, keys) == good
+    assert len(store.warnings) == 1
+    warning = store.warnings[0]
+    assert bad_key in warning
+    assert "task" in warning.lower()
+    assert await store.mget(Task, []) == []
+    assert len(store.warnings) == 1
+
+
+async def test_run_ops(store: Store) -> None:
+    await store.run_ops([["HSET", store.keys.meta, "a", "1"], ["RPUSH", store.keys.control, "c"]])
+    assert await store.redis.execute("HGET", store.keys.meta, "a") == "1"
+    assert await store.redis.execute("LRANGE", store.keys.control, 0, -1) == ["c"]
+    await store.run_ops([])  # nothing to do is fine
