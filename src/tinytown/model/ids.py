@@ -18,7 +18,7 @@ def new_id() -> str:
 
 
 def is_uuid(text: str) -> bool:
-    return bool(_UUID_RE.match(text))
+    return bool(_UUID_RE.fullmatch(text))
 
 
 def now() -> str:
