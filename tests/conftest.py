@@ -45,6 +45,7 @@ def tt_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
         monkeypatch.delenv(name, raising=False)
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # let `tt` processes reuse cached bytecode
     return env
 
 

@@ -1,0 +1,215 @@
+"""Agent commands: ``spawn``, ``list``, the control verbs, ``wait``, ``prune``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tinytown.cli.context import Context
+from tinytown.cli.output import add_json_flag, record, short
+from tinytown.errors import TimeoutExpiredError
+from tinytown.model import Agent, SpawnMode
+from tinytown.services.agents import ControlOutcome
+
+#: Exit code of ``tt wait`` when its --timeout expires (1 stays "error").
+WAIT_TIMEOUT_EXIT = 3
+
+AGENT_HELP = "agent name, nickname, id or id prefix (4+ hex)"
+
+CONTROL_VERBS = {
+    "interrupt": (
+        "pause an agent now (its running CLI is suspended)",
+        "Pause the agent: it takes no new messages and its running CLI's process group is\n"
+        "suspended (SIGSTOP) until 'tt resume'.",
+    ),
+    "resume": (
+        "continue a paused agent",
+        "Continue a paused agent: its CLI continues (SIGCONT) and it takes messages again.",
+    ),
+    "close": (
+        "let an agent finish its round, then stop (cold)",
+        "Drain the agent: no new messages, the current round finishes, then it is cold.",
+    ),
+    "kill": (
+        "stop an agent now; its unfinished work goes back to the queue",
+        "Stop the agent now: its CLI's process group gets SIGTERM, then SIGKILL after a grace\n"
+        "period. Its in-flight messages go back to its inbox and its unfinished tasks back\n"
+        "to the backlog.",
+    ),
+    "restart": (
+        "start a stopped, cold or failed agent again (same id)",
+        "Bring a terminal (stopped, cold or error) agent back, keeping its id, name and inbox.",
+    ),
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "spawn",
+        help="create an agent",
+        description=(
+            "Register a new agent. A running town starts it at once; otherwise it starts\n"
+            "with 'tt run'. The CLI must be installed: a preset name (claude, codex, aider,\n"
+            "... or one from [agent_clis] in tinytown.toml) or a command line."
+        ),
+    )
+    p.add_argument("name", metavar="NAME", help="unique agent name (letters, digits, . _ -)")
+    p.add_argument("--cli", "-c", help="CLI preset or command (default: default_cli)")
+    p.add_argument(
+        "--role",
+        help="role: worker, reviewer, researcher, architect, tester, devops, or any other word",
+    )
+    p.add_argument("--nickname", help="display name (default: chosen from the id)")
+    p.add_argument("--parent", metavar="AGENT", help="parent agent (needed for forkedcontext)")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in SpawnMode],
+        default=SpawnMode.FRESH.value,
+        help="fresh (default), forkedcontext (starts with the parent's recent results), resumed",
+    )
+    p.add_argument("--max-rounds", type=int, metavar="N", help="go cold after N rounds")
+    p.add_argument("--scope", help="free-text scope of the agent's work (shown in its prompt)")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_spawn, town="required")
+
+    p = sub.add_parser("list", help="list the agents", description="List the town's agents.")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_list, town="required")
+
+    for verb, (short_help, description) in CONTROL_VERBS.items():
+        p = sub.add_parser(verb, help=short_help, description=description)
+        p.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
+        add_json_flag(p)
+        p.set_defaults(handler=cmd_control, verb=verb, town="required")
+
+    p = sub.add_parser(
+        "wait",
+        help="wait until an agent stops (or is idle)",
+        description=(
+            "Block until the agent is in a terminal state (stopped, cold, error), or with\n"
+            "--idle until it is idle with an empty inbox.\n\n"
+            f"Exit codes: 0 reached, {WAIT_TIMEOUT_EXIT} --timeout expired, 1 error."
+        ),
+    )
+    p.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
+    p.add_argument("--idle", action="store_true", help="wait for idle with an empty inbox")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_wait, town="required")
+
+    p = sub.add_parser(
+        "prune",
+        help="remove stopped, cold and failed agents",
+        description=(
+            "Remove terminal agents with their inboxes (tasks are kept; unfinished ones go\n"
+            "back to the backlog). --all removes every agent, refused for agents that a\n"
+            "running town hosts."
+        ),
+    )
+    p.add_argument("--all", action="store_true", help="remove all agents (town not running)")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_prune, town="required")
+
+
+async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
+    town = ctx.need_town()
+    agent = await town.agents.spawn(
+        args.name,
+        args.cli,
+        role=args.role,
+        nickname=args.nickname,
+        parent=args.parent,
+        mode=args.mode,
+        max_rounds=args.max_rounds,
+        scope=args.scope,
+    )
+    running = await town.runtime() is not None
+    if ctx.json:
+        ctx.out.json(record(agent))
+        return 0
+    role = f", role {agent.role_id}" if agent.role_id else ""
+    ctx.out.line(f"Spawned {agent.name} ({agent.nickname}), id {agent.id}, cli {agent.cli}{role}.")
+    if running:
+        ctx.out.line("The running town starts it now.")
+    else:
+        ctx.out.line("Town is not running; the agent starts with 'tt run'.")
+    return 0
+
+
+async def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    town = ctx.need_town()
+    agents = await town.agents.list()
+    counts = await ctx.inbox_counts(a.id for a in agents)
+    if ctx.json:
+        ctx.out.json(
+            [{**record(a), "inbox": counts[a.id][0], "inflight": counts[a.id][1]} for a in agents]
+        )
+        return 0
+    if not agents:
+        ctx.out.line("No agents. Run 'tt spawn NAME' to create one.")
+        return 0
+    rows = [
+        [
+            a.name,
+            a.nickname,
+            a.role_id,
+            a.state.value,
+            short(a.current_task),
+            sum(counts[a.id]),
+            a.short_id,
+        ]
+        for a in agents
+    ]
+    ctx.out.table(rows, ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "INBOX", "ID"])
+    return 0
+
+
+def _report(ctx: Context, outcome: ControlOutcome) -> None:
+    agent = outcome.agent
+    if ctx.json:
+        ctx.out.json({**record(agent), "live": outcome.live, "detail": outcome.detail})
+        return
+    note = f" ({outcome.detail})" if outcome.detail else ""
+    if not outcome.live:
+        note += " (town not running; recorded)"
+    ctx.out.line(f"{agent.name} ({agent.nickname}): {agent.state.value}{note}")
+
+
+async def cmd_control(ctx: Context, args: argparse.Namespace) -> int:
+    agents = ctx.need_town().agents
+    verb = {
+        "interrupt": agents.interrupt,
+        "resume": agents.resume,
+        "close": agents.close,
+        "kill": agents.kill,
+        "restart": agents.restart,
+    }[args.verb]
+    _report(ctx, await verb(args.agent))
+    return 0
+
+
+async def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
+    town = ctx.need_town()
+    try:
+        agent = await town.agents.wait(args.agent, timeout=args.timeout, idle=args.idle)
+    except TimeoutExpiredError as exc:
+        ctx.out.error(str(exc))
+        return WAIT_TIMEOUT_EXIT
+    if ctx.json:
+        ctx.out.json(record(agent))
+    else:
+        ctx.out.line(f"{agent.name} ({agent.nickname}): {agent.state.value}")
+    return 0
+
+
+async def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
+    town = ctx.need_town()
+    removed: list[Agent] = await town.agents.prune(everything=args.all)
+    if ctx.json:
+        ctx.out.json([record(a) for a in removed])
+    elif removed:
+        names = ", ".join(a.name for a in removed)
+        ctx.out.line(f"Removed {len(removed)} agent(s): {names}.")
+    else:
+        ctx.out.line("Nothing to prune.")
+    return 0

@@ -1,0 +1,85 @@
+"""What a command handler gets: the connected town (if any), the output, the --json flag."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from tinytown.cli.output import Output, name_for
+from tinytown.errors import NotInitializedError, TinytownError
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.services.config import find_town_root
+from tinytown.services.town import Town
+
+
+class UsageError(TinytownError):
+    """A command line that parses but does not make sense (exit 2, like argparse's errors)."""
+
+    exit_code = 2
+
+
+def locate_root(town_dir: str | None) -> Path:
+    """The town's root: ``-t DIR`` (or an ancestor), else the nearest ancestor of the current
+    directory with ``tinytown.toml``, else ``TT_TOWN_DIR`` (set for agents' CLIs)."""
+    if town_dir:
+        return find_town_root(town_dir)
+    try:
+        return find_town_root(".")
+    except NotInitializedError:
+        fallback = os.environ.get("TT_TOWN_DIR")
+        if fallback:
+            return find_town_root(fallback, search=False)
+        raise
+
+
+async def connect_town(town_dir: str | None) -> Town:
+    return await Town.connect(locate_root(town_dir), search=False)
+
+
+@attrs.define
+class Context:
+    """Handed to every ``cmd_*`` handler.
+
+    ``town`` is connected according to the command's ``town`` default (``required``,
+    ``optional`` or ``none``); ``town_dir`` is the ``-t/--town`` option as given.
+    """
+
+    out: Output = attrs.field(factory=Output)
+    town: Town | None = None
+    json: bool = False
+    town_dir: str | None = None
+    _names: dict[str, str] | None = None
+
+    def need_town(self) -> Town:
+        if self.town is None:
+            raise NotInitializedError("This command needs a town; run 'tt init' first.")
+        return self.town
+
+    def root(self) -> Path:
+        """The town root, without connecting to Redis."""
+        return self.town.root if self.town is not None else locate_root(self.town_dir)
+
+    async def names(self, *, refresh: bool = False) -> dict[str, str]:
+        """Agent id -> name for every agent (and the supervisor), read once per command."""
+        if self._names is None or refresh:
+            agents = await self.need_town().agents.list()
+            self._names = {a.id: a.name for a in agents}
+            self._names[SUPERVISOR_ID] = "supervisor"
+        return self._names
+
+    async def name_of(self, agent_id: str | None) -> str:
+        return name_for(agent_id, await self.names())
+
+    async def inbox_counts(self, agent_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """Agent id -> (queued, in flight) message counts, in one round trip."""
+        ids = list(agent_ids)
+        town = self.need_town()
+        commands: list[list[str | int]] = []
+        for agent_id in ids:
+            commands.append(["LLEN", town.keys.inbox(agent_id)])
+            commands.append(["LLEN", town.keys.inflight(agent_id)])
+        replies = await town.redis.pipeline(commands) if commands else []
+        return {a: (int(replies[2 * i]), int(replies[2 * i + 1])) for i, a in enumerate(ids)}

@@ -1,0 +1,93 @@
+"""``tt``'s entry point: parse, connect the town, run the handler under trio, map errors.
+
+Exit codes: 0 success; 1 a user error (one ``tt: <sentence>`` line on stderr, never a
+traceback); 2 a usage error; 3 ``tt wait`` timed out; 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import trio
+
+from tinytown.cli.context import Context, UsageError, connect_town
+from tinytown.cli.output import Output
+from tinytown.cli.parser import build_parser
+from tinytown.errors import NotInitializedError, TinytownError
+from tinytown.services.town import Town
+from tinytown.store.client import ResponseError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output()
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return trio.run(run_command, args, out)
+    except BaseException as exc:
+        if _leaf(exc, KeyboardInterrupt):
+            return 130
+        if _leaf(exc, BrokenPipeError):  # `tt events | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        raise
+
+
+async def run_command(args: argparse.Namespace, out: Output, town: Town | None = None) -> int:
+    """Run a parsed command and return its exit code; user errors are printed, not raised.
+
+    ``town``: an already connected town to use (the REPL's); otherwise one is connected
+    (and closed afterwards) when the command's ``town`` default asks for it.
+    """
+    ctx = Context(
+        out=out,
+        town=town,
+        json=bool(getattr(args, "json", False)),
+        town_dir=getattr(args, "town_dir", None),
+    )
+    opened: Town | None = None
+    try:
+        mode = getattr(args, "town", "required")
+        if ctx.town is None and mode in ("required", "optional"):
+            try:
+                opened = ctx.town = await connect_town(ctx.town_dir)
+            except NotInitializedError:
+                if mode == "required":
+                    raise
+        return int(await args.handler(ctx, args) or 0)
+    except BaseException as exc:
+        error = _leaf(exc, TinytownError) or _leaf(exc, ResponseError)
+        if error is None:
+            raise
+        if isinstance(error, ResponseError):
+            out.error(f"Redis answered with an error: {error}.")
+            return 1
+        out.error(str(error))
+        return int(getattr(error, "exit_code", 1))
+    finally:
+        if ctx.town is not None:
+            for warning in dict.fromkeys(ctx.town.store.warnings):
+                out.warn(warning)
+            ctx.town.store.warnings.clear()
+        if opened is not None:
+            await opened.aclose()
+
+
+def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` if it is a ``kind``, or the first ``kind`` inside an exception group whose
+    leaves are all ``kind`` (trio wraps errors raised in nurseries)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_leaf(e, kind) for e in exc.exceptions]
+        if leaves and all(leaves):
+            return leaves[0]
+    return None
+
+
+__all__ = ["UsageError", "main", "run_command"]

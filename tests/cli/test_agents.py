@@ -1,0 +1,160 @@
+"""tt spawn, list, interrupt/resume/close/kill/restart, wait, prune; agent references."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from tests.cli.clihelp import ok, ok_json, parallel, user_error
+from tinytown.model import AgentState, TaskState
+from tinytown.services.town import Town
+
+
+async def _names(town: Town) -> list[str]:
+    return [a.name for a in await town.agents.list()]
+
+
+async def test_spawn_list_and_spawn_errors(tt, town: Town) -> None:
+    out = ok(tt("spawn", "alice", "--role", "tester", "--max-rounds", "3", "--scope", "api"))
+    (alice,) = await town.agents.list()
+    assert out.splitlines() == [
+        f"Spawned alice ({alice.nickname}), id {alice.id}, cli scripted, role tester.",
+        "Town is not running; the agent starts with 'tt run'.",
+    ]
+    assert (alice.role_id, alice.max_rounds, alice.current_scope) == ("tester", 3, "api")
+    bob = ok_json(
+        tt(
+            "spawn",
+            "bob",
+            "--nickname",
+            "Zed",
+            "-c",
+            "scripted",
+            "--parent",
+            "alice",
+            "--mode",
+            "forkedcontext",
+            "--json",
+        )
+    )
+    assert (bob["nickname"], bob["parent_agent_id"], bob["spawn_mode"]) == (
+        "Zed",
+        alice.id,
+        "forkedcontext",
+    )
+
+    table = ok(tt("list")).splitlines()
+    assert table[0].split() == ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "INBOX", "ID"]
+    assert table[1].split() == [
+        "alice",
+        alice.nickname,
+        "tester",
+        "starting",
+        "-",
+        "0",
+        alice.id[:8],
+    ]
+    assert table[2].split()[:4] == ["bob", "Zed", "-", "starting"]
+    listed = ok_json(tt("list", "--json"))
+    assert [(a["name"], a["state"], a["inbox"]) for a in listed] == [
+        ("alice", "starting", 0),
+        ("bob", "starting", 0),
+    ]
+
+    # Bad input changes nothing.
+    dup, reserved, no_cli, bad_name, no_parent, bad_mode = parallel(
+        partial(tt, "spawn", "alice"),
+        partial(tt, "spawn", "Supervisor"),
+        partial(tt, "spawn", "carol", "--cli", "/nonexistent/bin"),
+        partial(tt, "spawn", "bad name!"),
+        partial(tt, "spawn", "dave", "--parent", "nobody"),
+        partial(tt, "spawn", "erin", "--mode", "forked"),
+    )
+    assert user_error(dup) == "An agent named 'alice' already exists."
+    assert "reserved for the supervisor" in user_error(reserved)
+    msg = user_error(no_cli)
+    assert "'/nonexistent/bin'" in msg and "not installed" in msg
+    assert "is not allowed" in user_error(bad_name)
+    assert "No agent named 'nobody'" in user_error(no_parent)
+    assert "invalid choice: 'forked'" in user_error(bad_mode, 2)
+    assert await _names(town) == ["alice", "bob"]
+
+
+async def test_control_verbs_without_a_runtime(tt, town: Town) -> None:
+    alice = await town.agents.spawn("alice")
+    task = await town.tasks.assign("alice", "Build it")
+    recorded = "(town not running; recorded)"
+
+    assert ok(tt("interrupt", "alice")) == f"alice ({alice.nickname}): paused {recorded}\n"
+    assert ok(tt("resume", "alice")) == f"alice ({alice.nickname}): idle {recorded}\n"
+    msg = user_error(tt("resume", "alice"))
+    assert msg == "Agent alice is idle, not paused."
+    assert (await town.agents.get(alice.id)).state is AgentState.IDLE
+
+    assert ok(tt("close", "alice")).startswith(f"alice ({alice.nickname}): cold")
+    assert user_error(tt("kill", "alice")) == "Agent alice is already cold."
+    assert ok(tt("restart", "alice")).startswith(f"alice ({alice.nickname}): starting")
+    killed = ok_json(tt("kill", "alice", "--json"))
+    assert (killed["state"], killed["live"]) == ("stopped", False)
+    # Its unfinished task went back to the backlog.
+    assert (await town.tasks.get(task.id)).state is TaskState.PENDING
+    assert [t.id for t in await town.backlog.list()] == [task.id]
+
+    assert ok(tt("wait", "alice")) == f"alice ({alice.nickname}): stopped\n"
+    assert "No agent named 'ghost'" in user_error(tt("interrupt", "ghost"))
+
+
+async def test_wait_timeout_and_idle(tt, town: Town) -> None:
+    bob = await town.agents.spawn("bob")
+    result = tt("wait", "bob", "--timeout", "0.3")
+    assert user_error(result, 3) == "Agent bob is still starting after 0.3 s."
+    await town.agents.interrupt("bob")
+    await town.agents.resume("bob")  # offline: paused -> idle, inbox empty
+    assert ok(tt("wait", "bob", "--idle", "--timeout", "5")) == f"bob ({bob.nickname}): idle\n"
+
+
+async def test_agent_references(tt, town: Town) -> None:
+    alice = await town.agents.spawn("alice", nickname="Ada")
+    bob = await town.agents.spawn("bob", nickname="Sam")
+    carol = await town.agents.spawn("carol", nickname="Sam")
+
+    assert "paused" in ok(tt("interrupt", alice.id))  # full id
+    assert "idle" in ok(tt("resume", alice.id[:6]))  # id prefix
+    assert "stopped" in ok(tt("kill", "ada"))  # nickname, any case
+    msg = user_error(tt("interrupt", "Sam"))
+    assert msg == (
+        f"Agent reference 'Sam' is ambiguous: bob ({bob.id[:8]}), carol ({carol.id[:8]})."
+    )
+    assert "No agent named 'ab'" in user_error(tt("close", "ab"))  # prefixes need 4+ hex
+    # A malformed record is reported and skipped, never a crash.
+    bad_id = "11111111-1111-4111-8111-111111111111"
+    await town.redis.execute("HSET", town.keys.agents, "broken", bad_id)
+    await town.redis.execute("SET", town.keys.agent(bad_id), "{not json")
+    result = tt("list")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        f"tt: warning: Malformed agent JSON at {town.keys.agent(bad_id)}"
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "NAME",
+        "alice",
+        "bob",
+        "carol",
+    ]
+    states = {a.name: a.state for a in await town.agents.list()}
+    assert states == {
+        "alice": AgentState.STOPPED,
+        "bob": AgentState.STARTING,
+        "carol": AgentState.STARTING,
+    }
+
+
+async def test_prune(tt, town: Town) -> None:
+    await town.agents.spawn("alice")
+    await town.agents.spawn("bob")
+    await town.agents.kill("alice")
+    assert ok(tt("prune")) == "Removed 1 agent(s): alice.\n"
+    assert await _names(town) == ["bob"]
+    assert ok(tt("prune", "--all")) == "Removed 1 agent(s): bob.\n"
+    assert ok(tt("prune")) == "Nothing to prune.\n"
+    assert await town.agents.list() == []

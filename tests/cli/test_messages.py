@@ -1,0 +1,135 @@
+"""tt send (and broadcast), inbox, events (and --follow), history."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from tests.cli.clihelp import ok, ok_json, parallel, user_error
+from tinytown.model import MessageType, Priority
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.services.messages import make_body
+from tinytown.services.town import Town
+
+
+async def test_send_and_inbox(tt, town: Town) -> None:
+    alice = await town.agents.spawn("alice")
+    bob = await town.agents.spawn("bob")
+    assert ok(tt("send", "bob", "Do the thing")).startswith("Sent task to bob (message ")
+    ok(tt("send", "bob", "Why?", "--query", "--from", "alice"))
+    ok(tt("send", "bob", "FYI", "--info"))
+    ok(tt("send", "bob", "approved", "--ack"))
+    ok(tt("send", "bob", "Now!", "--urgent"))
+    queued, inflight = await town.messages.inbox(bob.id)
+    assert [(m.type, m.text, m.sender) for m in queued] == [
+        (MessageType.TASK, "Now!", SUPERVISOR_ID),  # urgent: at the head
+        (MessageType.TASK, "Do the thing", SUPERVISOR_ID),
+        (MessageType.QUERY, "Why?", alice.id),
+        (MessageType.INFORMATIONAL, "FYI", SUPERVISOR_ID),
+        (MessageType.CONFIRMATION, "approved", SUPERVISOR_ID),
+    ]
+    assert queued[0].priority is Priority.URGENT and inflight == []
+
+    lines = ok(tt("inbox", "bob")).splitlines()
+    assert lines[:2] == ["bob: 5 queued, 0 in flight", " queued:"]
+    assert lines[2].startswith("  !") and lines[2].endswith("task            from supervisor: Now!")
+    assert lines[4].endswith("query           from alice: Why?")
+
+    ok(tt("send", "supervisor", "All done", "--info", "--from", "bob"))
+    data = ok_json(tt("inbox", "--all", "--json"))
+    assert list(data) == ["bob", "supervisor"]  # alice has no messages
+    assert [m["type"] for m in data["bob"]["queued"]][:2] == ["task", "task"]
+    assert data["supervisor"]["queued"][0]["summary"] == "All done"
+    assert data["supervisor"]["queued"][0]["from"] == bob.id
+
+    # Broadcast: one message in every live agent's inbox.
+    assert ok(tt("send", "--all", "Stand-up in 5")) == "Broadcast to 2 agents.\n"
+    for agent, count in ((alice, 1), (bob, 6)):
+        queued, _ = await town.messages.inbox(agent.id)
+        assert len(queued) == count and queued[-1].text == "Stand-up in 5"
+
+    # Bad input changes nothing.
+    unknown, two_kinds, no_msg, both, huge = parallel(
+        partial(tt, "send", "nobody", "hi"),
+        partial(tt, "send", "--query", "--info", "bob", "x"),
+        partial(tt, "send", "bob"),
+        partial(tt, "send", "--all", "bob", "x"),
+        partial(tt, "send", "bob", "x" * 70_000),
+    )
+    assert "No agent named 'nobody'" in user_error(unknown)
+    assert "not allowed with argument --query" in user_error(two_kinds, 2)
+    assert user_error(no_msg, 2) == "Give TO and MSG (or --all MSG)."
+    assert user_error(both, 2) == "Give either TO or --all, not both."
+    msg = user_error(huge)
+    assert msg.startswith("Message is ") and msg.endswith("the limit is 65536 bytes.")
+    assert [len((await town.messages.inbox(a.id))[0]) for a in (alice, bob)] == [1, 6]
+
+
+async def test_events_and_history(tt, town: Town) -> None:
+    await town.agents.spawn("alice")
+    bob = await town.agents.spawn("bob")
+    task = await town.tasks.assign("alice", "Build the API")
+    await town.messages.send("bob", make_body("query", "Ready?"), sender="alice")
+    await town.tasks.complete(task.id, "Shipped")
+
+    bob_spawned = (await town.messages.recent_events(10, agent=bob.id))[0].id
+    everything, last_two, about_bob, after, history, only_bob = parallel(
+        partial(tt, "events"),
+        partial(tt, "events", "-n", "2"),
+        partial(tt, "events", "--agent", "bob", "--json"),
+        partial(tt, "events", "--since", bob_spawned),
+        partial(tt, "history"),
+        partial(tt, "history", "--agent", bob.id[:8], "-n", "1"),
+    )
+    lines = ok(everything).splitlines()
+    kinds = [line.split()[1] for line in lines]
+    assert kinds == ["spawn", "spawn", "assign", "message", "complete"]
+    assert lines[3].split(" ", 1)[1] == "message bob query from alice: Ready?"
+    assert lines[4].endswith(f"complete alice task {task.id[:8]} completed: Shipped")
+
+    assert [line.split()[1] for line in ok(last_two).splitlines()] == [
+        "message", "complete"
+    ]  # fmt: skip
+    events = ok_json(about_bob)
+    assert [(e["kind"], e["agent_name"]) for e in events] == [("spawn", "bob"), ("message", "bob")]
+    assert events[0]["id"] == bob_spawned
+    since = [line.split()[1] for line in ok(after).splitlines()]
+    assert since == ["assign", "message", "complete"]
+
+    kinds = [line.split()[1] for line in ok(history).splitlines()]
+    assert kinds == ["assign", "message", "complete"]
+    assert ok(only_bob).split(" ", 1)[1] == "message bob query from alice: Ready?\n"
+
+
+async def test_events_follow(tt_env: dict[str, str], town_dir: Path, town: Town) -> None:
+    await town.agents.spawn("alice")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tinytown", "events", "--follow", "-n", "1"],
+        cwd=town_dir,
+        env=tt_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with trio.fail_after(20):
+            first = await trio.to_thread.run_sync(follower.stdout.readline)  # type: ignore[union-attr]
+            assert first.split()[1:3] == ["spawn", "alice"]
+            await town.messages.send("alice", make_body("info", "Hello follower"))
+            second = await trio.to_thread.run_sync(follower.stdout.readline)  # type: ignore[union-attr]
+        assert (
+            second.split(" ", 1)[1]
+            == "message alice informational from supervisor: Hello follower\n"
+        )
+        follower.send_signal(signal.SIGINT)
+        _, err = await trio.to_thread.run_sync(lambda: follower.communicate(timeout=10))
+        assert follower.returncode == 130 and "Traceback" not in err
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
