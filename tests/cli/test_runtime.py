@@ -46,7 +46,7 @@ async def test_detached_town_obeys_control_verbs_from_other_processes(town: Town
         assert "from ann" in tasks[0]["result"]
 
         tt("assign", "ann", "pid; hang")
-        hang_pid = (await eventually(lambda: _second(town)))  # type: ignore[assignment]
+        hang_pid = await eventually(lambda: _second(town))  # type: ignore[assignment]
         killed = tt("kill", "ann")
         assert killed.returncode == 0 and "stopped" in killed.stdout
         await eventually(lambda: _dead(hang_pid), timeout=5)  # type: ignore[arg-type]

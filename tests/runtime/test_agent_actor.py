@@ -30,6 +30,7 @@ async def test_assigned_task_completes_with_output(town: Town, runtime: Runtime)
     assert agent.state is AgentState.IDLE
     log = (town.root / ".tt" / "logs" / "worker-1.log").read_text()
     assert "hello from the round" in log
+
     # the assigner (the supervisor) was told
     async def told() -> bool:
         mail, inflight = await town.messages.inbox("supervisor")
@@ -81,9 +82,7 @@ async def _at_least(fetch, n):  # type: ignore[no-untyped-def]
     return items if len(items) >= n else None
 
 
-async def test_interrupt_stops_the_child_and_resume_continues(
-    town: Town, runtime: Runtime
-) -> None:
+async def test_interrupt_stops_the_child_and_resume_continues(town: Town, runtime: Runtime) -> None:
     handle = await town.spawn_agent("w")
     task_id = await handle.assign("pid; sleep 1.5; print finished")
     pids = await eventually(lambda: _pids(town, "w", "agent-pid"))
@@ -117,9 +116,7 @@ async def test_paused_agent_takes_no_messages(town: Town, runtime: Runtime) -> N
     assert await task_state(town, task_id) is TaskState.COMPLETED
 
 
-async def test_kill_terminates_the_process_group_and_requeues(
-    town: Town, runtime: Runtime
-) -> None:
+async def test_kill_terminates_the_process_group_and_requeues(town: Town, runtime: Runtime) -> None:
     handle = await town.spawn_agent("w")
     task_id = await handle.assign("pid; grandchild 60; hang")
     await eventually(lambda: _pids(town, "w", "grandchild-pid"))

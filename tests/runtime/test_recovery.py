@@ -21,12 +21,14 @@ from tinytown.services.config import TownConfig
 from tinytown.services.town import Town
 from tinytown.store.server import EmbeddedServer
 
+SCRIPTED_AGENT = Path(__file__).parents[2] / "actors" / "scripted_agent.py"
+
 RUN = [sys.executable, "-m", "tinytown", "run", "--no-repl"]
 
 
 def start_runtime_process(town_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`tt run` as a real process (its own session, so kill -9 takes only it)."""
-    log = open(town_dir / "runtime-test.log", "ab")  # noqa: SIM115 - closed with the process
+    log = open(town_dir / "runtime-test.log", "ab")
     return subprocess.Popen(
         RUN, cwd=town_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -134,9 +136,7 @@ async def test_redis_restart_under_a_running_town_is_survived(
     root = tmp_path / "restart-town"
     root.mkdir()
     config = TownConfig.create(root, f"r-{uuid.uuid4().hex[:8]}")
-    config.data["agent_clis"] = {
-        "scripted": {"command": f"{sys.executable} {Path(__file__).parents[2] / 'actors' / 'scripted_agent.py'}"}
-    }
+    config.data["agent_clis"] = {"scripted": {"command": f"{sys.executable} {SCRIPTED_AGENT}"}}
     config.data["default_cli"] = "scripted"
     config.save()
     town = await Town.connect(root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import trio
 import trio.testing
 
@@ -42,7 +44,7 @@ async def test_crashing_actor_restarts_with_backoff_then_errors(
     await supervisor._supervise(actor)  # type: ignore[arg-type]
     gaps = [b - a for a, b in zip(actor.runs, actor.runs[1:], strict=False)]
     assert len(actor.runs) == limit + 1
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
     agent = await handle.state()
     assert agent.state is AgentState.ERROR and "boom" in (agent.state_reason or "")
     kinds = [e.kind for e in await town.messages.recent_events(50)]

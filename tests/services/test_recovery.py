@@ -45,7 +45,7 @@ async def test_reclaim_moves_every_message_of_a_dead_agent(town: Town) -> None:
     assert sum(map(len, before)) == 4  # listing consumed nothing
     report = await svc.reclaim(to="alive")
     assert report.moved_messages == 4
-    queued, inflight = await town.messages.inbox("alive")
+    queued, _inflight = await town.messages.inbox("alive")
     assert {m.id for m in queued} == {m.id for m in sent}
     assert all(m.recipient == alive.id for m in queued)
     assert await town.messages.inbox("dead") == ([], [])

@@ -65,16 +65,12 @@ class Dispatcher:
 
     async def _idle_agents(self) -> list[Agent]:
         """Agents whose actor waits with nothing to do and an empty inbox, longest first."""
-        actors = [
-            a for a in self.rt.supervisor.actors.values() if a.idle_since is not None
-        ]
+        actors = [a for a in self.rt.supervisor.actors.values() if a.idle_since is not None]
         if not actors:
             return []
         town = self.rt.town
         records = await self.rt.store.mget(Agent, [town.keys.agent(a.id) for a in actors])
-        lengths = await self.rt.redis.pipeline(
-            [["LLEN", town.keys.inbox(a.id)] for a in records]
-        )
+        lengths = await self.rt.redis.pipeline([["LLEN", town.keys.inbox(a.id)] for a in records])
         since = {a.id: a.idle_since for a in actors}
         ready = [
             agent

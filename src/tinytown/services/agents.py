@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_for
 from tinytown.services import control
 from tinytown.services.config import TownConfig
+from tinytown.store.client import Connection
 from tinytown.store.records import GuardFailed, Op, Store
 from tinytown.store.scripts import RETURN_INFLIGHT
 
@@ -43,7 +45,7 @@ class AgentService:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def list(self) -> list[Agent]:
+    async def list(self) -> builtins.list[Agent]:
         """Every agent record, oldest first (malformed ones noted in store.warnings)."""
         index: dict[str, str] = _pairs(await self.store.redis.execute("HGETALL", self.keys.agents))
         agents = await self.store.mget(Agent, [self.keys.agent(i) for i in index.values()])
@@ -123,7 +125,7 @@ class AgentService:
         )
         from tinytown.model import dumps
 
-        ops: list[Op] = [
+        ops: builtins.list[Op] = [
             ["HSET", self.keys.agents, name, agent_id],
             self.store.event_op("spawn", agent=agent_id, text=f"spawned {name} ({cli_name})"),
         ]
@@ -183,7 +185,7 @@ class AgentService:
             "restart": "restart",
         }[verb]
 
-        def change(agent: Agent) -> tuple[Agent, list[Op]]:
+        def change(agent: Agent) -> tuple[Agent, builtins.list[Op]]:
             _check_verb(agent, verb)
             extra: dict[str, object] = {}
             if verb == "restart":
@@ -257,7 +259,7 @@ class AgentService:
 
     # -- housekeeping ----------------------------------------------------------------
 
-    async def prune(self, *, everything: bool = False) -> list[Agent]:
+    async def prune(self, *, everything: bool = False) -> builtins.list[Agent]:
         """Remove terminal agents (or, with ``everything``, all agents not live in a runtime)
         and their keys. Tasks are never removed."""
         running = await control.runtime_holder(self.store)
@@ -265,7 +267,7 @@ class AgentService:
         for agent in await self.list():
             if not (agent.state.terminal or (everything and not running)):
                 continue
-            ops: list[Op] = [
+            ops: builtins.list[Op] = [
                 ["HDEL", self.keys.agents, agent.name],
                 ["DEL", self.keys.inbox(agent.id), self.keys.inflight(agent.id)],
                 self.store.event_op("prune", agent=agent.id, text=f"pruned {agent.name}"),
@@ -288,7 +290,7 @@ class AgentService:
         )
         return int(sum(counts))
 
-    async def tasks_of(self, agent_id: str, states: Sequence[TaskState]) -> list[Task]:
+    async def tasks_of(self, agent_id: str, states: Sequence[TaskState]) -> builtins.list[Task]:
         from tinytown.services.tasks import TaskService
 
         tasks = await TaskService(self.store, self).list(agent=agent_id)
@@ -338,7 +340,7 @@ def _pairs(flat: list[str] | dict) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-async def _last_event_id(conn, stream: str) -> str:  # type: ignore[no-untyped-def]
+async def _last_event_id(conn: Connection, stream: str) -> str:
     reply = await conn.execute("XREVRANGE", stream, "+", "-", "COUNT", 1)
     return reply[0][0] if reply else "0-0"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
@@ -21,7 +22,7 @@ class BacklogService:
     async def add(self, description: str, *, tags: Sequence[str] = ()) -> Task:
         return await self.tasks.create(description, tags=tags, backlog=True)
 
-    async def list(self) -> list[Task]:
+    async def list(self) -> builtins.list[Task]:
         """Backlog tasks in queue order (ids whose task is gone or finished are skipped)."""
         ids = await self.store.redis.execute("LRANGE", self.keys.backlog, 0, -1)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
@@ -37,7 +38,7 @@ class BacklogService:
             )
         return await self.tasks.assign_existing(task.id, agent.id)
 
-    async def assign_all(self, agent_ref: str) -> list[Task]:
+    async def assign_all(self, agent_ref: str) -> builtins.list[Task]:
         agent = await self.agents.resolve(agent_ref)
         done = []
         for task in await self.list():

@@ -135,7 +135,7 @@ class MessageService:
         For the supervisor, ``queued`` also holds the mail it already received.
         """
         agent_id = await self.agents.resolve_id(agent)
-        commands = [
+        commands: list[list[str | int]] = [
             ["LRANGE", self.keys.inbox(agent_id), 0, -1],
             ["LRANGE", self.keys.inflight(agent_id), 0, -1],
         ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tinytown.errors import AmbiguousReferenceError, InvalidTransitionError, NotFoundError
@@ -46,7 +47,7 @@ class TaskService:
         state: TaskState | None = None,
         tag: str | None = None,
         agent: str | None = None,
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         """Tasks in creation order, filtered by state, tag and agent id."""
         ids = await self.store.redis.execute("ZRANGE", self.keys.tasks, 0, -1)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
@@ -106,7 +107,7 @@ class TaskService:
             )
         return Task.new(description, tags=[t.strip() for t in tags if t.strip()], parent_id=parent)
 
-    def index_ops(self, task: Task) -> list[Op]:
+    def index_ops(self, task: Task) -> builtins.list[Op]:
         return [["ZADD", self.keys.tasks, str(parse_time(task.created_at).timestamp()), task.id]]
 
     async def create(
@@ -157,7 +158,7 @@ class TaskService:
         """Give a pending (backlog) task to an agent: state, backlog and message at once."""
         sender = current_sender()
 
-        def change(task: Task) -> tuple[Task, list[Op]]:
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition("assign", assigned_to=agent_id, assigned_by=sender)
             message = Message.new(sender, agent_id, TaskAssign(task.id))
             return new, [
@@ -191,9 +192,9 @@ class TaskService:
         text = text[-MAX_RESULT:]
         sender = current_sender()
 
-        def change(task: Task) -> tuple[Task, list[Op]]:
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition(verb, result=text)
-            ops: list[Op] = [["LREM", self.keys.backlog, "0", task.id]]
+            ops: builtins.list[Op] = [["LREM", self.keys.backlog, "0", task.id]]
             notify = task.assigned_by and task.assigned_by != task.assigned_to
             if notify and verb in ("complete", "fail"):
                 body = TaskDone(task.id, text) if verb == "complete" else TaskFailed(task.id, text)
@@ -218,7 +219,7 @@ class TaskService:
         return task
 
     async def start(self, task_id: str, agent_id: str) -> Task:
-        def change(task: Task) -> tuple[Task, list[Op]]:
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             if task.assigned_to != agent_id:
                 raise InvalidTransitionError(f"Task {task.short_id} is not assigned to this agent.")
             new = task.transition("start")
@@ -229,7 +230,7 @@ class TaskService:
     async def requeue(self, task_id: str, *, why: str) -> Task:
         """Back to pending and to the backlog (its agent died or was killed)."""
 
-        def change(task: Task) -> tuple[Task, list[Op]]:
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition("requeue")
             return new, [
                 ["LREM", self.keys.backlog, "0", task.id],
@@ -252,7 +253,9 @@ class TaskService:
                     pass  # finished meanwhile
         return n
 
-    async def _update(self, task_id: str, change) -> Task:  # type: ignore[no-untyped-def]
+    async def _update(
+        self, task_id: str, change: Callable[[Task], tuple[Task, builtins.list[Op]]]
+    ) -> Task:
         return await self.store.update(
             Task,
             self.keys.task(task_id),
@@ -263,7 +266,7 @@ class TaskService:
     async def _count_completion(self, agent_id: str) -> None:
         from tinytown.model import Agent
 
-        def bump(agent: Agent) -> tuple[Agent, list[Op]]:
+        def bump(agent: Agent) -> tuple[Agent, builtins.list[Op]]:
             import attrs
 
             return attrs.evolve(agent, tasks_completed=agent.tasks_completed + 1), []

@@ -25,6 +25,7 @@ from tinytown.services.tasks import TaskService
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name
 from tinytown.store.records import Store
+from tinytown.store.server import EmbeddedServer
 
 
 def tt_home() -> Path:
@@ -177,9 +178,7 @@ def redis_url(config: TownConfig) -> str | None:
     return os.environ.get("REDIS_URL") or (config.data.get("redis") or {}).get("url") or None
 
 
-def embedded_server(config: TownConfig):  # type: ignore[no-untyped-def]
-    from tinytown.store.server import EmbeddedServer
-
+def embedded_server(config: TownConfig) -> EmbeddedServer:
     binary = (config.data.get("redis") or {}).get("server") or None
     return EmbeddedServer(config.root / ".tt", binary)
 

@@ -95,8 +95,9 @@ class Connection:
             else:
                 stream = await trio.open_tcp_stream(address.host, address.port)
         except (OSError, trio.BrokenResourceError) as exc:
+            why = getattr(exc, "strerror", None) or exc
             raise RedisUnavailableError(
-                f"Cannot reach Redis at {address.describe()}: {exc.strerror or exc}."
+                f"Cannot reach Redis at {address.describe()}: {why}."
             ) from exc
         conn = cls(stream, address)
         try:
@@ -129,7 +130,7 @@ class Connection:
         return await self._roundtrip(commands)
 
     async def send(self, *args: Arg) -> None:
-        await self._write(hiredis.pack_command(tuple(args)))
+        await self._write(_pack(args))
 
     async def read_reply(self) -> Any:
         """Read the next reply (used for pub/sub pushes). Cancellation breaks the connection."""
@@ -142,7 +143,7 @@ class Connection:
     async def _roundtrip(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         if self.broken:
             raise RedisUnavailableError("Redis connection is broken.")
-        payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
+        payload = b"".join(_pack(c) for c in commands)
         try:
             await self._write(payload)
             return [await self._read_one() for _ in commands]
@@ -169,13 +170,17 @@ class Connection:
                 raise RedisUnavailableError(f"Lost the connection to Redis: {exc}.") from exc
             if not data:
                 raise RedisUnavailableError("Redis closed the connection.")
-            self.reader.feed(data)
+            self.reader.feed(bytes(data))
 
     async def aclose(self) -> None:
         self.broken = True
         with trio.CancelScope(shield=True):
             with contextlib.suppress(Exception):
                 await self.stream.aclose()
+
+
+def _pack(command: Sequence[Arg]) -> bytes:
+    return hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
 
 
 async def _open_unix(path: str) -> trio.SocketStream:

@@ -1,0 +1,122 @@
+"""Notable events and supervisor mail, printed above the prompt as they happen.
+
+A background trio task follows the town's event stream (blocking ``XREAD``, no polling)
+and prints the events a person at the console cares about: mail for the supervisor, task
+outcomes, crashes, spawns, control verbs, the runtime starting and stopping. Routine
+chatter (agent-to-agent messages, rounds starting, idle/working flips) is left to
+``watch`` and ``events``. While ``watch`` runs, the feed holds back so nothing prints twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import trio
+
+from tinytown.cli.output import clock, name_for, one_line
+from tinytown.errors import TinytownError
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.repl.console import Console
+from tinytown.repl.snapshot import SnapshotKeeper
+from tinytown.services.messages import Event
+from tinytown.services.town import Town
+
+#: Event kinds always shown.
+NOTABLE = frozenset(
+    {
+        "mail",
+        "broadcast",
+        "complete",
+        "fail",
+        "cancel",
+        "crash",
+        "requeue",
+        "malformed",
+        "runtime",
+        "spawn",
+        "prune",
+    }
+)
+#: Agent states whose arrival is shown (idle/working flips every round: not shown).
+NOTABLE_STATES = frozenset({"paused", "draining", "cold", "error", "stopped"})
+#: Kinds after which the snapshot (toolbar, completion) is refreshed at once.
+REFRESHING = frozenset({"spawn", "state", "prune", "runtime", "assign", "complete", "fail"})
+#: Seconds to wait before following again after the stream could not be read.
+RETRY_DELAY = 1.0
+
+
+def is_notable(event: Event, running: bool) -> bool:
+    """Whether the feed shows ``event``; ``running``: whether a runtime hosts the town."""
+    if event.kind in NOTABLE:
+        return True
+    if event.kind == "state":
+        return event.fields.get("state") in NOTABLE_STATES
+    # Without a runtime nobody turns mail into "mail" events: show it as it is sent.
+    return event.kind == "message" and event.agent == SUPERVISOR_ID and not running
+
+
+def feed_line(event: Event, names: Mapping[str, str]) -> str:
+    """``HH:MM:SS [kind] who: text``; mail reads ``HH:MM:SS [mail] from alice: text``."""
+    fields = event.fields
+    text = one_line(fields.get("text", ""))
+    if event.kind in ("mail", "message"):
+        kind = fields.get("type", "")
+        what = "" if kind in ("", "task", "informational") else f"{kind} "
+        body = f"{what}from {name_for(fields.get('sender'), names)}: {text}"
+        return f"{clock(event.at)} [mail] {body}"
+    who = name_for(event.agent, names) if event.agent else ""
+    if event.kind == "broadcast":
+        who = f"from {name_for(fields.get('sender'), names)}"
+    if not who or text.startswith(who) or who in text.split():
+        return f"{clock(event.at)} [{event.kind}] {text}".rstrip()
+    return f"{clock(event.at)} [{event.kind}] {who}: {text}".rstrip()
+
+
+async def stream_tail(town: Town) -> str:
+    """The id of the newest event now (``0-0`` for an empty stream): following from it
+    misses nothing appended afterwards. Cancellable."""
+    reply = await town.redis.execute("XREVRANGE", town.keys.events, "+", "-", "COUNT", 1)
+    return str(reply[0][0]) if reply else "0-0"
+
+
+class Feed:
+    """Follows the event stream and prints notable events through the console."""
+
+    def __init__(self, town: Town, console: Console, keeper: SnapshotKeeper) -> None:
+        self.town = town
+        self.console = console
+        self.keeper = keeper
+        self.paused = False  # set while ``watch`` prints every event itself
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Print events from now on until cancelled; survives Redis going away.
+
+        ``task_status.started()`` is called once the stream position is taken, so events
+        appended after that are all seen, each once. Cancellable at any point.
+        """
+        last = await self._tail()
+        task_status.started()
+        while True:
+            try:
+                async for event in self.town.messages.follow_events(since=last):
+                    last = event.id
+                    await self.show(event)
+            except (TinytownError, OSError):
+                await trio.sleep(RETRY_DELAY)
+
+    async def _tail(self) -> str:
+        try:
+            return await stream_tail(self.town)
+        except (TinytownError, OSError):
+            return "$"
+
+    async def show(self, event: Event) -> None:
+        """Print one event if it is notable (and ``watch`` is not printing them all)."""
+        snap = self.keeper.current
+        if event.kind in REFRESHING:
+            self.keeper.poke()
+        if self.paused or not is_notable(event, snap.running):
+            return
+        if any(i and i not in snap.names for i in (event.agent, event.fields.get("sender"))):
+            snap = await self.keeper.refresh()  # an agent spawned since the last look
+        self.console.print(feed_line(event, snap.names), "event")
