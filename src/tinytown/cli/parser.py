@@ -45,6 +45,17 @@ class TtParser(argparse.ArgumentParser):
             ),
         )
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # A command's options may sit between its positionals (`tt send bob --query "hi"`):
+        # parse command parsers intermixed. The top parser (which has subcommands) cannot.
+        if self._subparsers is None and not getattr(self, "_intermixing", False):
+            self._intermixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, f"tt: {message} (see '{self.prog} --help')\n")

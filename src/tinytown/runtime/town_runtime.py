@@ -11,6 +11,7 @@ import trio
 
 from tinytown.model import Agent, Message
 from tinytown.runtime.lease import Lease
+from tinytown.runtime.prompt import one_line
 from tinytown.runtime.supervisor import Supervisor
 from tinytown.runtime.wakeups import WakeHub
 from tinytown.services.town import Town
@@ -92,7 +93,7 @@ class Runtime:
             if agent and agent not in names:
                 names = {a.id: a.name for a in await self.town.agents.list()}
             who = names.get(agent, "supervisor" if agent.startswith("00000000") else agent[:8])
-            self.report(f"[{event.kind}] {who}: {event.text}")
+            self.report(f"[{event.kind}] {who}: {one_line(event.text, 160)}")
 
 
 async def run_town(
