@@ -82,6 +82,9 @@ def build_parser() -> TtParser:
                 continue
             raise
         module.register(sub)
+    from tinytown.repl import cli as repl_cli  # `attach` lives with the REPL it opens
+
+    repl_cli.register(sub)
     return parser
 
 

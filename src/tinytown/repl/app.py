@@ -24,14 +24,6 @@ AGENT_VARIABLES = ("TT_AGENT_ID", "TT_AGENT_NAME", "TT_TASK_ID")
 HINT = "Type 'help' for the commands, Tab to complete; Ctrl-D leaves."
 
 
-class ReplRuntime(Runtime):
-    """The runtime of ``tt run`` under a REPL: it still reports (crashes, shutdown) through
-    ``echo``, but leaves echoing the event stream to the REPL's feed, which filters it."""
-
-    async def _echo_events(self) -> None:
-        await trio.sleep_forever()
-
-
 async def run_town_with_repl(
     root: Path, *, input: Input | None = None, output: PtOutput | None = None
 ) -> None:
@@ -48,7 +40,9 @@ async def run_town_with_repl(
     try:
         with _terminal_output(input, output):
             console = Console(output)
-            runtime = ReplRuntime(town, echo=lambda text: console.print(text, "dim"))
+            # The runtime still reports (crashes, shutdown) through echo, but the REPL's
+            # feed shows the event stream, filtered.
+            runtime = Runtime(town, echo=lambda text: console.print(text, "dim"), echo_events=False)
             repl = Repl(town, console=console, input=input, output=output)
             async with trio.open_nursery() as nursery:
                 served = trio.Event()

@@ -218,7 +218,13 @@ class Repl:
             args.town_dir = str(self.town.root)
         if hasattr(args, "sender") and args.sender is None:
             args.sender = "supervisor"  # what people send from the REPL is from the supervisor
-        return await run_command(args, self.out, None if other_town else self.town)
+        following = bool(getattr(args, "follow", False))  # 'events --follow' prints them all
+        self.feed.paused = self.feed.paused or following
+        try:
+            return await run_command(args, self.out, None if other_town else self.town)
+        finally:
+            if following:
+                self.feed.paused = False
 
     def _log(self, exc: BaseException) -> str:
         path = self.town.root / ".tt" / "logs" / "repl.log"

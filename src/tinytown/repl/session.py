@@ -71,7 +71,7 @@ class PromptReader:
             history=history,
             input=input,
             output=output or console.output,
-            enable_suspend=True,
+            enable_suspend=False,  # Ctrl-Z would stop the whole process, runtime included
         )
 
     async def read(self) -> str | Key:

@@ -22,8 +22,9 @@ Echo = Callable[[str], None]
 class Runtime:
     """What the actors of one running town share."""
 
-    def __init__(self, town: Town, echo: Echo | None = None) -> None:
+    def __init__(self, town: Town, echo: Echo | None = None, *, echo_events: bool = True) -> None:
         self.town = town
+        self.echo_events = echo_events  # a REPL shows events its own way
         self.store = town.store
         self.redis = town.redis
         self.hub = WakeHub()
@@ -67,7 +68,7 @@ class Runtime:
                 nursery.start_soon(lease.keep, 2.0)
                 await nursery.start(self.hub.run, self.redis, town.keys.wake)
                 await nursery.start(self.supervisor.run)
-                if self.echo:
+                if self.echo and self.echo_events:
                     nursery.start_soon(self._echo_events)
                 await self.store.run_ops(
                     [self.store.event_op("runtime", text=f"town {town.name} is running")]

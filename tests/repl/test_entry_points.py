@@ -1,0 +1,99 @@
+"""The entry points: ``attach`` and ``run_town_with_repl`` driven through a pipe (printing
+into a buffer), SIGTERM, cancellation, and the ``tt attach`` command."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import PipeInput
+from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from tinytown.cli.context import Context, UsageError
+from tinytown.repl.app import attach, run_town_with_repl
+from tinytown.repl.cli import cmd_attach, register
+from tinytown.repl.core import Repl
+from tinytown.services.town import Town
+
+
+def screen() -> tuple[Vt100_Output, io.StringIO]:
+    buffer = io.StringIO()
+    return Vt100_Output(buffer, lambda: Size(rows=30, columns=120), term="xterm"), buffer
+
+
+async def wait_for(buffer: io.StringIO, text: str, timeout: float = 5.0) -> None:
+    with trio.move_on_after(timeout):
+        while text not in buffer.getvalue():
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"{text!r} not shown; the screen got:\n{buffer.getvalue()}")
+
+
+async def test_attach_to_a_town_that_is_not_running(town_dir: Path, pipe: PipeInput) -> None:
+    output, buffer = screen()
+    pipe.send_text("list\r")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: attach(town_dir, input=pipe, output=output))
+        await wait_for(buffer, "No agents")
+        pipe.send_text("\x04")
+    shown = buffer.getvalue()
+    assert shown.count("is not running: commands work") == 1
+
+
+async def test_run_with_repl_hosts_the_town_and_shuts_it_down(
+    town_dir: Path, town: Town, pipe: PipeInput
+) -> None:
+    output, buffer = screen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+        await wait_for(buffer, "Ctrl-D leaves")
+        assert await town.runtime() is not None
+        pipe.send_text("spawn carol\r")
+        await wait_for(buffer, "The running town starts it now.")
+        handle = await town.agent("carol")
+        with trio.fail_after(10):
+            while (await handle.state()).state.value != "idle":
+                await trio.sleep(0.02)
+        pipe.send_text("\x04")
+    assert "Shutting down the town" in buffer.getvalue()
+    assert await town.runtime() is None  # the lease was released
+
+
+async def test_sigterm_shuts_the_town_down(town_dir: Path, town: Town, pipe: PipeInput) -> None:
+    output, buffer = screen()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+            await wait_for(buffer, "Ctrl-D leaves")
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert "Shutting down the town" in buffer.getvalue()
+    assert await town.runtime() is None
+
+
+async def test_cancelling_the_repl_takes_the_prompt_down(town: Town, pipe: PipeInput) -> None:
+    repl = Repl(town, input=pipe, output=DummyOutput(), history=InMemoryHistory())
+    with trio.move_on_after(0.5):
+        await repl.run()
+    assert repl.ready.is_set()
+    assert not repl.reader.session.app.is_running  # the prompt thread let go of the terminal
+
+
+def test_attach_is_registered_as_a_command() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["attach"])
+    assert args.handler is cmd_attach
+    assert args.town == "none"
+
+
+async def test_attach_needs_a_terminal(town_dir: Path) -> None:
+    with pytest.raises(UsageError, match="needs an interactive terminal"):
+        await cmd_attach(Context(town_dir=str(town_dir)), argparse.Namespace())

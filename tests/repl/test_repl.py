@@ -1,0 +1,188 @@
+"""The REPL driven through prompt-toolkit's pipe input, against the real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import trio
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import to_plain_text
+from prompt_toolkit.input import PipeInput
+from prompt_toolkit.output import DummyOutput
+
+from tests.repl.conftest import Driver, Transcript
+from tinytown.model import MessageType
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.message import Informational
+from tinytown.repl.console import Console
+from tinytown.repl.core import Repl
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services.town import Town
+
+
+async def settle(driver: Driver) -> list[str]:
+    """The lines printed since the mark, once the REPL is back at its prompt."""
+    lines = driver.out.since_mark()
+    await driver.command("help quit", "usage: tt quit")
+    return lines
+
+
+async def test_commands_change_redis(driver: Driver, town: Town) -> None:
+    await driver.command("spawn alice", "Spawned alice")
+    await driver.command("assign alice 'write the docs'", "Assigned task")
+    (task,) = await town.tasks.list()
+    alice = await town.agents.resolve("alice")
+    assert task.description == "write the docs"
+    assert task.assigned_to == alice.id
+    await driver.command("tt list", "alice")  # a habitual 'tt' prefix is fine
+
+
+async def test_an_error_is_one_line_and_the_repl_goes_on(driver: Driver) -> None:
+    for line, expect in [
+        ("kill nobody", "error: "),  # a TinytownError
+        ("spawn", "error: the following arguments are required: NAME (see 'help spawn')"),
+        ("lsit", "error: Unknown command 'lsit' (did you mean 'list'?)"),
+        ("send 'unclosed", "error: Cannot read that line"),
+        ("task", "error: the following arguments are required: COMMAND (see 'help task')"),
+        ("run", "error: The REPL cannot host the town"),
+    ]:
+        await driver.command(line, expect)
+        lines = await settle(driver)
+        assert len(lines) == 1, lines
+    await driver.command("list", "No agents")
+
+
+async def test_ctrl_d_leaves(driver: Driver) -> None:
+    await driver.command("list", "No agents")
+    driver.pipe.send_text("\x04")
+    with trio.fail_after(3):
+        await driver.done.wait()
+
+
+async def test_exit_leaves(driver: Driver) -> None:
+    driver.pipe.send_text("exit\r")
+    with trio.fail_after(3):
+        await driver.done.wait()
+
+
+async def test_ctrl_c_at_the_prompt_clears_the_line(driver: Driver, town: Town) -> None:
+    await driver.type("spawn zed\x03")
+    await driver.command("list", "No agents")
+    assert await town.agents.list() == []
+    assert not driver.done.is_set()
+
+
+async def test_ctrl_c_cancels_the_running_command(driver: Driver) -> None:
+    await driver.command("watch", "Watching events")
+    assert driver.repl.busy
+    os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends for Ctrl-C meanwhile
+    await driver.out.wait_for("(cancelled)")
+    await driver.command("list", "No agents")
+
+
+async def test_watch_shows_events_live_and_pauses_the_feed(driver: Driver, town: Town) -> None:
+    await driver.command("watch", "Watching events")
+    await town.spawn_agent("wendy")
+    await driver.out.wait_for("spawn wendy spawned wendy")
+    assert not [line for line in driver.out.since_mark() if "[spawn]" in line]
+    assert driver.repl.cancel_command()
+    await driver.out.wait_for("(cancelled)")
+    assert not driver.repl.feed.paused
+
+
+async def test_broadcast_reaches_every_live_agent(driver: Driver, town: Town) -> None:
+    handles = [await town.spawn_agent(f"w{i}") for i in range(50)]
+    stopped = handles[::10]
+    for handle in stopped:
+        await handle.kill()  # stopped agents are skipped
+    live = [h for h in handles if h not in stopped]
+    await driver.command("broadcast stand up  please", "Broadcast to 45 agents.")
+    ids = set()
+    for handle in live:
+        queued, _ = await town.messages.inbox(handle.id)
+        (message,) = queued
+        assert message.type is MessageType.TASK
+        assert message.text == "stand up please"
+        assert message.sender == SUPERVISOR_ID
+        ids.add(message.id)
+    assert len(ids) == 1  # one message id, for correlation
+    for handle in stopped:
+        assert (await town.messages.inbox(handle.id))[0] == []
+    await driver.command("broadcast --info all good", "Broadcast to 45 agents.")
+
+
+async def test_completion_knows_agents_spawned_in_the_repl(driver: Driver) -> None:
+    await driver.command("spawn alice", "Spawned alice")
+    await driver.repl.keeper.refresh()
+    completer = driver.repl.reader.session.completer
+    assert completer is not None
+    found = completer.get_completions(Document("kill al", 7), CompleteEvent(True))
+    assert [c.text for c in found] == ["alice"]
+
+
+async def test_send_from_the_repl_is_from_the_supervisor(
+    driver: Driver, town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await town.spawn_agent("alice")
+    bob = await town.spawn_agent("bob")
+    monkeypatch.setenv("TT_AGENT_ID", bob.id)  # as if started from an agent's CLI
+    await driver.command("send alice 'hello there'", "Sent task to alice")
+    (message,) = (await town.messages.inbox(alice.id))[0]
+    assert message.sender == SUPERVISOR_ID
+
+
+async def test_help(driver: Driver) -> None:
+    await driver.command("help", "REPL only:")
+    listing = "\n".join(driver.out.lines)
+    for name in ("spawn", "assign", "broadcast", "watch", "exit"):
+        assert f"  {name} " in listing
+    await driver.command("help task show", "usage: tt task show")
+    await driver.command("help nothing", "error: No command 'nothing'")
+    await driver.command("spawn --help", "usage: tt spawn")
+
+
+async def test_mail_and_events_are_printed_as_they_happen(driver: Driver, town: Town) -> None:
+    alice = await town.spawn_agent("alice")
+    await driver.out.wait_for("[spawn] spawned alice")
+    await town.messages.send("supervisor", Informational("tests pass"), sender=alice.id)
+    await driver.out.wait_for("[mail] from alice: tests pass")
+    await alice.interrupt()
+    await driver.out.wait_for("[state] alice: starting -> paused")
+
+
+async def test_mail_with_a_running_town_is_shown_once(
+    runtime: Runtime, driver: Driver, town: Town
+) -> None:
+    assert (await driver.repl.keeper.refresh()).running
+    alice = await town.spawn_agent("alice")
+    await driver.out.wait_for("[spawn]")
+    driver.out.set_mark()
+    await town.messages.send("supervisor", Informational("done with it"), sender=alice.id)
+    await driver.out.wait_for("[mail] from alice: done with it")
+    assert runtime.mail[-1].text == "done with it"
+    await trio.sleep(0.3)
+    assert len([ln for ln in driver.out.since_mark() if "done with it" in ln]) == 1
+
+
+async def test_toolbar_counts_agents_by_state(driver: Driver, town: Town) -> None:
+    await town.spawn_agent("a1")
+    handle = await town.spawn_agent("a2")
+    await handle.interrupt()
+    await driver.repl.keeper.refresh()
+    text = to_plain_text(driver.repl.reader.session.bottom_toolbar)  # what the prompt shows
+    assert f"{town.name} · not running · starting 1 · paused 1 · 0 open tasks" in text
+
+
+async def test_history_is_kept_in_the_town(town: Town, pipe: PipeInput) -> None:
+    out = Transcript()
+    repl = Repl(town, console=Console(DummyOutput(), on_line=out.add), input=pipe)
+    pipe.send_text("list\r")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(repl.run)
+        await out.wait_for("No agents")
+        pipe.send_text("\x04")
+    history = (town.root / ".tt" / "repl_history").read_text()
+    assert "+list" in history
