@@ -249,7 +249,7 @@ async def test_suspend_and_resume(tmp_path: Path) -> None:
     async def round_task(task_status: trio.TaskStatus[RunningProcess]) -> None:
         results.append(
             await run_cli(
-                ["sh", "-c", "sleep 0.2; echo finished"],
+                ["sh", "-c", "sleep 1; echo finished"],
                 prompt="",
                 cwd=tmp_path,
                 env=_env(),
