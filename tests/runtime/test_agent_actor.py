@@ -213,3 +213,20 @@ async def test_urgent_messages_are_taken_first(town: Town, runtime: Runtime) -> 
     await handle.wait(idle=True, timeout=20)
     log = (town.root / ".tt" / "logs" / "w.log").read_text()
     assert log.index("urgent-one") < log.index("normal-one")
+
+
+async def test_notes_held_for_the_next_round_do_not_make_an_agent_busy(
+    town: Town, runtime: Runtime
+) -> None:
+    from tinytown.model import Informational
+
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await town.messages.send("w", Informational("fyi: the build is green"))
+    agent = await handle.wait(idle=True, timeout=5)
+    assert agent.state is AgentState.IDLE
+    # the note waits in flight and is given to the next round's prompt
+    task_id = await handle.assign("echo-prompt")
+    await handle.wait(idle=True, timeout=20)
+    assert "fyi: the build is green" in ((await town.tasks.get(task_id)).result or "")
+    assert await town.redis.execute("LLEN", town.keys.inflight(handle.id)) == 0

@@ -15,10 +15,21 @@ from tinytown.errors import (
     AmbiguousReferenceError,
     CliNotFoundError,
     InvalidTransitionError,
+    MalformedRecordError,
     NotFoundError,
     TimeoutExpiredError,
 )
-from tinytown.model import Agent, AgentState, SpawnMode, Task, TaskState, new_id, now
+from tinytown.model import (
+    Agent,
+    AgentState,
+    Message,
+    SpawnMode,
+    Task,
+    TaskState,
+    loads,
+    new_id,
+    now,
+)
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_for
 from tinytown.services import control
@@ -252,10 +263,12 @@ class AgentService:
             return True
         if not idle or agent.state is not AgentState.IDLE:
             return False
-        counts = await self.store.redis.pipeline(
-            [["LLEN", self.keys.inbox(agent.id)], ["LLEN", self.keys.inflight(agent.id)]]
+        queued, inflight = await self.store.redis.pipeline(
+            [["LLEN", self.keys.inbox(agent.id)], ["LRANGE", self.keys.inflight(agent.id), 0, -1]]
         )
-        return sum(counts) == 0
+        # Notes (informational, replies) wait in flight for the next round: they do not
+        # make an idle agent busy. Anything actionable there means a round is starting.
+        return queued == 0 and not any(_actionable(raw) for raw in inflight)
 
     # -- housekeeping ----------------------------------------------------------------
 
@@ -324,6 +337,13 @@ def _check_verb(agent: Agent, verb: str) -> None:
         raise InvalidTransitionError(f"Agent {agent.name} is already draining.")
     if verb == "interrupt" and state in (AgentState.PAUSED, AgentState.DRAINING):
         raise InvalidTransitionError(f"Agent {agent.name} is {state.value}; cannot interrupt it.")
+
+
+def _actionable(raw: str) -> bool:
+    try:
+        return loads(Message, raw).actionable
+    except MalformedRecordError:
+        return False
 
 
 def _gone(agent_id: str) -> NotFoundError:
