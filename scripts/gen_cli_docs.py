@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tinytown.cli.parser import build_parser, command_parsers
+from tinytown.cli.parser import build_parser, command_help, command_parsers
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "cli.md"
@@ -139,24 +139,15 @@ def _section(parser: argparse.ArgumentParser, summary: str, level: int) -> list[
         lines += ["Commands:", ""]
         lines += [f"- [`{c.prog}`](#{_anchor(c.prog)})" for c in children.values()]
         lines.append("")
-        helps = _summaries(parser)
+        helps = command_help(parser)
         for name, child in children.items():
             lines += _section(child, helps.get(name, ""), level + 1)
     return lines
 
 
-def _summaries(parser: argparse.ArgumentParser) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for choice in action._choices_actions:
-                out[choice.dest] = choice.help or ""
-    return out
-
-
 def render() -> str:
     parser = build_parser()
-    helps = _summaries(parser)
+    helps = command_help(parser)
     lines = [HEADER, "## Commands", ""]
     for name, child in command_parsers(parser).items():
         lines.append(f"- [`{child.prog}`](#{_anchor(child.prog)}): {helps.get(name, '')}")

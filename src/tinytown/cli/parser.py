@@ -99,3 +99,13 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
                     seen.add(id(child))
                     out[name] = child
     return out
+
+
+def command_help(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Subcommand name -> its one-line help, in registration order."""
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                out[choice.dest] = choice.help or ""
+    return out

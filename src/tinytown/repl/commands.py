@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, event_line, plural, record
-from tinytown.cli.parser import command_parsers
-from tinytown.repl.completer import COMMAND_METAVAR, command_help
+from tinytown.cli.parser import command_help, command_parsers
+from tinytown.repl.completer import COMMAND_METAVAR
 from tinytown.repl.feed import Feed, stream_tail
 from tinytown.services.messages import make_body
 

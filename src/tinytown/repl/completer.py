@@ -16,7 +16,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from tinytown.cli.output import clip
-from tinytown.cli.parser import command_parsers
+from tinytown.cli.parser import command_help, command_parsers
 from tinytown.repl.snapshot import Snapshot
 
 #: Metavars whose values are agents, with whether ``supervisor`` is a valid value.
@@ -31,16 +31,6 @@ def split_words(text: str) -> list[str]:
         return shlex.split(text)
     except ValueError:
         return text.split()
-
-
-def command_help(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Subcommand name -> its one-line help, in registration order."""
-    out: dict[str, str] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for choice in action._choices_actions:
-                out[choice.dest] = choice.help or ""
-    return out
 
 
 class ReplCompleter(Completer):
