@@ -307,7 +307,8 @@ class Redis:
 
     def _release(self, conn: Connection) -> None:
         if conn.broken or self._closed or len(self._idle) >= self.max_idle:
-            # Closing a trio stream needs await; a dropped SocketStream closes on GC, but be tidy.
-            conn.stream.socket.close() if isinstance(conn.stream, trio.SocketStream) else None
+            # Not kept: close the socket now (aclose would need an await here).
+            if isinstance(conn.stream, trio.SocketStream):
+                conn.stream.socket.close()
             return
         self._idle.append(conn)
