@@ -230,3 +230,26 @@ async def test_notes_held_for_the_next_round_do_not_make_an_agent_busy(
     await handle.wait(idle=True, timeout=20)
     assert "fyi: the build is green" in ((await town.tasks.get(task_id)).result or "")
     assert await town.redis.execute("LLEN", town.keys.inflight(handle.id)) == 0
+
+
+async def test_more_messages_than_one_take_are_all_handled(town: Town, runtime: Runtime) -> None:
+    """Regression: a batch of pings larger than one take must not wait for a new wake-up."""
+    from tinytown.model import Ping
+    from tinytown.runtime.agent_actor import TAKE_BATCH
+
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.interrupt()
+    count = TAKE_BATCH * 2 + 20
+    ops = []
+    for _ in range(count):
+        ops += town.store.deliver_ops(
+            Message.new("00000000-0000-0000-0000-000000000001", handle.id, Ping()), event=False
+        )
+    await town.store.run_ops(ops)
+    await handle.resume()  # one wake-up for all of them
+
+    async def drained() -> bool:
+        return await handle.inbox_len() == 0
+
+    await eventually(drained, timeout=10)

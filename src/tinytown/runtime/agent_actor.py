@@ -10,7 +10,6 @@ longer assigned to this agent, is skipped).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -108,7 +107,8 @@ class AgentActor:
             if self.paused:
                 await self.rt.hub.wait(self.id, token)
                 continue
-            held += await self._take()
+            taken = await self._take()
+            held += taken
             held = await self._answer_runtime_messages(held)
             if any(m.actionable for _, m in held):
                 self.idle_since = None
@@ -118,6 +118,8 @@ class AgentActor:
                     await self._change(lambda a: a.transition("cool"), "max rounds")
                     return
                 continue
+            if len(taken) >= TAKE_BATCH:
+                continue  # more may be queued: take again before sleeping
             if self.idle_since is None:
                 self.idle_since = trio.current_time()
                 self.rt.hub.notify("backlog")  # an idle agent may take backlog work
@@ -216,19 +218,19 @@ class AgentActor:
         ]
         if not answered:
             return held
-        agent = await self.rt.town.agents.get(self.id)
+        status: StatusResponse | None = None
+        if any(m.type is MessageType.STATUS_REQUEST for _, m in answered):
+            agent = await self.rt.town.agents.get(self.id)
+            status = StatusResponse(agent.state.value, agent.current_task)
         ops: list[Op] = []
         for raw, msg in answered:
-            body = (
-                Pong()
-                if msg.type is MessageType.PING
-                else StatusResponse(agent.state.value, agent.current_task)
-            )
-            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)
+            body = status if msg.type is MessageType.STATUS_REQUEST else Pong()
+            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)  # type: ignore[arg-type]
             ops += self.rt.store.deliver_ops(reply)
             ops.append(["LREM", self.keys.inflight(self.id), "1", raw])
         await self.rt.store.run_ops(ops)
-        return [(r, m) for r, m in held if (r, m) not in answered]
+        done = {id(m) for _, m in answered}
+        return [(r, m) for r, m in held if id(m) not in done]
 
     # -- rounds ----------------------------------------------------------------------
 
@@ -259,7 +261,8 @@ class AgentActor:
                 ),
                 "round",
             )
-            names = {a.id: a.name for a in await town.agents.list()}
+            index = await self.rt.redis.execute("HGETALL", self.keys.agents)
+            names = dict(zip(index[1::2], index[::2], strict=True))  # id -> name
             parent_results = await self._parent_results(agent)
             prompt = compose(
                 agent,
@@ -296,8 +299,7 @@ class AgentActor:
 
     async def _run_cli(self, agent: Agent, prompt: str, task_id: str) -> RoundResult:
         town = self.rt.town
-        env = dict(os.environ)
-        env.update(town.env_for_agents())
+        env = dict(self.rt.agent_env)
         env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
         runner = functools.partial(
             run_cli,

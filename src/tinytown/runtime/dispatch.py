@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
-from tinytown.model import Agent, AgentState, Task
+from tinytown.model import Agent, AgentState, Task, TaskState
 
 if TYPE_CHECKING:
     from tinytown.runtime.town_runtime import Runtime
 
 BACKLOG_WAKE = "backlog"
+PAGE = 64
 
 
 def matches(task: Task, agent: Agent) -> bool:
@@ -40,27 +41,38 @@ class Dispatcher:
             await self.rt.hub.wait(BACKLOG_WAKE, token)
 
     async def dispatch_once(self) -> int:
-        """One pass over the backlog; returns how many tasks were handed out."""
+        """One pass over the backlog; returns how many tasks were handed out.
+
+        Reads the queue a page at a time and stops as soon as no idle agent is left, so
+        a long backlog costs nothing while every agent is busy."""
         town = self.rt.town
-        tasks = await town.backlog.list()
-        if not tasks:
-            return 0
         idle = await self._idle_agents()
         given = 0
-        for task in tasks:
-            candidates = [a for a in idle if matches(task, a)]
-            if not candidates:
-                continue
-            agent = candidates[0]  # idle the longest: fair turns
-            try:
-                await town.tasks.assign_existing(task.id, agent.id)
-            except (InvalidTransitionError, NotFoundError):
-                continue  # claimed meanwhile
-            idle.remove(agent)
-            self.rt.supervisor.actors[agent.id].idle_since = None
-            given += 1
-            if not idle:
+        start = 0
+        while idle:
+            ids = await self.rt.redis.execute("LRANGE", town.keys.backlog, start, start + PAGE - 1)
+            if not ids:
                 break
+            tasks = await self.rt.store.mget(Task, [town.keys.task(i) for i in ids])
+            handed = 0
+            for task in tasks:
+                candidates = (
+                    [a for a in idle if matches(task, a)] if task.state is TaskState.PENDING else []
+                )
+                if not candidates:
+                    continue
+                agent = candidates[0]  # idle the longest: fair turns
+                try:
+                    await town.tasks.assign_existing(task.id, agent.id)
+                except (InvalidTransitionError, NotFoundError):
+                    continue  # claimed meanwhile
+                idle.remove(agent)
+                self.rt.supervisor.actors[agent.id].idle_since = None
+                handed += 1
+                if not idle:
+                    break
+            given += handed
+            start += len(ids) - handed  # handed-out ids left the list
         return given
 
     async def _idle_agents(self) -> list[Agent]:

@@ -161,9 +161,11 @@ class Supervisor:
     async def _mail_loop(self) -> None:
         """Receive messages addressed to the supervisor: answer pings, record the rest."""
         inbox, inflight = self.keys.inbox(SUPERVISOR_ID), self.keys.inflight(SUPERVISOR_ID)
+        # Left in flight by an earlier runtime: handle those once, then only new mail.
+        leftover = await self.rt.redis.execute("LRANGE", inflight, 0, -1)
         while True:
             token = self.rt.hub.token(SUPERVISOR_ID)
-            raws = await self.rt.redis.execute("LRANGE", inflight, 0, -1)
+            raws, leftover = leftover, []
             raws += await self.rt.redis.run_script(TAKE, [inbox, inflight], [100])
             if not raws:
                 await self.rt.hub.wait(SUPERVISOR_ID, token)
@@ -173,6 +175,8 @@ class Supervisor:
                 ops += self._mail_ops(raw)
                 ops.append(["LREM", inflight, "1", raw])
             await self.rt.store.run_ops(ops)
+            if len(raws) < 100:
+                await self.rt.hub.wait(SUPERVISOR_ID, token)
 
     def _mail_ops(self, raw: str) -> list[Op]:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ class Runtime:
         self.supervisor = Supervisor(self)
         self.shutdown_requested = trio.Event()
         self.mail: list[Message] = []  # recent supervisor mail, for front ends
+        self.agent_env = {**os.environ, **town.env_for_agents()}  # computed once, not per round
 
     def report(self, text: str) -> None:
         if self.echo:

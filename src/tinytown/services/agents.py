@@ -74,13 +74,29 @@ class AgentService:
             if not allow_supervisor:
                 raise InvalidTransitionError(f"{ref!r} is the supervisor, not a worker agent.")
             return SUPERVISOR_ID
+        quick = await self._quick_id(ref)
+        if quick and await self.store.redis.execute("EXISTS", self.keys.agent(quick)):
+            return quick
         return (await self.resolve(ref)).id
+
+    async def _quick_id(self, ref: str) -> str | None:
+        """The id for an exact name or a full UUID in one round trip (the common cases),
+        without listing every agent."""
+        ref = ref.strip()
+        if is_uuid(ref.lower()):
+            return ref.lower()
+        return await self.store.redis.execute("HGET", self.keys.agents, ref)
 
     async def resolve(self, ref: str) -> Agent:
         """The agent ``ref`` names; raises NotFoundError or AmbiguousReferenceError."""
         ref = ref.strip()
         if ref.lower() in SUPERVISOR_ALIASES:
             raise NotFoundError(f"{ref!r} is the supervisor; it has no agent record.")
+        quick = await self._quick_id(ref)
+        if quick:
+            agent = await self.store.get(Agent, self.keys.agent(quick))
+            if agent is not None:
+                return agent
         agents = await self.list()
         for match in (
             [a for a in agents if a.name == ref],
@@ -363,6 +379,3 @@ def _pairs(flat: list[str] | dict) -> dict[str, str]:
 async def _last_event_id(conn: Connection, stream: str) -> str:
     reply = await conn.execute("XREVRANGE", stream, "+", "-", "COUNT", 1)
     return reply[0][0] if reply else "0-0"
-
-
-_ = is_uuid  # re-exported helper for callers that test references

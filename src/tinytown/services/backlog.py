@@ -22,9 +22,11 @@ class BacklogService:
     async def add(self, description: str, *, tags: Sequence[str] = ()) -> Task:
         return await self.tasks.create(description, tags=tags, backlog=True)
 
-    async def list(self) -> builtins.list[Task]:
-        """Backlog tasks in queue order (ids whose task is gone or finished are skipped)."""
-        ids = await self.store.redis.execute("LRANGE", self.keys.backlog, 0, -1)
+    async def list(self, start: int = 0, limit: int | None = None) -> builtins.list[Task]:
+        """Backlog tasks in queue order (ids whose task is gone or finished are skipped);
+        ``start``/``limit`` read one page of the queue."""
+        stop = -1 if limit is None else start + limit - 1
+        ids = await self.store.redis.execute("LRANGE", self.keys.backlog, start, stop)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
         return [t for t in tasks if t.state is TaskState.PENDING]
 
