@@ -38,7 +38,7 @@ async def test_detached_town_obeys_control_verbs_from_other_processes(town: Town
         paused = tt("interrupt", "ann")
         assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
         assert "not running" not in paused.stdout
-        assert proc_state(pid) == "T"
+        await eventually(lambda: _stopped(pid), timeout=20)  # T (D first under I/O load)
         assert tt("resume", "ann").returncode == 0
         assert tt("wait", "ann", "--idle", "--timeout", "20").returncode == 0
         tasks = json.loads(tt("tasks", "--json").stdout)
@@ -101,3 +101,7 @@ def test_sigint_shuts_the_town_down_gracefully(town_dir: Path, tt_env: dict[str,
 
 
 _ = pytest
+
+
+async def _stopped(pid: int) -> bool:
+    return proc_state(pid) == "T"

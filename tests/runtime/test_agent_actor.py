@@ -89,7 +89,7 @@ async def test_interrupt_stops_the_child_and_resume_continues(town: Town, runtim
     pid = pids[0]  # type: ignore[index]
     agent = await handle.interrupt()
     assert agent.state is AgentState.PAUSED
-    assert proc_state(pid) == "T"
+    await eventually(lambda: _stopped(pid), timeout=20)  # T (D first under I/O load)
     await trio.sleep(0.2)
     assert await task_state(town, task_id) is TaskState.RUNNING
     agent = await handle.resume()
@@ -253,3 +253,7 @@ async def test_more_messages_than_one_take_are_all_handled(town: Town, runtime: 
         return await handle.inbox_len() == 0
 
     await eventually(drained, timeout=10)
+
+
+async def _stopped(pid: int) -> bool:
+    return proc_state(pid) == "T"

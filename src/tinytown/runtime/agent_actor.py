@@ -10,7 +10,7 @@ longer assigned to this agent, is skipped).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -113,8 +113,11 @@ class AgentActor:
             if any(m.actionable for _, m in held):
                 self.idle_since = None
                 await self._backoff_after_failures()
-                held = await self._round(held)
-                if await self._max_rounds_reached():
+                held, settled = await self._round(held)
+                if (
+                    settled.max_rounds is not None
+                    and settled.rounds_completed >= settled.max_rounds
+                ):
                     await self._change(lambda a: a.transition("cool"), "max rounds")
                     return
                 continue
@@ -234,8 +237,9 @@ class AgentActor:
 
     # -- rounds ----------------------------------------------------------------------
 
-    async def _round(self, held: Held) -> Held:
-        """One CLI run for every held message; returns what is still held (nothing)."""
+    async def _round(self, held: Held) -> tuple[Held, Agent]:
+        """One CLI run for every held message; returns what is still held (nothing) and
+        the agent as settled after the round."""
         town = self.rt.town
         tasks: list[Task] = []
         requests: list[Message] = []
@@ -250,8 +254,7 @@ class AgentActor:
             else:
                 notes.append(msg)
         if not tasks and not requests:  # every assignment was stale: just acknowledge
-            await self._finish_round(held, counted=False)
-            return []
+            return [], await self._finish_round(held, counted=False)
         self.in_round = True
         try:
             agent = await self._change(
@@ -275,12 +278,14 @@ class AgentActor:
                 parent_results,
             )
             result = await self._run_cli(agent, prompt, tasks[0].id if tasks else "")
-            await self._record(result, tasks, requests)
+            replies, completed = await self._record(result, tasks, requests)
         finally:
             self.in_round = False
             self.proc = None
-        await self._finish_round(held, counted=True)
-        return []
+        settled = await self._finish_round(
+            held, counted=True, extra_ops=replies, completed=completed
+        )
+        return [], settled
 
     async def _backoff_after_failures(self) -> None:
         """After 3 failed rounds in a row, wait 1, 2, 4 ... 60 s before the next one."""
@@ -325,8 +330,9 @@ class AgentActor:
 
     async def _record(
         self, result: RoundResult, tasks: list[Task], requests: list[Message]
-    ) -> None:
-        """Record the round's outcome on its tasks and answer its requests."""
+    ) -> tuple[list[Op], int]:
+        """Record the round's outcome on its tasks; return the replies to its requests (to
+        be sent with the acknowledgement) and how many tasks it completed."""
         town = self.rt.town
         ok = result.returncode == 0 and not result.timed_out
         self.failed_rounds = 0 if ok else self.failed_rounds + 1
@@ -337,13 +343,13 @@ class AgentActor:
         else:
             tail = result.stderr_tail.strip() or result.stdout_tail.strip()
             detail = f"exit {result.returncode}: {tail}"
+        completed = 0
         for task in tasks:
-            current = await town.tasks.get(task.id)
-            if not current.state.terminal:
-                try:
-                    await town.tasks.finish(task.id, "complete" if ok else "fail", detail)
-                except InvalidTransitionError:
-                    pass  # finished by the CLI meanwhile
+            try:
+                await town.tasks.finish(task.id, "complete" if ok else "fail", detail, count=False)
+                completed += ok
+            except InvalidTransitionError:
+                pass  # the CLI finished it itself (tt task complete/fail), and it counted
         ops: list[Op] = []
         for msg in requests:
             if msg.sender != self.id:
@@ -352,10 +358,18 @@ class AgentActor:
                     self.id, msg.sender, Informational(summary), correlation_id=msg.id
                 )
                 ops += self.rt.store.deliver_ops(reply)
-        await self.rt.store.run_ops(ops)
+        return ops, completed
 
-    async def _finish_round(self, held: Held, *, counted: bool) -> None:
-        """Acknowledge the round's messages and settle the agent, atomically."""
+    async def _finish_round(
+        self,
+        held: Held,
+        *,
+        counted: bool,
+        extra_ops: Sequence[Op] = (),
+        completed: int = 0,
+    ) -> Agent:
+        """Acknowledge the round's messages, send its replies and settle the agent, in one
+        atomic step."""
         acks: list[Op] = [["LREM", self.keys.inflight(self.id), "1", raw] for raw, _ in held]
 
         def change(a: Agent) -> tuple[Agent, list[Op]]:
@@ -369,19 +383,16 @@ class AgentActor:
                 state=state,
                 current_task=None,
                 rounds_completed=a.rounds_completed + (1 if counted else 0),
+                tasks_completed=a.tasks_completed + completed,
             )
-            ops = list(acks)
+            ops = [*extra_ops, *acks]
             if state != a.state:
                 ops.append(self.rt.town.agents.state_event(a, new, "round done"))
             return new, ops
 
-        await self.rt.store.update(
+        return await self.rt.store.update(
             Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
         )
-
-    async def _max_rounds_reached(self) -> bool:
-        agent = await self.rt.town.agents.get(self.id)
-        return agent.max_rounds is not None and agent.rounds_completed >= agent.max_rounds
 
     async def _parent_results(self, agent: Agent) -> list[Task]:
         if not agent.parent_agent_id or agent.spawn_mode.value != "forkedcontext":

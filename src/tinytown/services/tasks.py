@@ -187,8 +187,9 @@ class TaskService:
         task = await self.resolve(ref)
         return await self.finish(task.id, "cancel", reason)
 
-    async def finish(self, task_id: str, verb: str, text: str) -> Task:
-        """Move a task to a terminal state, notify its assigner, count it for its agent."""
+    async def finish(self, task_id: str, verb: str, text: str, *, count: bool = True) -> Task:
+        """Move a task to a terminal state, notify its assigner, and (``count``) add it to
+        its agent's ``tasks_completed`` (the runtime counts in its own round update)."""
         text = text[-MAX_RESULT:]
         sender = current_sender()
 
@@ -214,7 +215,7 @@ class TaskService:
             return new, ops
 
         task = await self._update(task_id, change)
-        if task.state is TaskState.COMPLETED and task.assigned_to:
+        if count and task.state is TaskState.COMPLETED and task.assigned_to:
             await self._count_completion(task.assigned_to)
         return task
 
