@@ -1096,6 +1096,10 @@ def _control_sample(
 
 async def _assign_sleeper(root: Path, name: str) -> None:
     async with await connect(root) as town:
+        # A killed sleeper's task went back to the backlog; the supervisor would hand it to
+        # the next idle agent. Cancel it so each sample starts from a quiet town.
+        for task in await town.backlog.list():
+            await town.tasks.cancel(task.id)
         handle = await town.spawn_agent(name, "sleep")
         await handle.wait(idle=True, timeout=30)
         await handle.assign("sleep")
