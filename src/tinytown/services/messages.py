@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import attrs
 import trio
 
-from tinytown.errors import InvalidInputError, MalformedRecordError
+from tinytown.errors import InvalidInputError, MalformedRecordError, NotFoundError
 from tinytown.model import (
     AckType,
     Confirmation,
@@ -21,11 +21,11 @@ from tinytown.model import (
     loads,
     new_id,
 )
-from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.model.message import MAX_MESSAGE_BYTES, Body
 from tinytown.services.agents import AgentService
 from tinytown.services.tasks import current_sender
-from tinytown.store.records import Op, Store
+from tinytown.store.records import GuardFailed, Op, Store
 
 #: Supervisor mail kept for ``tt inbox supervisor``.
 MAIL_KEEP = 1000
@@ -88,7 +88,14 @@ class MessageService:
         correlation_id: str | None = None,
     ) -> Message:
         """Put one message in the recipient's inbox (urgent ones at the head)."""
-        recipient = await self.agents.resolve_id(to)
+        guards: list[tuple[list[str], int]] = []
+        if is_uuid(to) and to != SUPERVISOR_ID:
+            # The common API case: check the agent exists inside the delivering script
+            # itself, so a send is one round trip.
+            recipient = to
+            guards.append((["EXISTS", self.keys.agent(to)], 1))
+        else:
+            recipient = await self.agents.resolve_id(to)
         message = Message.new(
             await self.sender_id(sender),
             recipient,
@@ -97,7 +104,12 @@ class MessageService:
             correlation_id=correlation_id,
         )
         _check_size(message)
-        await self.store.run_ops(self.store.deliver_ops(message))
+        try:
+            await self.store.apply(
+                self.keys.meta, ops=self.store.deliver_ops(message), guards=guards
+            )
+        except GuardFailed:
+            raise NotFoundError(f"No agent with id {to} in town {self.keys.town}.") from None
         return message
 
     async def broadcast(
