@@ -42,7 +42,7 @@ import trio  # noqa: E402
 
 from tinytown.model import Informational, Message, MessageType, Ping, dumps  # noqa: E402
 from tinytown.model.ids import SUPERVISOR_ID  # noqa: E402
-from tinytown.runtime.agent_actor import TAKE_BATCH, AgentActor  # noqa: E402
+from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox  # noqa: E402
 from tinytown.runtime.town_runtime import Runtime  # noqa: E402
 from tinytown.services.config import TownConfig  # noqa: E402
 from tinytown.services.town import Town  # noqa: E402
@@ -334,7 +334,7 @@ def bench_latency(b: Bench) -> list[Row]:
         "baseline_rtt_ms_p50": round(statistics.median(base["rtt"]) * 1e3, 3),
         "method": "town hosted in the bench process (Runtime), one idle agent; a second"
         " process sends PINGs with AgentHandle.send, one at a time; latency = start of the"
-        " send call (there) -> AgentActor._take returning the message (here), both on"
+        " send call (there) -> Mailbox.take returning the message (here), both on"
         " CLOCK_MONOTONIC. in_process: the same with the sender in the town's own process"
         " (like the REPL). Baseline: redis-py LPUSH in one process -> BLPOP returning in"
         " another (one way), on the same server.",
@@ -373,9 +373,9 @@ async def _tt_latency(
     received: dict[str, float] = {}
     answered: set[str] = set()
     box = {"event": trio.Event()}
-    orig_take, orig_answer = AgentActor._take, AgentActor._answer_runtime_messages
+    orig_take, orig_answer = Mailbox.take, Mailbox.answer_runtime_messages
 
-    async def take(self: AgentActor) -> Any:
+    async def take(self: Mailbox) -> Any:
         held = await orig_take(self)
         t = mono()
         for _, msg in held:
@@ -383,7 +383,7 @@ async def _tt_latency(
         box["event"].set()
         return held
 
-    async def answer(self: AgentActor, held: Any) -> Any:
+    async def answer(self: Mailbox, held: Any) -> Any:
         out = await orig_answer(self, held)
         answered.update(m.id for _, m in held)
         box["event"].set()
@@ -395,8 +395,8 @@ async def _tt_latency(
                 box["event"] = trio.Event()
                 await box["event"].wait()
 
-    AgentActor._take = take
-    AgentActor._answer_runtime_messages = answer
+    Mailbox.take = take  # type: ignore[method-assign]
+    Mailbox.answer_runtime_messages = answer  # type: ignore[method-assign]
     town = await connect(root)
     latency: list[float] = []
     send_call: list[float] = []
@@ -448,8 +448,8 @@ async def _tt_latency(
                     await proc.wait()
             rt.shutdown_requested.set()
     finally:
-        AgentActor._take = orig_take
-        AgentActor._answer_runtime_messages = orig_answer
+        Mailbox.take = orig_take  # type: ignore[method-assign]
+        Mailbox.answer_runtime_messages = orig_answer  # type: ignore[method-assign]
         await town.aclose()
     return {
         "latency": latency,

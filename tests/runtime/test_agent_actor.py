@@ -235,7 +235,7 @@ async def test_notes_held_for_the_next_round_do_not_make_an_agent_busy(
 async def test_more_messages_than_one_take_are_all_handled(town: Town, runtime: Runtime) -> None:
     """Regression: a batch of pings larger than one take must not wait for a new wake-up."""
     from tinytown.model import Ping
-    from tinytown.runtime.agent_actor import TAKE_BATCH
+    from tinytown.runtime.mailbox import TAKE_BATCH
 
     handle = await town.spawn_agent("w")
     await handle.wait(idle=True, timeout=20)

@@ -15,30 +15,24 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tinytown.errors import CliNotFoundError, InvalidTransitionError, MalformedRecordError
+from tinytown.errors import CliNotFoundError, InvalidTransitionError
 from tinytown.model import (
     Agent,
     AgentState,
     Informational,
     Message,
     MessageType,
-    Pong,
-    StatusResponse,
     Task,
     TaskState,
-    loads,
 )
+from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
 from tinytown.runtime.prompt import compose
 from tinytown.services.agents import check_cli_installed
 from tinytown.store.records import Op
-from tinytown.store.scripts import TAKE
 
 if TYPE_CHECKING:
     from tinytown.runtime.town_runtime import Runtime
-
-Held = list[tuple[str, Message]]  # (raw JSON as stored, parsed message)
-TAKE_BATCH = 50
 
 
 class AgentActor:
@@ -48,6 +42,7 @@ class AgentActor:
         self.keys = rt.town.keys
         self.name = agent_id[:8]
         self.done = trio.Event()
+        self.mailbox = Mailbox(rt, agent_id, lambda: self.name)
         self.reset()
 
     def reset(self) -> None:
@@ -94,7 +89,7 @@ class AgentActor:
             await self._change(lambda a: a.transition("cool"), "cool")
             return
         self.paused = agent.state is AgentState.PAUSED
-        held = await self._recover()
+        held = await self.mailbox.recover()
         if not self.paused:
             await self._change(
                 lambda a: a.transition(
@@ -107,9 +102,9 @@ class AgentActor:
             if self.paused:
                 await self.rt.hub.wait(self.id, token)
                 continue
-            taken = await self._take()
+            taken = await self.mailbox.take()
             held += taken
-            held = await self._answer_runtime_messages(held)
+            held = await self.mailbox.answer_runtime_messages(held)
             if any(m.actionable for _, m in held):
                 self.idle_since = None
                 await self._backoff_after_failures()
@@ -171,69 +166,6 @@ class AgentActor:
         if self.proc and self.paused:
             pass  # a paused round stays paused; the shutdown grace will cancel it
         self.rt.hub.notify(self.id)
-
-    # -- messages --------------------------------------------------------------------
-
-    async def _recover(self) -> Held:
-        """Messages left in flight by an earlier run; their running tasks are retried."""
-        raws = await self.rt.redis.execute("LRANGE", self.keys.inflight(self.id), 0, -1)
-        held = await self._parse(raws)
-        for _, msg in held:
-            if msg.type is MessageType.TASK_ASSIGN:
-                task_id = msg.body.task_id  # type: ignore[union-attr]
-                task = await self.rt.store.get(Task, self.keys.task(task_id))
-                if task and task.state is TaskState.RUNNING and task.assigned_to == self.id:
-                    await self.rt.town.tasks._update(
-                        task_id,
-                        lambda t: (
-                            t.transition("retry"),
-                            [self.rt.store.event_op("retry", agent=self.id, task=t.id)],
-                        ),
-                    )
-        return held
-
-    async def _take(self) -> Held:
-        raws = await self.rt.redis.run_script(
-            TAKE, [self.keys.inbox(self.id), self.keys.inflight(self.id)], [TAKE_BATCH]
-        )
-        return await self._parse(raws)
-
-    async def _parse(self, raws: list[str]) -> Held:
-        held: Held = []
-        bad: list[str] = []
-        for raw in raws:
-            try:
-                held.append((raw, loads(Message, raw)))
-            except MalformedRecordError as exc:
-                bad.append(raw)
-                self.rt.report(f"{self.name}: skipped a malformed message: {exc}")
-        if bad:  # reported and dropped: it can never be handled
-            await self.rt.store.run_ops(
-                [["LREM", self.keys.inflight(self.id), "1", raw] for raw in bad]
-                + [self.rt.store.event_op("malformed", agent=self.id, text=bad[0][:200])]
-            )
-        return held
-
-    async def _answer_runtime_messages(self, held: Held) -> Held:
-        """Answer ``ping`` and ``status_request`` at once, without a CLI round."""
-        answered = [
-            (r, m) for r, m in held if m.type in (MessageType.PING, MessageType.STATUS_REQUEST)
-        ]
-        if not answered:
-            return held
-        status: StatusResponse | None = None
-        if any(m.type is MessageType.STATUS_REQUEST for _, m in answered):
-            agent = await self.rt.town.agents.get(self.id)
-            status = StatusResponse(agent.state.value, agent.current_task)
-        ops: list[Op] = []
-        for raw, msg in answered:
-            body = status if msg.type is MessageType.STATUS_REQUEST else Pong()
-            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)  # type: ignore[arg-type]
-            ops += self.rt.store.deliver_ops(reply)
-            ops.append(["LREM", self.keys.inflight(self.id), "1", raw])
-        await self.rt.store.run_ops(ops)
-        done = {id(m) for _, m in answered}
-        return [(r, m) for r, m in held if id(m) not in done]
 
     # -- rounds ----------------------------------------------------------------------
 
