@@ -85,3 +85,16 @@ async def test_reclaim_cli_lists_first_then_moves(town: Town, tt) -> None:  # ty
     assert bad.returncode == 1 and bad.stderr.startswith("tt: ") and "Traceback" not in bad.stderr
     recover = tt("recover")
     assert recover.returncode == 0 and "alive" in recover.stdout
+
+
+async def test_prune_removes_the_agent_but_never_its_work(town: Town) -> None:
+    dead = await town.spawn_agent("dead")
+    task = await town.tasks.assign("dead", "print unfinished")
+    question = await town.messages.send("dead", Query("did you see this?"))
+    await town.agents.apply_offline(dead.id, "kill")
+    removed = await town.agents.prune()
+    assert [a.name for a in removed] == ["dead"]
+    assert await town.redis.execute("EXISTS", town.keys.agent(dead.id)) == 0
+    assert (await town.tasks.get(task.id)).state is TaskState.PENDING
+    mail, _ = await town.messages.inbox("supervisor")
+    assert question.id in [m.id for m in mail]

@@ -35,7 +35,7 @@ from tinytown.model.nicknames import nickname_for
 from tinytown.services import control
 from tinytown.services.config import TownConfig
 from tinytown.store.client import Connection
-from tinytown.store.records import GuardFailed, Op, Store
+from tinytown.store.records import DELETE, Conflict, GuardFailed, Op, Store
 from tinytown.store.scripts import RETURN_INFLIGHT
 
 
@@ -289,26 +289,41 @@ class AgentService:
     # -- housekeeping ----------------------------------------------------------------
 
     async def prune(self, *, everything: bool = False) -> builtins.list[Agent]:
-        """Remove terminal agents (or, with ``everything``, all agents not live in a runtime)
-        and their keys. Tasks are never removed."""
+        """Remove terminal agents (or, with ``everything`` and no running town, all agents)
+        and their keys. Nothing they hold is destroyed: their unfinished tasks go to the
+        backlog and their other messages to the supervisor's inbox (as ``tt reclaim
+        --to-backlog`` does) before the records go. Tasks are never removed."""
+        from tinytown.model import dumps
+        from tinytown.services.recovery import RecoveryService
+        from tinytown.services.tasks import TaskService
+
         running = await control.runtime_holder(self.store)
+        recovery = RecoveryService(self.store, self, TaskService(self.store, self))
         removed = []
         for agent in await self.list():
             if not (agent.state.terminal or (everything and not running)):
                 continue
+            if not agent.state.terminal:
+                agent = await self.apply_offline(agent.id, "kill")
+            await recovery.reclaim(from_agent=agent.id)
             ops: builtins.list[Op] = [
                 ["HDEL", self.keys.agents, agent.name],
                 ["DEL", self.keys.inbox(agent.id), self.keys.inflight(agent.id)],
                 self.store.event_op("prune", agent=agent.id, text=f"pruned {agent.name}"),
             ]
-            await self.release_work(agent)
-            from tinytown.model import dumps
-
             try:
                 await self.store.apply(
-                    self.keys.agent(agent.id), expected=dumps(agent), new="\0DEL", ops=ops
+                    self.keys.agent(agent.id),
+                    expected=dumps(agent),
+                    new=DELETE,
+                    ops=ops,
+                    # a message that arrived meanwhile keeps the agent for the next prune
+                    guards=[
+                        (["LLEN", self.keys.inbox(agent.id)], 0),
+                        (["LLEN", self.keys.inflight(agent.id)], 0),
+                    ],
                 )
-            except Exception:  # changed meanwhile: leave it for the next prune
+            except (Conflict, GuardFailed):
                 continue
             removed.append(agent)
         return removed

@@ -101,9 +101,9 @@ def register(sub: Any) -> None:
         "prune",
         help="remove stopped, cold and failed agents",
         description=(
-            "Remove terminal agents with their inboxes (tasks are kept; unfinished ones go\n"
-            "back to the backlog). --all removes every agent, refused for agents that a\n"
-            "running town hosts."
+            "Remove terminal agents. Nothing they hold is lost: unfinished tasks go back to\n"
+            "the backlog and their other messages to the supervisor's inbox first. --all\n"
+            "removes every agent, and only while the town is not running."
         ),
     )
     p.add_argument("--all", action="store_true", help="remove all agents (town not running)")
