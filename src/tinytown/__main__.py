@@ -1,5 +1,5 @@
 """``python -m tinytown`` is ``tt``."""
 
-from tinytown.cli.main import main
+from tinytown.entry import main
 
 raise SystemExit(main())

@@ -17,9 +17,10 @@ from prompt_toolkit.input import PipeInput
 from prompt_toolkit.output import DummyOutput
 from prompt_toolkit.output.vt100 import Vt100_Output
 
+from tinytown.cli.commands.attach import cmd_attach, register
 from tinytown.cli.context import Context, UsageError
-from tinytown.repl.app import attach, run_town_with_repl
-from tinytown.repl.cli import cmd_attach, register
+from tinytown.errors import TinytownError
+from tinytown.repl.app import TerminalConsole, attach, run_town_with_repl
 from tinytown.repl.core import Repl
 from tinytown.services.town import Town
 
@@ -95,5 +96,53 @@ def test_attach_is_registered_as_a_command() -> None:
 
 
 async def test_attach_needs_a_terminal(town_dir: Path) -> None:
+    ctx = Context(town_dir=str(town_dir), interactive=TerminalConsole())
     with pytest.raises(UsageError, match="needs an interactive terminal"):
+        await cmd_attach(ctx, argparse.Namespace())
+
+
+class Recorder:
+    """An interactive console that records what it was asked to open."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path]] = []
+
+    async def attach(self, root: Path) -> None:
+        self.calls.append(("attach", root))
+
+    async def host(self, root: Path) -> None:
+        self.calls.append(("host", root))
+
+
+async def test_attach_opens_the_console_it_is_given(
+    town_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for stream in ("stdin", "stdout"):
+        monkeypatch.setattr(f"sys.{stream}.isatty", lambda: True)
+    console = Recorder()
+    await cmd_attach(Context(town_dir=str(town_dir), interactive=console), argparse.Namespace())
+    assert console.calls == [("attach", town_dir.resolve())]
+    with pytest.raises(TinytownError, match="no interactive console"):
         await cmd_attach(Context(town_dir=str(town_dir)), argparse.Namespace())
+
+
+def test_the_cli_never_imports_the_repl() -> None:
+    """The layering the circle checker cannot see alone: no module of ``tinytown.cli`` has
+    an import of ``tinytown.repl`` or of the entry point above both, not even inside a
+    function; the REPL reaches the CLI only through ``tinytown.entry``."""
+    import ast
+
+    import tinytown.cli
+
+    found = []
+    for path in Path(tinytown.cli.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [
+                (path.name, n) for n in names if n.startswith(("tinytown.repl", "tinytown.entry"))
+            ]
+    assert found == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output, name_for
 from tinytown.errors import NotInitializedError, TinytownError
 from tinytown.model.ids import SUPERVISOR_ID
@@ -51,6 +52,7 @@ class Context:
     town: Town | None = None
     json: bool = False
     town_dir: str | None = None
+    interactive: Interactive | None = None  # the REPL, when the program has one
     _names: dict[str, str] | None = None
 
     def need_town(self) -> Town:

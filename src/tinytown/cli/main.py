@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 
 import trio
 
 from tinytown.cli.context import Context, UsageError, connect_town
+from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output
 from tinytown.cli.parser import build_parser
 from tinytown.errors import NotInitializedError, TinytownError
@@ -20,7 +22,13 @@ from tinytown.services.town import Town
 from tinytown.store.client import ResponseError
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, interactive: Interactive | None = None) -> int:
+    """Run one ``tt`` command line and return its exit code.
+
+    ``interactive``: the console that ``tt attach`` and ``tt run`` in a terminal open (the
+    program's entry point, :mod:`tinytown.entry`, passes the REPL); without one, ``tt run``
+    prints events and ``tt attach`` says it is not available.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output()
@@ -28,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return trio.run(run_command, args, out)
+        return trio.run(partial(run_command, args, out, interactive=interactive))
     except BaseException as exc:
         if _leaf(exc, KeyboardInterrupt):
             return 130
@@ -38,17 +46,27 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-async def run_command(args: argparse.Namespace, out: Output, town: Town | None = None) -> int:
-    """Run a parsed command and return its exit code; user errors are printed, not raised.
+async def run_command(
+    args: argparse.Namespace,
+    out: Output,
+    town: Town | None = None,
+    *,
+    interactive: Interactive | None = None,
+) -> int:
+    """Run a command parsed by the ``tt`` parser and return its exit code; user errors are
+    printed through ``out``, not raised. This is the one way both front ends run commands.
 
     ``town``: an already connected town to use (the REPL's); otherwise one is connected
     (and closed afterwards) when the command's ``town`` default asks for it.
+    ``interactive``: the console for ``attach``/``run`` (see :func:`main`).
+    Cancellation propagates (a town opened here is closed first).
     """
     ctx = Context(
         out=out,
         town=town,
         json=bool(getattr(args, "json", False)),
         town_dir=getattr(args, "town_dir", None),
+        interactive=interactive,
     )
     opened: Town | None = None
     try:

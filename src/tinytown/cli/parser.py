@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 import tinytown
 
 #: Command modules in ``tinytown.cli.commands``, registered in this order.
-COMMAND_MODULES = ("town", "agents", "tasks", "messages", "recovery", "plans", "runtime")
+COMMAND_MODULES = (
+    "town",
+    "agents",
+    "tasks",
+    "messages",
+    "recovery",
+    "plans",
+    "runtime",
+    "attach",
+)
 #: Modules written separately that may not exist yet in a given checkout.
 OPTIONAL_MODULES = frozenset({"plans", "runtime"})
 
@@ -56,12 +66,74 @@ class TtParser(argparse.ArgumentParser):
                 self._intermixing = False
         return super().parse_known_args(args, namespace)
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """Parse, then refuse any text value that is not valid Unicode (the boundary check).
+
+        Bytes that are not UTF-8 arrive from ``argv`` as surrogate escapes; they could not be
+        written to Redis or a file later, so the command line is refused here, before any
+        handler runs: one ``tt: argument NAME: ...`` line, exit 2.
+        """
+        parsed = super().parse_args(args, namespace)
+        for dest, value in _texts(parsed):
+            problem = _not_text(value)
+            if problem is not None:
+                owner, action = _find_action(self, parsed, dest)
+                name = argparse._get_action_name(action) if action else dest.upper()
+                owner.error(f"argument {name}: {problem}")
+        return parsed
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, f"tt: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> TtParser:
+def _texts(namespace: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """(dest, text) for every string value of a parsed namespace, in lists too."""
+    for dest, value in vars(namespace).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, str):
+                yield dest, item
+
+
+def _not_text(value: str) -> str | None:
+    """Why ``value`` is not encodable text, or None if it is."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        if 0xDC80 <= ord(bad) <= 0xDCFF:  # how Python carries a non-UTF-8 byte of argv
+            return f"not valid UTF-8 text (byte 0x{ord(bad) - 0xDC00:02x})"
+        return f"not valid text (character U+{ord(bad):04X})"
+    return None
+
+
+def _find_action(
+    top: argparse.ArgumentParser, namespace: argparse.Namespace, dest: str
+) -> tuple[argparse.ArgumentParser, argparse.Action | None]:
+    """The parser of the command that was parsed into ``namespace`` (the one whose
+    ``handler`` default it carries) and its action storing ``dest``; ``top`` if none."""
+    handler = getattr(namespace, "handler", None)
+    parsers = [top]
+    for parser in parsers:  # breadth-first through the subcommands
+        parsers.extend(command_parsers(parser).values())
+    owner = next(
+        (p for p in parsers if handler is not None and p._defaults.get("handler") is handler),
+        top,
+    )
+    for parser in dict.fromkeys([owner, top]):
+        for action in parser._actions:
+            if action.dest == dest:
+                return owner, action
+    return owner, None
+
+
+Registrar = Callable[[Any], None]
+
+
+def build_parser(extra: Iterable[Registrar] = ()) -> TtParser:
+    """The ``tt`` parser; each of ``extra`` is called with its subparsers action after the
+    command modules (the REPL adds its own commands this way, to a private instance)."""
     parser = TtParser(
         prog="tt",
         top=True,
@@ -82,9 +154,8 @@ def build_parser() -> TtParser:
                 continue
             raise
         module.register(sub)
-    from tinytown.repl import cli as repl_cli  # `attach` lives with the REPL it opens
-
-    repl_cli.register(sub)
+    for register in extra:
+        register(sub)
     return parser
 
 

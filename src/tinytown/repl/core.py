@@ -52,12 +52,9 @@ _SEE_HELP = re.compile(r"\(see '(?:tt )?(.*?) ?--help'\)")
 
 
 def build_repl_parser(repl: commands.ReplHooks) -> argparse.ArgumentParser:
-    """The ``tt`` parser with the REPL's own commands added (a private instance)."""
-    parser = build_parser()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            commands.register(action, repl)
-    return parser
+    """The ``tt`` parser with the REPL's own commands added (a private instance, built once
+    per REPL and used for every line)."""
+    return build_parser([lambda sub: commands.register(sub, repl)])
 
 
 class Repl:

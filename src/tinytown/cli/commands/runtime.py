@@ -60,14 +60,9 @@ async def cmd_run(ctx: Any, args: argparse.Namespace) -> int:
     from tinytown.runtime.town_runtime import run_town
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_repl
-    if interactive:
-        try:
-            from tinytown.repl.app import run_town_with_repl
-        except ImportError:
-            interactive = False
-        else:
-            await run_town_with_repl(root)
-            return 0
+    if interactive and ctx.interactive is not None:
+        await ctx.interactive.host(root)
+        return 0
     await run_town(root, echo=lambda line: print(line, flush=True))
     return 0
 

@@ -1,7 +1,7 @@
-"""``tt attach``: the command that opens the REPL on a town from another terminal.
+"""``tt attach``: open the interactive console (the REPL) on a town from this terminal.
 
-The CLI's parser registers it by calling :func:`register` with its subparsers action (like
-the modules of ``tinytown.cli.commands``).
+The console itself is not part of the CLI: it comes in through ``ctx.interactive`` (see
+:mod:`tinytown.cli.interactive`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from tinytown.cli.context import Context, UsageError
+from tinytown.errors import TinytownError
 
 
 def register(sub: Any) -> None:
@@ -33,7 +34,7 @@ async def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(
             "tt attach needs an interactive terminal; in scripts, run each command as 'tt …'."
         )
-    from tinytown.repl.app import attach
-
-    await attach(ctx.root())
+    if ctx.interactive is None:
+        raise TinytownError("This program has no interactive console; run 'tt attach' instead.")
+    await ctx.interactive.attach(ctx.root())
     return 0
