@@ -124,25 +124,3 @@ async def test_attach_opens_the_console_it_is_given(
     assert console.calls == [("attach", town_dir.resolve())]
     with pytest.raises(TinytownError, match="no interactive console"):
         await cmd_attach(Context(town_dir=str(town_dir)), argparse.Namespace())
-
-
-def test_the_cli_never_imports_the_repl() -> None:
-    """The layering the circle checker cannot see alone: no module of ``tinytown.cli`` has
-    an import of ``tinytown.repl`` or of the entry point above both, not even inside a
-    function; the REPL reaches the CLI only through ``tinytown.entry``."""
-    import ast
-
-    import tinytown.cli
-
-    found = []
-    for path in Path(tinytown.cli.__file__).parent.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            found += [
-                (path.name, n) for n in names if n.startswith(("tinytown.repl", "tinytown.entry"))
-            ]
-    assert found == []

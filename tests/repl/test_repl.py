@@ -55,6 +55,19 @@ async def test_an_error_is_one_line_and_the_repl_goes_on(driver: Driver) -> None
     await driver.command("list", "No agents")
 
 
+async def test_text_that_is_not_unicode_is_refused_at_the_parser(
+    driver: Driver, town: Town
+) -> None:
+    alice = await town.spawn_agent("alice")
+    driver.out.set_mark()
+    # Straight to the line reader's consumer: a terminal pipe cannot carry a lone surrogate.
+    assert await driver.repl.execute("send alice 'bad \ud800 text'") is None
+    assert driver.out.since_mark() == [
+        "error: argument MSG: not valid text (character U+D800) (see 'help send')"
+    ]
+    assert (await town.messages.inbox(alice.id))[0] == []
+
+
 async def test_ctrl_d_leaves(driver: Driver) -> None:
     await driver.command("list", "No agents")
     driver.pipe.send_text("\x04")
@@ -163,7 +176,10 @@ async def test_mail_with_a_running_town_is_shown_once(
     await town.messages.send("supervisor", Informational("done with it"), sender=alice.id)
     await driver.out.wait_for("[mail] from alice: done with it")
     assert runtime.mail[-1].text == "done with it"
-    await trio.sleep(0.3)
+    # The feed reads the stream in order: once a later mail is shown, every event about the
+    # first one (the "message" and the runtime's "mail") has had its chance to print.
+    await town.messages.send("supervisor", Informational("marker"), sender=alice.id)
+    await driver.out.wait_for("[mail] from alice: marker")
     assert len([ln for ln in driver.out.since_mark() if "done with it" in ln]) == 1
 
 

@@ -75,8 +75,8 @@ def feed_line(event: Event, names: Mapping[str, str]) -> str:
 async def stream_tail(town: Town) -> str:
     """The id of the newest event now (``0-0`` for an empty stream): following from it
     misses nothing appended afterwards. Cancellable."""
-    reply = await town.redis.execute("XREVRANGE", town.keys.events, "+", "-", "COUNT", 1)
-    return str(reply[0][0]) if reply else "0-0"
+    newest = await town.messages.recent_events(1)
+    return newest[-1].id if newest else "0-0"
 
 
 class Feed:
