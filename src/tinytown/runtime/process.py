@@ -1,29 +1,53 @@
 """Run an agent's CLI once per round as a subprocess, under trio structured cancellation.
 
 The child is started with ``start_new_session=True`` so it leads its own process group
-(pgid == pid); every signal goes to the whole group so helpers the CLI spawns share its fate.
+(pgid == pid); every signal goes to the whole group and to every process carrying the
+round's ``TT_ROUND`` marker (runtime/proctree.py), so helpers the CLI spawns share its fate,
+even one that left the group with ``setsid()``.
+
+On Linux the child also gets a parent-death signal (SIGKILL when the runtime dies, even by
+``kill -9``). The kernel sends it when the *thread* that forked the child exits, and trio's
+``open_process`` forks in a worker thread that its thread cache retires after a few idle
+seconds; so here the child is forked on the trio thread itself (vfork + exec: ~0.5 ms),
+through ``setpriv --pdeathsig KILL`` (util-linux), and awaited through a pidfd.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import attrs
 import trio
 
 from tinytown.errors import CliNotFoundError
+from tinytown.runtime.logfile import RotatingLog
+from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
 
 # How long the pipes may stay open after the main child exited (a grandchild holding them).
 _PIPE_GRACE = 1.0
 _CHUNK = 65536
+# How long a round's end may wait for Redis to forget it in the ledger (an outage).
+_LEDGER_GRACE = 2.0
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_KEEP = 3
+
+
+class RoundLedger(Protocol):
+    """Where a round records the process group it runs (proctree.AgentLedger)."""
+
+    async def record(self, entry: ProcEntry) -> None: ...
+
+    async def clear(self) -> None: ...
 
 
 @attrs.frozen
@@ -44,8 +68,9 @@ class RunningProcess:
     Methods must be called from the trio thread (they move the timeout deadline).
     """
 
-    def __init__(self, pid: int, timeout: float | None) -> None:
+    def __init__(self, pid: int, timeout: float | None, marker: str | None = None) -> None:
         self.pid = pid
+        self.marker = marker  # TT_ROUND of this round's processes
         self._finished = False
         self._paused = False
         # Remaining unpaused time while suspended; the deadline itself is parked at +inf.
@@ -76,10 +101,8 @@ class RunningProcess:
         self._deadline.deadline = trio.current_time() + self._remaining
 
     def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass  # the whole group is already gone
+        # The group, plus marked descendants that left it (setsid); a missing group is fine.
+        signal_tree(self.pid, self.marker, sig)
 
 
 class _Tail:
@@ -101,18 +124,16 @@ class _Tail:
 
 
 class _Log:
-    """The append-only round log; remembers whether the output so far ended a line."""
+    """The round log (rotating); remembers whether the output so far ended a line."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: RotatingLog) -> None:
         self._file = file
         self._at_line_start = True
 
     def write(self, data: bytes | bytearray) -> None:
         if data:
-            # Blocking write + flush: local appends are fast, a thread hop per chunk is not,
-            # and flushing makes every chunk visible to log followers as it arrives.
+            # Blocking write + flush: local appends are fast, a thread hop per chunk is not.
             self._file.write(data)
-            self._file.flush()
             self._at_line_start = data.endswith(b"\n")
 
     def line(self, text: str) -> None:
@@ -137,6 +158,89 @@ def _require_executable(prog: str, cwd: str | os.PathLike[str], env: Mapping[str
         raise _missing(prog)
 
 
+@functools.cache
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL --`` where it works (Linux, util-linux >= 2.33), else ()."""
+    setpriv = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/sbin:/sbin")
+    if not sys.platform.startswith("linux") or not setpriv or not hasattr(os, "pidfd_open"):
+        return ()
+    prefix = (setpriv, "--pdeathsig", "KILL", "--")
+    try:
+        subprocess.run([*prefix, "true"], check=True, capture_output=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return prefix
+
+
+class _Child:
+    """A child forked on the trio thread (for its parent-death signal), awaited through a
+    pidfd; offers the part of :class:`trio.Process` that run_cli uses."""
+
+    def __init__(self, args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]) -> None:
+        fds: list[int] = []  # child ends, closed in the parent once it has forked
+        ours: list[trio.lowlevel.FdStream] = []
+        try:
+            pipes = [os.pipe() for _ in range(3)]
+            child_in, child_out, child_err = pipes[0][0], pipes[1][1], pipes[2][1]
+            fds += [child_in, child_out, child_err]
+            self.stdin = trio.lowlevel.FdStream(pipes[0][1])
+            self.stdout = trio.lowlevel.FdStream(pipes[1][0])
+            self.stderr = trio.lowlevel.FdStream(pipes[2][0])
+            ours += [self.stdin, self.stdout, self.stderr]
+            self._popen = subprocess.Popen(
+                [*_pdeathsig_prefix(), *args],
+                stdin=child_in,
+                stdout=child_out,
+                stderr=child_err,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            for stream in ours:
+                stream.close()
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.pid = self._popen.pid
+        self._pidfd: int | None = os.pidfd_open(self.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the child exited (checking reaps it), else None."""
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and reap it. Cancellable (it is then not reaped)."""
+        if self._popen.poll() is None:
+            assert self._pidfd is not None
+            await trio.lowlevel.wait_readable(self._pidfd)  # readable once it exited
+        code = self._popen.wait()
+        if self._pidfd is not None:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        return code
+
+
+async def _spawn(
+    args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
+) -> _Child | trio.Process:
+    if _pdeathsig_prefix():
+        return _Child(args, cwd, env)
+    # No parent-death signal to be had: trio's spawn (in a worker thread) is as good.
+    return await trio.lowlevel.open_process(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+
+
 def _utc_stamp() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -159,7 +263,7 @@ async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log) -> None:
 
 async def _pump_io(
     io_scope: trio.CancelScope,
-    proc: trio.Process,
+    proc: _Child | trio.Process,
     prompt: bytes,
     log: _Log,
     tails: tuple[_Tail, _Tail],
@@ -177,7 +281,9 @@ async def _pump_io(
             eof.set()
 
 
-async def _stop_group(proc: trio.Process, handle: RunningProcess, kill_grace: float) -> None:
+async def _stop_group(
+    proc: _Child | trio.Process, handle: RunningProcess, kill_grace: float
+) -> None:
     """SIGTERM the group, wait up to kill_grace, SIGKILL it, reap. Call shielded."""
     handle._finished = True  # suspend()/resume() become no-ops from here on
     if proc.returncode is None:  # (polling also reaps a leader that just exited)
@@ -190,9 +296,10 @@ async def _stop_group(proc: trio.Process, handle: RunningProcess, kill_grace: fl
         if proc.returncode is None:
             handle._signal(signal.SIGKILL)
             await proc.wait()
-    # Sweep members left in the group (background grandchildren). The pgid stays reserved
-    # while any member lives; if none does we get ESRCH, barring a pid wrap-around in between.
-    handle._signal(signal.SIGKILL)
+    # Sweep members left in the group (background grandchildren) and marked descendants
+    # that left it. The pgid stays reserved while any member lives; if none does we get
+    # ESRCH, barring a pid wrap-around in between. The /proc scan runs off the trio thread.
+    await trio.to_thread.run_sync(signal_tree, handle.pid, handle.marker, signal.SIGKILL)
 
 
 async def run_cli(
@@ -205,20 +312,26 @@ async def run_cli(
     timeout: float | None = None,
     kill_grace: float = 5.0,
     tail_bytes: int = 16384,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    log_keep: int = DEFAULT_LOG_KEEP,
+    ledger: RoundLedger | None = None,
     task_status: trio.TaskStatus[RunningProcess] = trio.TASK_STATUS_IGNORED,
 ) -> RoundResult:
     """Run ``argv`` once with ``prompt`` on stdin and return how the round ended.
 
-    The child gets exactly ``env`` and ``cwd`` and leads a new process group. ``prompt`` is
-    written to its stdin, which is then closed (a child that never reads it is fine). stdout
-    and stderr are drained concurrently, appended to ``log_path`` (parents created; a header
-    and footer line frame the round) as chunks arrive, and only the last ``tail_bytes`` of
-    each are kept. Once the process exists, ``task_status.started()`` receives a
-    :class:`RunningProcess` for suspend/resume.
+    The child gets ``env`` plus ``TT_ROUND=<fresh uuid>`` (the marker its descendants
+    inherit) and ``cwd``, and leads a new process group; on Linux it is SIGKILLed if this
+    process dies. ``prompt`` is written to its stdin, which is then closed (a child that
+    never reads it is fine). stdout and stderr are drained concurrently, appended to
+    ``log_path`` (parents created; a header and footer line frame the round; the file
+    rotates at ``log_max_bytes`` keeping ``log_keep`` old files) as chunks arrive, and only
+    the last ``tail_bytes`` of each are kept. Once the process exists,
+    ``task_status.started()`` receives a :class:`RunningProcess` for suspend/resume, and
+    the group is recorded in ``ledger`` (if given) until it has been reaped.
 
     The round ends when the child exits and both pipes reach EOF; if a grandchild keeps a
-    pipe open, it gets ``_PIPE_GRACE`` seconds. Any process still in the group then is
-    SIGKILLed: a round never leaves anything of its group running.
+    pipe open, it gets ``_PIPE_GRACE`` seconds. Any process still in the group or carrying
+    the marker then is SIGKILLed: a round never leaves anything of its tree running.
 
     Timeout: after ``timeout`` seconds of unpaused running time the group gets SIGTERM, then
     SIGKILL after ``kill_grace`` seconds if the leader is still alive; it is reaped and the
@@ -226,8 +339,10 @@ async def run_cli(
 
     Cancellation: if the caller's scope is cancelled, the same SIGTERM/SIGCONT/grace/SIGKILL
     ladder runs shielded, the child is reaped, the pipes are closed, the log gets its footer,
-    and then :exc:`trio.Cancelled` propagates (bare, not inside an ExceptionGroup). So
-    cancellation may take up to ``kill_grace`` + ``_PIPE_GRACE`` seconds to complete.
+    the ledger entry is cleared (giving up after ``_LEDGER_GRACE`` seconds of Redis outage:
+    a stale entry is harmless), and then :exc:`trio.Cancelled` propagates (bare, not inside
+    an ExceptionGroup). So cancellation may take up to ``kill_grace`` + ``_PIPE_GRACE`` +
+    ``_LEDGER_GRACE`` seconds to complete.
 
     Raises:
       CliNotFoundError: ``argv[0]`` is missing or not executable; checked before anything
@@ -236,30 +351,21 @@ async def run_cli(
     args = [os.fspath(arg) for arg in argv]
     if not args:
         raise ValueError("argv must name a program")
-    child_env = dict(env)
+    marker = uuid.uuid4().hex
+    child_env = {**env, MARKER_ENV: marker}
     _require_executable(args[0], cwd, child_env)
-    log_file = Path(log_path)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log_fh:
-        log = _Log(log_fh)
+    with RotatingLog(log_path, log_max_bytes, log_keep) as log_file:
+        log = _Log(log_file)
         try:
-            proc = await trio.lowlevel.open_process(
-                args,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=child_env,
-                start_new_session=True,
-            )
+            proc = await _spawn(args, cwd, child_env)
         except (FileNotFoundError, PermissionError) as exc:
             raise _missing(args[0]) from exc
         started = trio.current_time()
-        handle = RunningProcess(proc.pid, timeout)
+        handle = RunningProcess(proc.pid, timeout, marker)
         tails = (_Tail(tail_bytes), _Tail(tail_bytes))
         eof = trio.Event()
         io_scope = trio.CancelScope(shield=True)
-        timed_out = cancelled = False
+        timed_out = cancelled = recorded = False
         outcome = "aborted"  # footer wording; stays so only if an unexpected error escapes
         try:
             async with trio.open_nursery() as nursery:
@@ -268,6 +374,9 @@ async def run_cli(
                     log.line(f"--- round pid={proc.pid} started {_utc_stamp()} argv={args!r} ---\n")
                     task_status.started(handle)
                     with handle._deadline:
+                        if ledger is not None:
+                            recorded = True  # (a cancelled record may still have landed)
+                            await ledger.record(ProcEntry.here(proc.pid, marker))
                         await proc.wait()
                     timed_out = handle._deadline.cancelled_caught
                     outcome = "timed out" if timed_out else f"exited returncode={proc.returncode}"
@@ -285,6 +394,9 @@ async def run_cli(
                         with trio.move_on_after(_PIPE_GRACE):
                             await eof.wait()  # collect what the dying group wrote
                         io_scope.cancel()
+                        if recorded and ledger is not None:
+                            with trio.move_on_after(_LEDGER_GRACE):
+                                await ledger.clear()
         finally:
             handle._finished = True
             with trio.CancelScope(shield=True):
@@ -306,4 +418,4 @@ async def run_cli(
     )
 
 
-__all__ = ["RoundResult", "RunningProcess", "run_cli"]
+__all__ = ["RoundLedger", "RoundResult", "RunningProcess", "run_cli"]

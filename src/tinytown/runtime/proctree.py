@@ -1,0 +1,207 @@
+"""Finding and killing a round's whole process tree, during a run and after a crash.
+
+Three mechanisms, because none alone is enough (docs/process-trees.md):
+
+* **Process group.** The CLI leads its own group; signals go to the group.
+* **Round marker.** Every round's child gets ``TT_ROUND=<uuid>`` in its environment, which
+  its descendants inherit. A descendant that left the group with ``setsid()`` is found by
+  scanning ``/proc/*/environ`` for the marker (Linux; elsewhere only the group is reached).
+  A descendant that both clears its environment and calls ``setsid()`` escapes.
+* **Ledger.** While a round runs, its group (host, boot id, pid, start time, marker) is
+  recorded in Redis (:class:`ProcessLedger`). A ``tt run`` that died by ``kill -9`` cannot
+  clean up, so the next ``tt run`` does it (:meth:`ProcessLedger.reap_leftovers`) before any
+  actor starts. The start time guards against a reused pid; the boot id against a reboot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from tinytown.model import now
+from tinytown.services.localproc import boot_id, host, is_local, is_running, start_ticks
+from tinytown.store import lease as ops
+from tinytown.store.records import Store
+
+#: Environment variable that marks every process of one round (inherited by descendants).
+MARKER_ENV = "TT_ROUND"
+_PROC = Path("/proc")
+
+
+def marked_processes(markers: Iterable[str]) -> dict[str, list[int]]:
+    """Live processes whose environment carries ``TT_ROUND=<marker>``, per marker.
+
+    Reads /proc/*/environ (only processes of our own user are readable, which is where
+    agents run); returns an empty mapping where /proc does not exist.
+    """
+    wanted = {m.encode() for m in markers}
+    found: dict[str, list[int]] = {}
+    if not wanted or not _PROC.is_dir():
+        return found
+    prefix = f"{MARKER_ENV}=".encode()
+    me = os.getpid()
+    for entry in os.scandir(_PROC):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"{entry.path}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue  # gone, or not ours
+        for item in env.split(b"\0"):
+            if item.startswith(prefix) and item[len(prefix) :] in wanted:
+                pid = int(entry.name)
+                if is_running(pid):
+                    found.setdefault(item[len(prefix) :].decode(), []).append(pid)
+                break
+    return found
+
+
+def signal_tree(pgid: int, marker: str | None, sig: int, *, group: bool = True) -> list[int]:
+    """Send ``sig`` to process group ``pgid`` (if ``group``) and to every process carrying
+    ``marker`` together with the groups those lead; return the marked pids signalled."""
+    if group:
+        _killpg(pgid, sig)
+    pids = marked_processes([marker]).get(marker, []) if marker else []
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+            if os.getpgid(pid) == pid:  # it left with setsid(): its own group goes too
+                _killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return pids
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone (or its id now belongs to someone else's group)
+
+
+@attrs.frozen
+class ProcEntry:
+    """One running round's process group, as recorded in the ledger."""
+
+    host: str
+    boot_id: str
+    pid: int  # the CLI, leader of group ``pid``
+    start: int | None  # start_ticks(pid)
+    marker: str
+    started_at: str = ""
+
+    @classmethod
+    def here(cls, pid: int, marker: str) -> ProcEntry:
+        return cls(host(), boot_id(), pid, start_ticks(pid), marker, now())
+
+    def dumps(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def loads(cls, raw: str) -> ProcEntry:
+        data = json.loads(raw)
+        start = data.get("start")
+        return cls(
+            str(data["host"]),
+            str(data["boot_id"]),
+            int(data["pid"]),
+            None if start is None else int(start),
+            str(data["marker"]),
+            str(data.get("started_at", "")),
+        )
+
+    def local(self) -> bool:
+        """Recorded by a runtime on this host during this boot (so the pid means the same)."""
+        return is_local(self.host, self.boot_id)
+
+    def kill(self) -> list[int]:
+        """SIGKILL what is left of the round: the group while its leader is the recorded
+        process (not a reused pid), and every process carrying the marker. Returns the
+        pids known to have been killed."""
+        killed = []
+        if is_running(self.pid, self.start):
+            _killpg(self.pid, signal.SIGKILL)
+            killed.append(self.pid)
+        for pid in signal_tree(self.pid, self.marker, signal.SIGKILL, group=False):
+            if pid not in killed:
+                killed.append(pid)
+        return killed
+
+
+class ProcessLedger:
+    """The town's record of running round processes, kept in Redis (store/lease.py)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record(self, agent_id: str, entry: ProcEntry) -> None:
+        """Note that ``agent_id``'s round runs ``entry``. Cancellable (nothing recorded)."""
+        await ops.ledger_record(self.store, agent_id, entry.dumps())
+
+    async def clear(self, agent_id: str) -> None:
+        """Forget ``agent_id``'s round (it was reaped). Cancellable (the entry stays; the
+        next ``tt run`` finds its processes gone and drops it)."""
+        await ops.ledger_clear(self.store, agent_id)
+
+    def for_agent(self, agent_id: str) -> AgentLedger:
+        return AgentLedger(self, agent_id)
+
+    async def reap_leftovers(self) -> list[str]:
+        """Kill what the rounds of a dead runtime left running; call it holding the lease,
+        before any actor starts. Returns one line per entry found, for the runtime's log.
+
+        Entries of this host and boot are killed (SIGKILL: the group, if its leader is
+        still the recorded process, and every process carrying the round's marker) and
+        dropped; entries of another host or boot are dropped with a note (their pids mean
+        nothing here). Cancellable: entries not yet dropped are found again next time.
+        """
+        entries = await ops.ledger_entries(self.store)
+        notes: list[str] = []
+        for agent_id, raw in entries.items():
+            try:
+                entry = ProcEntry.loads(raw)
+            except (ValueError, KeyError, TypeError):
+                notes.append(f"dropped a corrupt process-ledger entry for agent {agent_id}")
+                continue
+            if not entry.local():
+                notes.append(
+                    f"agent {agent_id}: round pid {entry.pid} ran on {entry.host} "
+                    "(another host or boot); not killed from here"
+                )
+                continue
+            killed = entry.kill()
+            if killed:
+                pids = ", ".join(map(str, killed))
+                notes.append(f"agent {agent_id}: killed leftover round processes {pids}")
+        await ops.ledger_drop(self.store, list(entries))
+        return notes
+
+
+@attrs.frozen
+class AgentLedger:
+    """The ledger seen by one agent's rounds (what :func:`run_cli` records into)."""
+
+    ledger: ProcessLedger
+    agent_id: str
+
+    async def record(self, entry: ProcEntry) -> None:
+        await self.ledger.record(self.agent_id, entry)
+
+    async def clear(self) -> None:
+        await self.ledger.clear(self.agent_id)
+
+
+__all__ = [
+    "MARKER_ENV",
+    "AgentLedger",
+    "ProcEntry",
+    "ProcessLedger",
+    "marked_processes",
+    "signal_tree",
+]
