@@ -69,3 +69,9 @@ class TimeoutExpiredError(TinytownError):
 
 class MalformedRecordError(TinytownError):
     """JSON found in Redis could not be read as the expected record."""
+
+
+class ReplyLostError(RedisUnavailableError):
+    """A command was sent but its reply was lost (the connection dropped): the command
+    may or may not have run. Raised instead of a blind retry for commands that are not
+    idempotent; the caller re-reads the state it meant to change."""

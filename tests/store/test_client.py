@@ -8,11 +8,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from tinytown.errors import RedisUnavailableError
+from tinytown.errors import RedisUnavailableError, ReplyLostError
 from tinytown.store import client as client_module
 from tinytown.store.client import Address, Connection, Redis, ResponseError, Script
 from tinytown.store.server import EmbeddedServer
@@ -382,3 +383,273 @@ async def test_reconnect_succeeds_when_the_server_appears(
             nursery.start_soon(appear)
             assert await client.execute("PING") == "PONG"
     await client.aclose()
+
+
+# -- lost replies: only idempotent commands are retried ------------------------------------
+#
+# A command is held by the server with CLIENT PAUSE (issued from another connection), its
+# connection is killed with CLIENT KILL while it waits, then the pause is lifted: the
+# reply is deterministically lost, no timing luck involved.
+
+
+async def wait_held(other: Redis, client_id: int, command: str) -> None:
+    """Until the client is blocked in ``command`` (paused or blocking)."""
+    with trio.fail_after(5):
+        while True:
+            info = await other.execute("CLIENT", "LIST", "ID", client_id)
+            fields = dict(p.split("=", 1) for p in info.split() if "=" in p)
+            if "b" in fields.get("flags", "") and fields.get("cmd") == command:
+                return
+            await trio.sleep(0.005)
+
+
+async def lose_reply(
+    other: Redis,
+    client_id: int,
+    command: str,
+    call: Any,
+    *,
+    pause: str | None,
+    after_kill: Any = None,
+) -> list[object]:
+    """Run ``call`` on the client ``client_id`` while it is held, kill its connection and
+    return what the call returned or raised (the pause is lifted after the kill, then
+    ``after_kill`` runs)."""
+    outcome: list[object] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await call())
+        except Exception as exc:  # the outcome is what we test
+            outcome.append(exc)
+
+    if pause:
+        await other.execute("CLIENT", "PAUSE", 20_000, pause)
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run)
+                await wait_held(other, client_id, command)
+                assert await other.execute("CLIENT", "KILL", "ID", client_id) == 1
+                if pause:
+                    await other.execute("CLIENT", "UNPAUSE")
+                    pause = None
+                if after_kill is not None:
+                    await after_kill()
+    finally:
+        if pause:
+            await other.execute("CLIENT", "UNPAUSE")
+    return outcome
+
+
+@pytest.fixture
+async def runtime_client(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
+    client = Redis(redis_server.url, reconnect=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_lost_reply_of_a_write_is_not_retried(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    outcome = await lose_reply(
+        other, conn_id, "incr", lambda: runtime_client.execute("INCR", key), pause="WRITE"
+    )
+    # Old behaviour: the INCR ran again on a new connection once the pause was lifted.
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLostError), outcome
+    assert isinstance(outcome[0], RedisUnavailableError)
+    assert "may or may not have run" in str(outcome[0])
+    assert await other.execute("GET", key) is None  # killed while held: it never ran
+    # The client goes on with a fresh connection.
+    assert await runtime_client.execute("INCR", key) == 1
+    await other.execute("DEL", key)
+
+
+async def test_lost_reply_after_the_write_ran_is_not_retried(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    """The INCR ran, the reply of the pipeline was lost: running it again would count twice."""
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+
+    async def release() -> None:
+        # Would let a retried pipeline finish (and be counted twice); stays unread here.
+        await wait_client_gone(other, conn_id)
+        await other.execute("RPUSH", key + ":wait", "x")
+
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "blpop",
+        lambda: runtime_client.pipeline([["INCR", key], ["BLPOP", key + ":wait", 0]]),
+        pause=None,
+        after_kill=release,
+    )
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLostError), outcome
+    assert await other.execute("GET", key) == "1"
+    assert await other.execute("LLEN", key + ":wait") == 1
+    await other.execute("DEL", key, key + ":wait")
+
+
+async def test_lost_reply_of_a_read_is_retried(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    # A read held by blocking (CLIENT PAUSE ALL would hold the killer too).
+    first = await other.execute("XADD", key, "*", "n", "1")
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    reconnected = runtime_client.reconnected
+    added: list[str] = []
+
+    async def add() -> None:
+        # Added after the kill: only a retried XREAD (from the same id) can see it.
+        await wait_client_gone(other, conn_id)
+        added.append(await other.execute("XADD", key, "*", "n", "2"))
+
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "xread",
+        lambda: runtime_client.execute("XREAD", "BLOCK", 0, "STREAMS", key, first),
+        pause=None,
+        after_kill=add,
+    )
+    assert outcome == [[[key, [[added[0], ["n", "2"]]]]]]
+    assert reconnected.is_set()
+    assert await runtime_client.execute("CLIENT", "ID") != conn_id
+    await other.execute("DEL", key)
+
+
+async def test_lost_reply_of_a_read_pipeline_is_retried(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    first = await other.execute("XADD", key, "*", "n", "1")
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    added: list[str] = []
+
+    async def add() -> None:
+        await wait_client_gone(other, conn_id)
+        added.append(await other.execute("XADD", key, "*", "n", "2"))
+
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "xread",
+        lambda: runtime_client.pipeline(
+            [["XLEN", key], ["XREAD", "BLOCK", 0, "STREAMS", key, first]]
+        ),
+        pause=None,
+        after_kill=add,
+    )
+    # The whole pipeline ran again, after the second entry was added.
+    assert outcome == [[2, [[key, [[added[0], ["n", "2"]]]]]]]
+    await other.execute("DEL", key)
+
+
+async def test_lost_reply_without_reconnect_raises_even_for_reads(
+    redis: Redis, other: Redis, key: str
+) -> None:
+    conn_id = await redis.execute("CLIENT", "ID")
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "xread",
+        lambda: redis.execute("XREAD", "BLOCK", 0, "STREAMS", key, "$"),
+        pause=None,
+    )
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLostError), outcome
+
+
+async def test_scripts_retry_only_when_declared_idempotent(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    take_like = Script(
+        f"return redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') -- {uuid.uuid4().hex}"
+    )
+    refresh = Script(
+        f"redis.call('SET', KEYS[1], ARGV[1]); return ARGV[1] -- {uuid.uuid4().hex}",
+        idempotent=True,
+    )
+    await other.execute("RPUSH", key, "m1")
+    # Loaded first, so the held command is the EVALSHA itself.
+    await runtime_client.execute("SCRIPT", "LOAD", take_like.source)
+    await runtime_client.execute("SCRIPT", "LOAD", refresh.source)
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "evalsha",
+        lambda: runtime_client.run_script(take_like, [key, key + ":flight"], []),
+        pause="WRITE",
+    )
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLostError), outcome
+    assert await other.execute("LRANGE", key, 0, -1) == ["m1"]  # never moved, not retried
+
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "evalsha",
+        lambda: runtime_client.run_script(refresh, [key + ":lease"], ["me"]),
+        pause="WRITE",
+    )
+    assert outcome == ["me"]
+    assert await other.execute("GET", key + ":lease") == "me"
+    await other.execute("DEL", key, key + ":flight", key + ":lease")
+
+
+async def test_explicit_idempotent_overrides_the_table(
+    runtime_client: Redis, other: Redis, key: str
+) -> None:
+    conn_id = await runtime_client.execute("CLIENT", "ID")
+    outcome = await lose_reply(
+        other,
+        conn_id,
+        "set",
+        lambda: runtime_client.execute("SET", key, "v", idempotent=True),
+        pause="WRITE",
+    )
+    assert outcome == ["OK"]
+    assert await other.execute("GET", key) == "v"
+    await other.execute("DEL", key)
+
+
+async def test_pooled_connection_closed_while_idle_is_replaced_for_any_command(
+    redis: Redis, other: Redis, key: str
+) -> None:
+    """Not written yet, so even a write is safe to send on a fresh connection (one-shot
+    mode too): a connection the server closed while pooled never raises ReplyLostError."""
+    conn_id = await redis.execute("CLIENT", "ID")
+    reconnected = redis.reconnected
+    assert await other.execute("CLIENT", "KILL", "ID", conn_id) == 1
+    await wait_client_gone(other, conn_id)
+    assert await redis.execute("INCR", key) == 1
+    assert reconnected.is_set()
+    assert await other.execute("GET", key) == "1"
+    await other.execute("DEL", key)
+
+
+def test_idempotency_table() -> None:
+    for command in (
+        ["GET", "k"],
+        ["mget", "a", "b"],
+        ["LRANGE", "k", 0, -1],
+        ["XREAD", "BLOCK", 1, "STREAMS", "s", "0-0"],
+        [b"HGETALL", "h"],
+        ["CLIENT", "ID"],
+        ["CONFIG", "GET", "dir"],
+        ["PING"],
+    ):
+        assert client_module.is_idempotent(command), command
+    for command in (
+        ["LPOP", "control"],
+        ["RPUSH", "k", "v"],
+        ["XADD", "s", "*", "a", "b"],
+        ["EVALSHA", "sha", 0],
+        ["INCR", "k"],
+        ["CLIENT", "KILL", "ID", 1],
+        ["SET", "k", "v"],
+        ["BLPOP", "k", 0],
+    ):
+        assert not client_module.is_idempotent(command), command

@@ -327,7 +327,7 @@ async def test_mget_skips_malformed_and_absent(store: Store) -> None:
         store.keys.task(good[1].id),
         store.keys.task(good[2].id),
     ]
-    assert store.warnings == []
+    assert list(store.warnings) == []
     assert await store.mget(Task, keys) == good
     assert len(store.warnings) == 1
     warning = store.warnings[0]

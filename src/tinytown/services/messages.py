@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import attrs
-import trio
 
 from tinytown.errors import InvalidInputError, MalformedRecordError, NotFoundError
 from tinytown.model import (
@@ -24,35 +23,13 @@ from tinytown.model import (
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.model.message import MAX_MESSAGE_BYTES, Body
 from tinytown.services.agents import AgentService
-from tinytown.services.tasks import current_sender
+from tinytown.store.events import Event
 from tinytown.store.records import GuardFailed, Op, Store
 
 #: Supervisor mail kept for ``tt inbox supervisor``.
 MAIL_KEEP = 1000
 
-
-@attrs.frozen
-class Event:
-    """One entry of the town's event stream."""
-
-    id: str
-    fields: dict[str, str]
-
-    @property
-    def kind(self) -> str:
-        return self.fields.get("kind", "")
-
-    @property
-    def agent(self) -> str | None:
-        return self.fields.get("agent")
-
-    @property
-    def text(self) -> str:
-        return self.fields.get("text", "")
-
-    @property
-    def at(self) -> str:
-        return self.fields.get("at", "")
+__all__ = ["MAIL_KEEP", "Event", "MessageService", "make_body"]
 
 
 def make_body(kind: str, text: str) -> Body:
@@ -76,7 +53,7 @@ class MessageService:
         self.keys = store.keys
 
     async def sender_id(self, sender: str | None) -> str:
-        return await self.agents.resolve_id(sender) if sender else current_sender()
+        return await self.agents.resolve_id(sender) if sender else SUPERVISOR_ID
 
     async def send(
         self,
@@ -87,7 +64,12 @@ class MessageService:
         sender: str | None = None,
         correlation_id: str | None = None,
     ) -> Message:
-        """Put one message in the recipient's inbox (urgent ones at the head)."""
+        """Put one message in the recipient's inbox (urgent ones at the head).
+
+        Not retried after a lost reply (a second delivery would duplicate the message):
+        raises ReplyLostError then, and the message may or may not have been delivered.
+        Cancellable; once sent, a cancelled send may or may not have been delivered.
+        """
         guards: list[tuple[list[str], int]] = []
         if is_uuid(to) and to != SUPERVISOR_ID:
             # The common API case: check the agent exists inside the delivering script
@@ -103,10 +85,12 @@ class MessageService:
             priority=Priority.URGENT if urgent else Priority.NORMAL,
             correlation_id=correlation_id,
         )
-        _check_size(message)
+        payload = _encode(message)
         try:
             await self.store.apply(
-                self.keys.meta, ops=self.store.deliver_ops(message), guards=guards
+                self.keys.meta,
+                ops=self.store.deliver_ops(message, payload=payload),
+                guards=guards,
             )
         except GuardFailed:
             raise NotFoundError(f"No agent with id {to} in town {self.keys.town}.") from None
@@ -118,6 +102,8 @@ class MessageService:
         """One message (one id) into every live worker's inbox, all or none.
 
         Returns the message (addressed to the last recipient) and the number reached.
+        Raises ReplyLostError when the reply was lost (delivered to all or to none).
+        Cancellable like :meth:`send`.
         """
         sender_id = await self.sender_id(sender)
         live = [a for a in await self.agents.list() if not a.state.terminal]
@@ -125,7 +111,7 @@ class MessageService:
         priority = Priority.URGENT if urgent else Priority.NORMAL
         ops: list[Op] = []
         message = Message(message_id, sender_id, "*", body, priority)
-        _check_size(message)
+        _encode(message)  # the size check; each copy differs only by its recipient
         for agent in live:
             message = attrs.evolve(message, recipient=agent.id)
             ops += self.store.deliver_ops(message, event=False)
@@ -147,13 +133,10 @@ class MessageService:
         For the supervisor, ``queued`` also holds the mail it already received.
         """
         agent_id = await self.agents.resolve_id(agent)
-        commands: list[list[str | int]] = [
-            ["LRANGE", self.keys.inbox(agent_id), 0, -1],
-            ["LRANGE", self.keys.inflight(agent_id), 0, -1],
-        ]
+        keys = [self.keys.inbox(agent_id), self.keys.inflight(agent_id)]
         if agent_id == SUPERVISOR_ID:
-            commands.append(["LRANGE", self.keys.mail, 0, -1])
-        replies = await self.store.redis.pipeline(commands)
+            keys.append(self.keys.mail)
+        replies = await self.store.read_lists(keys)
         queued = self._parse(replies[0])
         inflight = self._parse(replies[1])
         if agent_id == SUPERVISOR_ID:
@@ -173,51 +156,35 @@ class MessageService:
 
     async def recent_events(self, count: int = 20, *, agent: str | None = None) -> list[Event]:
         """The most recent ``count`` events (optionally of one agent), oldest first."""
-        out: list[Event] = []
-        cursor = "+"
-        while len(out) < count:
-            batch = await self.store.redis.execute(
-                "XREVRANGE", self.keys.events, cursor, "-", "COUNT", max(count * 4, 100)
-            )
-            if not batch:
-                break
-            for entry_id, flat in batch:
-                event = Event(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
-                if agent is None or event.agent == agent:
-                    out.append(event)
-            cursor = "(" + batch[-1][0]
-        return list(reversed(out[:count]))
+        return await self.store.events.recent(count, agent=agent)
 
     async def follow_events(
-        self, *, since: str = "$", agent: str | None = None
+        self, *, since: str = "$", agent: str | None = None, reconnect: bool = True
     ) -> AsyncIterator[Event]:
         """Events after ``since`` (an id, or ``$`` for new ones), as they happen.
 
-        Blocks on XREAD (no polling); each event is yielded once. Cancellable.
+        Blocks on XREAD (no polling); each event is yielded once. With ``reconnect``
+        (default) a dropped connection or a Redis restart is ridden out: it reconnects
+        with backoff and resumes after the last event seen (see
+        :meth:`EventStream.follow`); without it RedisUnavailableError ends it.
+        Cancellable at any point; the connection is closed.
         """
-        async with self.store.redis.dedicated() as conn:
-            last = since
-            if last == "$":
-                reply = await conn.execute("XREVRANGE", self.keys.events, "+", "-", "COUNT", 1)
-                last = reply[0][0] if reply else "0-0"
-            while True:
-                reply = await conn.execute(
-                    "XREAD", "BLOCK", 30_000, "COUNT", 500, "STREAMS", self.keys.events, last
-                )
-                if not reply:
-                    await trio.lowlevel.checkpoint()
-                    continue
-                for entry_id, flat in reply[0][1]:
-                    last = entry_id
-                    event = Event(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
-                    if agent is None or event.agent == agent:
-                        yield event
+        async for event in self.store.events.follow(since, reconnect=reconnect):
+            if agent is None or event.agent == agent:
+                yield event
 
 
-def _check_size(message: Message) -> None:
-    size = len(dumps(message).encode())
+def _encode(message: Message) -> str:
+    """The message's JSON (the one encoding it gets), refused when over the size limit."""
+    payload = dumps(message)
+    # Characters never outnumber bytes: encode to count only when it could matter.
+    if len(payload) * 4 > MAX_MESSAGE_BYTES and not payload.isascii():
+        size = len(payload.encode())
+    else:
+        size = len(payload)
     if size > MAX_MESSAGE_BYTES:
         raise InvalidInputError(f"Message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes.")
+    return payload
 
 
 _ = MessageType

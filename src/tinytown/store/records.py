@@ -1,16 +1,26 @@
-"""Reading records and changing them atomically: the one door services use to Redis."""
+"""Reading records and changing them atomically: the one door services use to Redis.
+
+Lost replies (see store/client.py): ``apply`` runs a script that is not idempotent, so
+after a dropped connection the client raises :class:`~tinytown.errors.ReplyLostError`
+instead of running it again. ``apply`` settles that itself whenever the record tells
+whether the write happened (a compare-and-set with a new value: ``update``, creations
+with ``expected=None``); otherwise -- ``expected='*'`` or no new value, hence every
+``run_ops`` -- the ReplyLostError reaches the caller, whose ops may or may not have run.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-from tinytown.errors import MalformedRecordError
+from tinytown.errors import MalformedRecordError, ReplyLostError
 from tinytown.model import Message, dumps, loads, now
 from tinytown.store.client import Arg, Redis
+from tinytown.store.events import EventStream
 from tinytown.store.keys import Keys
 from tinytown.store.scripts import APPLY
 
@@ -20,6 +30,34 @@ Op = list[str]
 #: Events kept in the stream (approximately: MAXLEN ~).
 EVENTS_MAXLEN = 10_000
 DELETE = "\0DEL"
+#: Op arguments longer than this go to APPLY as separate script arguments, not inside the
+#: ops' JSON: a message is then encoded once (its own JSON), never escaped again.
+BLOB_MIN = 128
+#: Malformed-record warnings kept for front ends (the newest; ``Warnings.total`` counts all).
+WARNINGS_KEPT = 100
+
+
+class Warnings(collections.deque[str]):
+    """The newest :data:`WARNINGS_KEPT` warnings; ``total`` counts every one ever noted,
+    so a long-running town's memory stays flat."""
+
+    def __init__(self, items: Iterable[str] = (), maxlen: int = WARNINGS_KEPT) -> None:
+        super().__init__((), maxlen)
+        self.total = 0
+        self.extend(items)
+
+    def append(self, item: str) -> None:
+        self.total += 1
+        super().append(item)
+
+    def extend(self, items: Iterable[str]) -> None:
+        for item in items:
+            self.append(item)
+
+    @property
+    def dropped(self) -> int:
+        """How many warnings were noted but are no longer kept."""
+        return self.total - len(self)
 
 
 class Conflict(Exception):
@@ -39,7 +77,13 @@ class Store:
     redis: Redis
     keys: Keys
     #: Malformed records met while reading; front ends report them, nothing crashes.
-    warnings: list[str] = attrs.field(factory=list)
+    warnings: Warnings = attrs.field(factory=Warnings, converter=Warnings)
+    #: The town's event stream (reads and following).
+    events: EventStream = attrs.field(init=False)
+
+    @events.default
+    def _events(self) -> EventStream:
+        return EventStream(self.redis, self.keys.events)
 
     async def get(self, cls: type[T], key: str) -> T | None:
         """Read one record, or None when absent. Raises MalformedRecordError."""
@@ -63,6 +107,12 @@ class Store:
                 self.warnings.append(str(exc))
         return out
 
+    async def read_lists(self, keys: Sequence[str]) -> list[list[str]]:
+        """Every element of each list, head first, in one round trip (idempotent)."""
+        if not keys:
+            return []
+        return [list(r) for r in await self.redis.pipeline([["LRANGE", k, 0, -1] for k in keys])]
+
     async def apply(
         self,
         key: str,
@@ -73,17 +123,40 @@ class Store:
         guards: Sequence[tuple[Sequence[Arg], Any]] = (),
     ) -> None:
         """Atomically: check ``key`` holds ``expected`` (None = absent, '*' = any) and the
-        guards, then set ``new`` and run ``ops``. Raises Conflict or GuardFailed."""
-        result = await self.redis.run_script(
-            APPLY,
-            [key],
-            [
-                "" if expected is None else expected,
-                new,
-                json.dumps([[str(a) for a in op] for op in ops]),
-                json.dumps([[[str(a) for a in cmd], want] for cmd, want in guards]),
-            ],
-        )
+        guards, then set ``new`` ('' = leave, DELETE = delete) and run ``ops``.
+
+        Raises Conflict or GuardFailed (nothing changed). After a lost reply the record
+        is read again when it can tell what happened (``expected`` given and ``new`` a
+        different value): it holds ``new`` -> the write happened, return; it still holds
+        ``expected`` -> it did not, run again; anything else -> Conflict (a record equal
+        to ``new`` written by someone else is taken as ours: records carry timestamps and
+        ids, so that does not happen by chance). Otherwise ReplyLostError is raised: the
+        write and its ops may or may not have happened. Cancellable; once the script was
+        sent, a cancelled apply may or may not have happened.
+        """
+        blobs: list[str | bytes] = []
+        args: list[Arg] = [
+            "" if expected is None else expected,
+            new,
+            encode_ops(ops, blobs),
+            json.dumps([[[str(a) for a in cmd], want] for cmd, want in guards]),
+        ]
+        settles = expected != "*" and new not in ("", expected)
+        if new == DELETE and expected is None:
+            settles = False
+        while True:
+            try:
+                result = await self.redis.run_script(APPLY, [key], [*args, *blobs])
+                break
+            except ReplyLostError:
+                if not settles:
+                    raise
+                current = await self.redis.execute("GET", key)  # idempotent: retried
+                if current == new or (new == DELETE and current is None):
+                    return
+                if current != expected:
+                    raise Conflict(key) from None
+                # Still as before: the script did not run; run it again.
         if result == 0:
             raise Conflict(key)
         if result < 0:
@@ -101,6 +174,14 @@ class Store:
 
         ``change`` returns the new record and extra ops to run in the same atomic step; it
         may raise (e.g. InvalidTransitionError) to abort with nothing changed.
+
+        A lost reply is settled by :meth:`apply` (the record tells whether the write
+        happened), so the ops run at most once per returned record. One window is left:
+        if our write happened and another writer changed the record before we could read
+        it back, this looks like a conflict and ``change`` runs again on the newer record;
+        a state transition then refuses (InvalidTransitionError although ours was done),
+        a change that is not a transition would apply twice. Cancellable: once the write
+        was sent, a cancelled update may or may not have happened.
         """
         while True:
             raw = await self.redis.execute("GET", key)
@@ -128,14 +209,17 @@ class Store:
                 op += [name, value]
         return op
 
-    def deliver_ops(self, message: Message, *, event: bool = True) -> list[Op]:
+    def deliver_ops(
+        self, message: Message, *, event: bool = True, payload: str | None = None
+    ) -> list[Op]:
         """Push ``message`` into its recipient's inbox and wake the recipient.
 
         High and urgent messages go to the head of the list and are taken first.
+        ``payload`` is ``dumps(message)`` when the caller already has it (encode once).
         """
         push = "LPUSH" if message.priority.jumps_queue else "RPUSH"
         ops: list[Op] = [
-            [push, self.keys.inbox(message.recipient), dumps(message)],
+            [push, self.keys.inbox(message.recipient), payload or dumps(message)],
             ["PUBLISH", self.keys.wake, message.recipient],
         ]
         if event:
@@ -152,6 +236,32 @@ class Store:
         return ops
 
     async def run_ops(self, ops: Sequence[Sequence[Arg]]) -> None:
-        """Run commands atomically (one script call)."""
+        """Run commands atomically (one script call).
+
+        Not idempotent: after a lost reply raises ReplyLostError (the ops may or may not
+        have run), never runs them twice. Callers that need exactly-once effects use
+        :meth:`apply` with a compare-and-set or guards, or recover by reading state.
+        Cancellable: once sent, a cancelled call may or may not have run.
+        """
         if ops:
             await self.apply(self.keys.meta, ops=ops)
+
+
+def encode_ops(ops: Sequence[Sequence[Arg]], blobs: list[str | bytes]) -> str:
+    """The ops as APPLY's JSON; long string arguments are appended to ``blobs`` and
+    referenced as ``[n]`` (1-based), so they cross to Redis as they are."""
+    encoded: list[list[Any]] = []
+    for op in ops:
+        out: list[Any] = []
+        for arg in op:
+            if isinstance(arg, str):
+                if len(arg) < BLOB_MIN:
+                    out.append(arg)
+                    continue
+            elif not isinstance(arg, bytes):
+                out.append(str(arg))
+                continue
+            blobs.append(arg)
+            out.append([len(blobs)])
+        encoded.append(out)
+    return json.dumps(encoded, separators=(",", ":"))

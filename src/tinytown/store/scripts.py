@@ -8,7 +8,10 @@ from tinytown.store.client import Script
 #: KEYS[1] record key. ARGV[1] expected current value ('*' = don't check, '' = must be
 #: absent). ARGV[2] new value ('' = leave as is, '\0DEL' = delete). ARGV[3] JSON list of
 #: commands. ARGV[4] JSON list of guards [[command], expected reply].
+#: ARGV[5..] long arguments of the commands: a command argument written as ``[n]`` in the
+#: JSON stands for ARGV[4 + n] (so a message is not JSON-escaped a second time).
 #: Returns 1 on success, 0 when the record changed underneath, -i when guard i failed.
+#: Not idempotent (its ops may push, publish, XADD): see Store.apply for a lost reply.
 APPLY = Script(
     """
 local expected = ARGV[1]
@@ -30,6 +33,9 @@ elseif ARGV[2] ~= '' then
   redis.call('SET', KEYS[1], ARGV[2])
 end
 for _, op in ipairs(cjson.decode(ARGV[3])) do
+  for i, a in ipairs(op) do
+    if type(a) == 'table' then op[i] = ARGV[4 + a[1]] end
+  end
   redis.call(unpack(op))
 end
 return 1
@@ -37,7 +43,8 @@ return 1
 )
 
 #: Move up to ARGV[1] messages from the inbox (KEYS[1]) to the in-flight list (KEYS[2]),
-#: oldest first; return them. The messages are never outside a list.
+#: oldest first; return them. The messages are never outside a list. Not idempotent: after
+#: a lost reply the messages are in flight, unseen; the caller recovers them from there.
 TAKE = Script(
     """
 local out = {}
@@ -51,12 +58,15 @@ return out
 )
 
 #: Put every in-flight message (KEYS[1]) back at the head of the inbox (KEYS[2]), in order.
+#: Idempotent as a goal ("nothing left in flight"); a retried run returns the count of
+#: its own run only.
 RETURN_INFLIGHT = Script(
     """
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
 return n
-"""
+""",
+    idempotent=True,
 )
 
 #: Refresh ``last_heartbeat`` inside each agent JSON (KEYS) to ARGV[1], in one round trip.
@@ -73,11 +83,13 @@ for _, key in ipairs(KEYS) do
   end
 end
 return n
-"""
+""",
+    idempotent=True,
 )
 
 #: Take or refresh the runtime lease KEYS[1] for holder ARGV[1], ARGV[2] ms.
-#: Returns the current holder (equal to ARGV[1] when we hold it).
+#: Returns the current holder (equal to ARGV[1] when we hold it). Idempotent: a second
+#: run by the holder refreshes again and answers the same.
 LEASE = Script(
     """
 local cur = redis.call('GET', KEYS[1])
@@ -86,13 +98,15 @@ if not cur or cur == ARGV[1] then
   return ARGV[1]
 end
 return cur
-"""
+""",
+    idempotent=True,
 )
 
-#: Release the lease KEYS[1] if ARGV[1] holds it.
+#: Release the lease KEYS[1] if ARGV[1] holds it. Idempotent in effect (a retry answers 0).
 RELEASE = Script(
     """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""",
+    idempotent=True,
 )
