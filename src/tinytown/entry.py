@@ -7,8 +7,28 @@ together: the REPL is handed to the CLI for ``tt attach`` and ``tt run`` in a te
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tinytown.cli.main import main as run_cli
-from tinytown.repl.app import TerminalConsole
+
+
+class TerminalConsole:
+    """The REPL on this process's terminal, as the CLI's
+    :class:`~tinytown.cli.interactive.Interactive` console.
+
+    The REPL is imported when a command opens it, not before: prompt-toolkit takes longer
+    to import than most commands take to run.
+    """
+
+    async def attach(self, root: Path) -> None:
+        from tinytown.repl.app import attach
+
+        await attach(root)
+
+    async def host(self, root: Path) -> None:
+        from tinytown.repl.app import run_town_with_repl
+
+        await run_town_with_repl(root)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,8 @@ import argparse
 import io
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from tinytown.cli.commands.attach import cmd_attach, register
 from tinytown.cli.context import Context, UsageError
 from tinytown.errors import TinytownError
-from tinytown.repl.app import TerminalConsole, attach, run_town_with_repl
+from tinytown.repl.app import attach, run_town_with_repl
 from tinytown.repl.core import Repl
 from tinytown.services.town import Town
 
@@ -95,12 +97,6 @@ def test_attach_is_registered_as_a_command() -> None:
     assert args.town == "none"
 
 
-async def test_attach_needs_a_terminal(town_dir: Path) -> None:
-    ctx = Context(town_dir=str(town_dir), interactive=TerminalConsole())
-    with pytest.raises(UsageError, match="needs an interactive terminal"):
-        await cmd_attach(ctx, argparse.Namespace())
-
-
 class Recorder:
     """An interactive console that records what it was asked to open."""
 
@@ -114,6 +110,12 @@ class Recorder:
         self.calls.append(("host", root))
 
 
+async def test_attach_needs_a_terminal(town_dir: Path) -> None:
+    ctx = Context(town_dir=str(town_dir), interactive=Recorder())
+    with pytest.raises(UsageError, match="needs an interactive terminal"):
+        await cmd_attach(ctx, argparse.Namespace())
+
+
 async def test_attach_opens_the_console_it_is_given(
     town_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,3 +126,13 @@ async def test_attach_opens_the_console_it_is_given(
     assert console.calls == [("attach", town_dir.resolve())]
     with pytest.raises(TinytownError, match="no interactive console"):
         await cmd_attach(Context(town_dir=str(town_dir)), argparse.Namespace())
+
+
+def test_tt_does_not_import_the_repl_until_it_opens(tt_env: dict[str, str]) -> None:
+    """prompt-toolkit is slow to import: a plain command must not pay for it."""
+    code = (
+        "import sys, tinytown.entry; heavy = ('tinytown.repl', 'prompt_toolkit');"
+        " print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=tt_env, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -6,5 +6,5 @@ prompt in a worker thread), :mod:`.console` (printing above the prompt), :mod:`.
 they happen), :mod:`.commands` (``broadcast``, ``watch``, ``help``).
 
 The CLI does not import this package: ``tt attach`` and ``tt run`` reach the REPL through
-:class:`.app.TerminalConsole`, which :mod:`tinytown.entry` hands to the CLI.
+the console :mod:`tinytown.entry` hands to the CLI.
 """

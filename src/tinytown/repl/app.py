@@ -85,17 +85,6 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
             await _repl_until_signal(repl)
 
 
-class TerminalConsole:
-    """The REPL as the command line's interactive console (see
-    :class:`tinytown.cli.interactive.Interactive`), on the process's terminal."""
-
-    async def attach(self, root: Path) -> None:
-        await attach(root)
-
-    async def host(self, root: Path) -> None:
-        await run_town_with_repl(root)
-
-
 def act_as_supervisor() -> None:
     """Forget agent identity inherited from the environment: REPL users are the supervisor
     (``send`` is from the supervisor, ``inbox`` shows the supervisor's mail)."""
