@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
@@ -62,3 +63,12 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.fixture
+def io_clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """Virtual time that jumps once every task has been blocked for 20 ms of real time:
+    sleeps and backoffs take no time, while Redis round trips (real I/O) still complete
+    before any timeout, unlike ``autojump_clock``, which jumps during every round trip."""
+    mock_clock.autojump_threshold = 0.02
+    return mock_clock

@@ -1,65 +1,130 @@
-"""The supervisor's restart policy and the wake hub, under trio's autojump clock."""
+"""The supervisor's restart policy, driving the real agent actor (its start-up made to
+crash), and the wake hub; under trio's autojump clock."""
 
 from __future__ import annotations
 
+import gc
 import itertools
+from collections.abc import AsyncIterator
 
+import pytest
 import trio
 import trio.testing
 
+from tests.runtime.conftest import eventually
 from tinytown import AgentState
-from tinytown.runtime.supervisor import Supervisor
+from tinytown.errors import CliNotFoundError
+from tinytown.runtime import agent_actor
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.runtime.wakeups import WakeHub
 from tinytown.services.town import Town
 
 
-class CrashingActor:
-    """Stands in for an AgentActor whose run() raises a number of times."""
+class CrashingStart:
+    """Replaces the actor's CLI check: the real actor runs up to it and crashes there
+    ``crashes`` times (recording when), then starts normally."""
 
-    def __init__(self, agent_id: str, crashes: int) -> None:
-        self.id = agent_id
-        self.name = "crashy"
+    def __init__(self, crashes: int) -> None:
         self.crashes = crashes
         self.runs: list[float] = []
-        self.done = trio.Event()
+        self.crashed = trio.Event()
 
-    async def run(self) -> None:
+    def __call__(self, *args: object, **kwargs: object) -> None:
         self.runs.append(trio.current_time())
         if len(self.runs) <= self.crashes:
+            self.crashed.set()
             raise RuntimeError("boom")
 
-    def reset(self) -> None:
-        pass
+
+@pytest.fixture
+async def served(town: Town) -> AsyncIterator[Runtime]:
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        yield rt
+        nursery.cancel_scope.cancel()
+
+
+async def crash_events(town: Town) -> int:
+    return [e.kind for e in await town.messages.recent_events(100)].count("crash")
 
 
 async def test_crashing_actor_restarts_with_backoff_then_errors(
-    town: Town, autojump_clock: trio.testing.MockClock
+    town: Town, monkeypatch: pytest.MonkeyPatch, io_clock: trio.testing.MockClock
 ) -> None:
-    handle = await town.spawn_agent("crashy")
-    rt = Runtime(town)
-    supervisor = Supervisor(rt)
     limit = int(town.config.setting("runtime.max_restarts"))
-    actor = CrashingActor(handle.id, crashes=limit + 1)
-    await supervisor._supervise(actor)  # type: ignore[arg-type]
-    gaps = [b - a for a, b in zip(actor.runs, actor.runs[1:], strict=False)]
-    assert len(actor.runs) == limit + 1
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
-    agent = await handle.state()
+    crashing = CrashingStart(crashes=limit + 10)
+    monkeypatch.setattr(agent_actor, "check_cli_installed", crashing)
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        handle = await town.spawn_agent("crashy")
+        agent = await handle.wait(timeout=600)
+        nursery.cancel_scope.cancel()
     assert agent.state is AgentState.ERROR and "boom" in (agent.state_reason or "")
-    kinds = [e.kind for e in await town.messages.recent_events(50)]
-    assert kinds.count("crash") == limit + 1
+    # the real actor ran limit + 1 times, each later restart after a longer wait
+    assert len(crashing.runs) == limit + 1
+    gaps = [b - a for a, b in itertools.pairwise(crashing.runs)]
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+    assert gaps[0] >= 0.25
+    assert await crash_events(town) == limit + 1
 
 
-async def test_actor_recovering_after_a_crash_is_not_marked(
-    town: Town, autojump_clock: trio.testing.MockClock
+async def test_actor_recovering_after_a_crash_goes_idle(
+    town: Town, monkeypatch: pytest.MonkeyPatch, io_clock: trio.testing.MockClock
 ) -> None:
-    handle = await town.spawn_agent("flaky")
-    supervisor = Supervisor(Runtime(town))
-    actor = CrashingActor(handle.id, crashes=2)
-    await supervisor._supervise(actor)  # type: ignore[arg-type]
-    assert len(actor.runs) == 3 and actor.done.is_set()
-    assert (await handle.state()).state is AgentState.STARTING
+    crashing = CrashingStart(crashes=2)
+    monkeypatch.setattr(agent_actor, "check_cli_installed", crashing)
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        handle = await town.spawn_agent("flaky")
+        agent = await handle.wait(idle=True, timeout=600)
+        nursery.cancel_scope.cancel()
+    assert agent.state is AgentState.IDLE and agent.started_at
+    assert len(crashing.runs) == 3  # two crashes, then the run that went idle
+    assert await crash_events(town) == 2
+
+
+async def test_missing_cli_is_an_error_state_not_a_crash(
+    town: Town, monkeypatch: pytest.MonkeyPatch, io_clock: trio.testing.MockClock
+) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise CliNotFoundError("CLI 'x' needs 'x', which is not installed or not on PATH.")
+
+    monkeypatch.setattr(agent_actor, "check_cli_installed", missing)
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        handle = await town.spawn_agent("nocli")
+        agent = await handle.wait(timeout=600)
+        nursery.cancel_scope.cancel()
+    assert agent.state is AgentState.ERROR and "not installed" in (agent.state_reason or "")
+    assert await crash_events(town) == 0
+
+
+async def test_one_crashing_actor_never_ends_another(
+    town: Town, monkeypatch: pytest.MonkeyPatch, io_clock: trio.testing.MockClock
+) -> None:
+    real = agent_actor.check_cli_installed
+
+    def crash_for_bad(argv: list[str], cli_name: str, **kwargs: object) -> None:
+        if cli_name == "bad":
+            raise RuntimeError("boom")
+        real(argv, cli_name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent_actor, "check_cli_installed", crash_for_bad)
+    town.config.data["agent_clis"]["bad"] = dict(town.config.data["agent_clis"]["scripted"])
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        good = await town.spawn_agent("good")
+        bad = await town.spawn_agent("bad", "bad")
+        assert (await bad.wait(timeout=600)).state is AgentState.ERROR
+        agent = await good.wait(idle=True, timeout=600)
+        assert agent.state is AgentState.IDLE
+        assert rt.supervisor.live_count() == 1  # the good one is still supervised
+        nursery.cancel_scope.cancel()
 
 
 async def test_wake_hub_never_misses_a_wakeup(autojump_clock: trio.testing.MockClock) -> None:
@@ -75,6 +140,37 @@ async def test_wake_hub_never_misses_a_wakeup(autojump_clock: trio.testing.MockC
     token = hub.token("b")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hub.wait, "b", token)
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()
         hub.notify_all()  # a reconnect wakes everyone
-    assert hub.token("b") != token
+    assert hub.token("b") is not token
+
+
+async def test_wake_hub_memory_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """Regression (issue 9): the hub kept a counter for every key it ever saw."""
+    hub = WakeHub()
+    for i in range(5000):
+        key = f"agent-{i}"
+        token = hub.token(key)
+        hub.notify(key)
+        await hub.wait(key, token)
+        hub.token(key)  # a token taken and dropped without waiting
+        hub.notify(f"never-waited-{i}")
+    del token
+    gc.collect()
+    assert len(hub) == 0
+    assert len(vars(hub)) == 3  # no other per-key state
+
+
+async def test_supervised_agents_idle_interface(
+    town: Town, served: Runtime, io_clock: trio.testing.MockClock
+) -> None:
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=600)
+
+    async def idle() -> bool:
+        return [i for i, _ in served.supervisor.idle_agents()] == [handle.id]
+
+    await eventually(idle, timeout=600)
+    served.supervisor.mark_busy(handle.id)
+    assert served.supervisor.idle_agents() == []
+    served.supervisor.mark_busy("no-such-agent")  # gone: a no-op, never a KeyError

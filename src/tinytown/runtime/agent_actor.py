@@ -5,174 +5,213 @@ in-flight list and is removed from there (acknowledged) only after its effect is
 recorded. Whatever is still in flight when an actor starts (after a crash, a shutdown,
 a restart) is handled again; handlers are idempotent (a task already finished, or no
 longer assigned to this agent, is skipped).
+
+The actor's lifecycle (runtime/lifecycle.py) belongs to the supervisor and outlives each
+run, so a ``close``, ``kill`` or shutdown given while the actor restarts still holds.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
-from tinytown.errors import CliNotFoundError, InvalidTransitionError
+from tinytown.errors import CliNotFoundError, InvalidTransitionError, NotFoundError
 from tinytown.model import (
     Agent,
     AgentState,
     Informational,
     Message,
     MessageType,
+    StatusResponse,
     Task,
     TaskState,
+    now,
 )
+from tinytown.runtime.context import Context
+from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
+from tinytown.runtime.proctree import ProcessLedger
 from tinytown.runtime.prompt import compose
-from tinytown.services.agents import check_cli_installed
+from tinytown.services.executables import check_cli_installed
 from tinytown.store.records import Op
 
-if TYPE_CHECKING:
-    from tinytown.runtime.town_runtime import Runtime
+Change = Callable[[Agent], Agent]
 
 
 class AgentActor:
-    def __init__(self, rt: Runtime, agent_id: str) -> None:
-        self.rt = rt
+    """One agent's message loop and rounds. The supervisor runs it (again after a crash)
+    and calls its control methods; it never outlives the supervisor's nursery."""
+
+    def __init__(self, ctx: Context, agent_id: str, life: Lifecycle) -> None:
+        self.ctx = ctx
         self.id = agent_id
-        self.keys = rt.town.keys
+        self.life = life
+        self.keys = ctx.town.keys
         self.name = agent_id[:8]
-        self.done = trio.Event()
-        self.mailbox = Mailbox(rt, agent_id, lambda: self.name)
-        self.reset()
-
-    def reset(self) -> None:
-        """Fresh per-run state (the supervisor calls this before a restart)."""
-        self.cancel_scope = trio.CancelScope()
-        self.paused = False
-        self.draining = False
-        self.stopping = False  # the town shuts down: finish the round, keep the record live
-        self.killed = False
-        self.in_round = False
+        self.argv: list[str] = []
         self.proc: RunningProcess | None = None
-        self.idle_since: float | None = None  # waiting with nothing to do (for dispatch)
         self.failed_rounds = 0  # consecutive; a failing CLI backs off instead of spinning
+        self.mailbox = Mailbox(ctx, agent_id, lambda: self.name)
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- one run -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until the agent ends (cold, stopped, error) or is cancelled.
+        """Run until the agent ends (cold, error) or its lifecycle says stop.
 
-        Cancelled by :meth:`kill`: the CLI's process group is terminated and reaped, the
-        agent is recorded ``stopped`` and its work goes back to the queue. Cancelled by a
-        town shutdown: in-flight messages stay in flight for the next ``tt run``.
+        Cancellation (a kill, or the town's shutdown after its grace) cancels the round's
+        process group (SIGTERM, ``runtime.kill_grace``, SIGKILL, reaped) and leaves the
+        held messages in flight; the supervisor records a kill. Any other exception is a
+        crash: the supervisor restarts the actor, which re-handles what is in flight.
         """
-        with self.cancel_scope:
-            await self._main()
-        if self.killed:
-            with trio.CancelScope(shield=True):
-                agent = await self._change(lambda a: a.transition("kill"), "kill")
-                await self.rt.town.agents.release_work(agent)
-
-    async def _main(self) -> None:
-        agent = await self.rt.town.agents.get(self.id)
+        self.proc = None
+        self.failed_rounds = 0
+        self.mailbox = Mailbox(self.ctx, self.id, lambda: self.name)
+        agent = await self.ctx.town.agents.get(self.id)
         self.name = agent.name
-        if agent.state.terminal:
+        if agent.state.terminal or self.life.state in (Life.KILLED, Life.STOPPING):
             return
-        cli_name, self.argv = self.rt.town.config.resolve_cli(agent.cli)
+        cli_name, self.argv = self.ctx.config.resolve_cli(agent.cli)
         try:
-            check_cli_installed(self.argv, cli_name)
+            check_cli_installed(
+                self.argv, cli_name, cwd=self.ctx.workdir(agent), env=self.ctx.agent_env
+            )
         except CliNotFoundError as exc:
             reason = str(exc)
             await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
-        if agent.state is AgentState.DRAINING:
-            await self._change(lambda a: a.transition("cool"), "cool")
-            return
-        self.paused = agent.state is AgentState.PAUSED
         held = await self.mailbox.recover()
-        if not self.paused:
+        await self._retry_interrupted(held)
+        if agent.state is AgentState.DRAINING or self.life.state is Life.DRAINING:
+            await self._end_closed(held)
+            return
+        if agent.state is AgentState.PAUSED:
+            self.life.try_fire("interrupt")
+        elif self.life.try_fire("ready"):
             await self._change(
-                lambda a: a.transition(
-                    "ready", current_task=None, started_at=a.started_at or _now()
+                lambda a: (
+                    a.transition("ready", current_task=None, started_at=a.started_at or now())
+                    if self.life.state is Life.IDLE and a.state is not AgentState.PAUSED
+                    else a
                 ),
                 "ready",
             )
-        while not (self.draining or self.stopping):
-            token = self.rt.hub.token(self.id)
-            if self.paused:
-                await self.rt.hub.wait(self.id, token)
+        await self._loop(held)
+
+    async def _loop(self, held: Held) -> None:
+        while True:
+            state = self.life.state
+            if state is Life.DRAINING:
+                await self._end_closed(held)
+                return
+            if state.intent:  # stopping or killed: held messages stay in flight
+                return
+            token = self.ctx.hub.token(self.id)
+            if state is Life.PAUSED:
+                await self.ctx.hub.wait(self.id, token)
                 continue
             taken = await self.mailbox.take()
             held += taken
-            held = await self.mailbox.answer_runtime_messages(held)
+            held = await self.mailbox.answer_runtime_messages(held, self._status)
             if any(m.actionable for _, m in held):
-                self.idle_since = None
+                self.life.mark_busy()
                 await self._backoff_after_failures()
+                if not self.life.can("begin_round"):
+                    continue  # paused, closed or stopping meanwhile: the loop decides again
                 held, settled = await self._round(held)
-                if (
-                    settled.max_rounds is not None
-                    and settled.rounds_completed >= settled.max_rounds
-                ):
+                limit = settled.max_rounds
+                if limit is not None and settled.rounds_completed >= limit:
                     await self._change(lambda a: a.transition("cool"), "max rounds")
                     return
                 continue
             if len(taken) >= TAKE_BATCH:
                 continue  # more may be queued: take again before sleeping
-            if self.idle_since is None:
-                self.idle_since = trio.current_time()
-                self.rt.hub.notify("backlog")  # an idle agent may take backlog work
-            await self.rt.hub.wait(self.id, token)
-        if self.draining:
-            await self._change(lambda a: a.transition("cool"), "closed")
+            if self.life.mark_idle():
+                self.ctx.hub.notify("backlog")  # an idle agent may take backlog work
+            await self.ctx.hub.wait(self.id, token)
+
+    async def _end_closed(self, held: Held) -> None:
+        """Closed: messages taken but not worked on go back to the head of the inbox (still
+        queued for a restart), in the same atomic step as the ``cold`` record."""
+        returned = self.ctx.queues.return_ops(self.id, [raw for raw, _ in held])
+        await self._change(lambda a: a.transition("cool"), "closed", returned)
+        self.mailbox.acked(held)
+
+    async def _retry_interrupted(self, held: Held) -> None:
+        """A task this agent was running when its previous run died is run again."""
+        for _, msg in held:
+            if msg.type is MessageType.TASK_ASSIGN:
+                await self.ctx.town.tasks.retry(msg.body.task_id, self.id)  # type: ignore[union-attr]
+
+    async def _status(self) -> StatusResponse:
+        agent = await self.ctx.town.agents.get(self.id)
+        return StatusResponse(agent.state.value, agent.current_task)
 
     # -- control (called by the supervisor) -------------------------------------------
 
     async def interrupt(self) -> Agent:
-        self.paused = True
+        """Pause now (SIGSTOP to a running round). Refused (InvalidTransitionError, nothing
+        changed) when closing or stopping. Cancellable once the pause is in effect."""
+        self._check("interrupt")
+        agent = await self._change(lambda a: a.transition("interrupt"), "interrupt")
+        self.life.fire("interrupt")
         if self.proc:
             self.proc.suspend()
-        agent = await self._change(lambda a: a.transition("interrupt"), "interrupt")
-        self.rt.hub.notify(self.id)
+        self.ctx.hub.notify(self.id)
         return agent
 
     async def resume(self) -> Agent:
-        self.paused = False
+        """Continue a paused agent (SIGCONT to a suspended round). Cancellable."""
+        self._check("resume")
+        in_round = self.life.state is Life.PAUSED_ROUND
+        verb = "resume_working" if in_round else "resume_idle"
+        agent = await self._change(lambda a: a.transition(verb), "resume")
+        self.life.fire("resume")
         if self.proc:
             self.proc.resume()
-        verb = "resume_working" if self.in_round else "resume_idle"
-        agent = await self._change(lambda a: a.transition(verb), "resume")
-        self.rt.hub.notify(self.id)
+        self.ctx.hub.notify(self.id)
         return agent
 
     async def close(self) -> Agent:
-        self.draining = True
+        """Drain: take nothing more; a round in progress finishes (resumed if paused),
+        then the agent goes ``cold``. Cancellable once recorded ``draining``."""
+        self._check("close")
         agent = await self._change(lambda a: a.transition("close"), "close")
-        if self.paused:  # the current round must be able to finish
-            self.paused = False
-            if self.proc:
-                self.proc.resume()
-        self.rt.hub.notify(self.id)
+        self.life.fire("close")
+        if self.proc:
+            self.proc.resume()  # the current round must be able to finish
+        self.ctx.hub.notify(self.id)
         return agent
 
-    async def kill(self) -> None:
-        """Cancel the actor now and wait until its process group is gone."""
-        self.killed = True
-        self.cancel_scope.cancel()
-        await self.done.wait()
+    async def record_kill(self) -> Agent:
+        """Record ``stopped`` and give the work back (in-flight messages to the inbox, tasks
+        to the backlog). Called by the supervisor once the actor's run is cancelled."""
+        agent = await self._change(lambda a: a.transition("kill"), "kill")
+        await self.ctx.town.lifecycle.release_work(agent)
+        return agent
 
-    def stop(self) -> None:
-        """Town shutdown: take no more messages; the current round may finish."""
-        self.stopping = True
-        if self.proc and self.paused:
-            pass  # a paused round stays paused; the shutdown grace will cancel it
-        self.rt.hub.notify(self.id)
+    def _check(self, event: str) -> None:
+        if not self.life.can(event):
+            self.life.fire(event)  # raises the one-sentence refusal
 
     # -- rounds ----------------------------------------------------------------------
 
     async def _round(self, held: Held) -> tuple[Held, Agent]:
         """One CLI run for every held message; returns what is still held (nothing) and
-        the agent as settled after the round."""
-        town = self.rt.town
+        the agent as settled after the round. Cancelled (kill, shutdown), the process
+        group is stopped and the messages stay in flight."""
+        self.life.fire("begin_round")
+        try:
+            return await self._round_body(held)
+        finally:
+            self.proc = None
+            self.life.try_fire("end_round")
+
+    async def _round_body(self, held: Held) -> tuple[Held, Agent]:
+        town = self.ctx.town
         tasks: list[Task] = []
         requests: list[Message] = []
         notes: list[Message] = []
@@ -187,67 +226,63 @@ class AgentActor:
                 notes.append(msg)
         if not tasks and not requests:  # every assignment was stale: just acknowledge
             return [], await self._finish_round(held, counted=False)
-        self.in_round = True
-        try:
-            agent = await self._change(
-                lambda a: a.transition(
-                    "interrupt" if self.paused else "work",
-                    current_task=tasks[0].id if tasks else None,
-                ),
-                "round",
-            )
-            index = await self.rt.redis.execute("HGETALL", self.keys.agents)
-            names = dict(zip(index[1::2], index[::2], strict=True))  # id -> name
-            parent_results = await self._parent_results(agent)
-            prompt = compose(
-                agent,
-                town.name,
-                agent.rounds_completed + 1,
-                tasks,
-                requests,
-                notes,
-                names,
-                parent_results,
-            )
-            result = await self._run_cli(agent, prompt, tasks[0].id if tasks else "")
-            replies, completed = await self._record(result, tasks, requests)
-        finally:
-            self.in_round = False
-            self.proc = None
+        current = tasks[0].id if tasks else None
+        agent = await self._change(lambda a: _round_state(a, current), "round")
+        names = await self.ctx.queues.all_agent_names()
+        parent_results = await self._parent_results(agent)
+        prompt = compose(
+            agent,
+            town.name,
+            agent.rounds_completed + 1,
+            tasks,
+            requests,
+            notes,
+            names,
+            parent_results,
+        )
+        result = await self._run_cli(agent, prompt, current or "")
+        replies, completed = await self._record(result, tasks, requests)
         settled = await self._finish_round(
             held, counted=True, extra_ops=replies, completed=completed
         )
         return [], settled
 
     async def _backoff_after_failures(self) -> None:
-        """After 3 failed rounds in a row, wait 1, 2, 4 ... 60 s before the next one."""
+        """After 3 failed rounds in a row, wait 1, 2, 4 ... 60 s before the next one; a
+        close, kill or shutdown ends the wait at once. Cancellable."""
         if self.failed_rounds >= 3:
             delay = min(2.0 ** (self.failed_rounds - 3), 60.0)
-            self.rt.report(f"{self.name}: {self.failed_rounds} failed rounds; waiting {delay:g} s")
-            await trio.sleep(delay)
+            self.ctx.report(f"{self.name}: {self.failed_rounds} failed rounds; waiting {delay:g} s")
+            with trio.move_on_after(delay):
+                while not self.life.state.intent:
+                    await self.life.changed()
 
     async def _start_task(self, task_id: str) -> Task | None:
+        """Start an assigned task; None when it is stale (finished, reassigned) or gone.
+        Any other error (a malformed record, Redis refusing a write) propagates: the actor
+        restarts and the assignment, still in flight, is handled again."""
         try:
-            return await self.rt.town.tasks.start(task_id, self.id)
-        except (InvalidTransitionError, Exception) as exc:  # stale or gone: skip it
-            if isinstance(exc, trio.Cancelled):
-                raise
+            return await self.ctx.town.tasks.start(task_id, self.id)
+        except (InvalidTransitionError, NotFoundError):
             return None
 
     async def _run_cli(self, agent: Agent, prompt: str, task_id: str) -> RoundResult:
-        town = self.rt.town
-        env = dict(self.rt.agent_env)
+        town = self.ctx.town
+        env = dict(self.ctx.agent_env)
         env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
         runner = functools.partial(
             run_cli,
             self.argv,
             prompt=prompt,
-            cwd=self.rt.workdir(agent),
+            cwd=self.ctx.workdir(agent),
             env=env,
             log_path=town.root / ".tt" / "logs" / f"{agent.name}.log",
-            timeout=float(town.config.setting("runtime.round_timeout")) or None,
-            kill_grace=float(town.config.setting("runtime.kill_grace")),
-            tail_bytes=int(town.config.setting("runtime.log_tail_bytes")),
+            timeout=self.ctx.setting("runtime.round_timeout") or None,
+            kill_grace=self.ctx.setting("runtime.kill_grace"),
+            tail_bytes=int(self.ctx.setting("runtime.log_tail_bytes")),
+            log_max_bytes=int(self.ctx.setting("runtime.log_max_bytes")),
+            log_keep=int(self.ctx.setting("runtime.log_keep")),
+            ledger=ProcessLedger(self.ctx.store).for_agent(self.id),  # reaped if we crash
         )
         box: list[RoundResult] = []
 
@@ -256,7 +291,7 @@ class AgentActor:
 
         async with trio.open_nursery() as nursery:
             self.proc = await nursery.start(go)
-            if self.paused:
+            if self.life.state is Life.PAUSED_ROUND:
                 self.proc.suspend()
         return box[0]
 
@@ -265,7 +300,7 @@ class AgentActor:
     ) -> tuple[list[Op], int]:
         """Record the round's outcome on its tasks; return the replies to its requests (to
         be sent with the acknowledgement) and how many tasks it completed."""
-        town = self.rt.town
+        town = self.ctx.town
         ok = result.returncode == 0 and not result.timed_out
         self.failed_rounds = 0 if ok else self.failed_rounds + 1
         if result.timed_out:
@@ -289,7 +324,7 @@ class AgentActor:
                 reply = Message.new(
                     self.id, msg.sender, Informational(summary), correlation_id=msg.id
                 )
-                ops += self.rt.store.deliver_ops(reply)
+                ops += self.ctx.store.deliver_ops(reply)
         return ops, completed
 
     async def _finish_round(
@@ -302,14 +337,10 @@ class AgentActor:
     ) -> Agent:
         """Acknowledge the round's messages, send its replies and settle the agent, in one
         atomic step."""
-        acks: list[Op] = [["LREM", self.keys.inflight(self.id), "1", raw] for raw, _ in held]
+        acks = self.mailbox.ack_ops(held)
 
         def change(a: Agent) -> tuple[Agent, list[Op]]:
-            import attrs
-
-            state = a.state
-            if state is AgentState.WORKING:
-                state = AgentState.IDLE
+            state = AgentState.IDLE if a.state is AgentState.WORKING else a.state
             new = attrs.evolve(
                 a,
                 state=state,
@@ -319,38 +350,48 @@ class AgentActor:
             )
             ops = [*extra_ops, *acks]
             if state != a.state:
-                ops.append(self.rt.town.agents.state_event(a, new, "round done"))
+                ops.append(self.ctx.town.agents.state_event(a, new, "round done"))
             return new, ops
 
-        return await self.rt.store.update(
+        settled = await self.ctx.store.update(
             Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
         )
+        self.mailbox.acked(held)
+        return settled
 
     async def _parent_results(self, agent: Agent) -> list[Task]:
         if not agent.parent_agent_id or agent.spawn_mode.value != "forkedcontext":
             return []
-        done = await self.rt.town.tasks.list(agent=agent.parent_agent_id, state=TaskState.COMPLETED)
+        done = await self.ctx.town.tasks.list(
+            agent=agent.parent_agent_id, state=TaskState.COMPLETED
+        )
         return done[-5:]
 
-    async def _change(self, fn: Callable[[Agent], Agent], verb: str) -> Agent:
+    async def _change(self, fn: Change, verb: str, extra_ops: Sequence[Op] = ()) -> Agent:
+        """Read-modify-write the agent record (with a state event when the state moves)."""
+
         def change(a: Agent) -> tuple[Agent, list[Op]]:
             new = fn(a)
-            return new, [
-                self.rt.town.agents.state_event(a, new, verb)
-            ] if new.state != a.state else []
+            ops = [*extra_ops]
+            if new.state != a.state:
+                ops.append(self.ctx.town.agents.state_event(a, new, verb))
+            return new, ops
 
-        return await self.rt.store.update(
+        return await self.ctx.store.update(
             Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
         )
 
 
+def _round_state(agent: Agent, current: str | None) -> Agent:
+    """The record as a round starts, checked against the state it is written over: a
+    live agent works; a paused one stays paused (its process starts suspended); one that
+    is closing keeps draining while the round that already began finishes."""
+    if agent.state in (AgentState.STARTING, AgentState.IDLE, AgentState.WORKING):
+        return agent.transition("work", current_task=current)
+    if agent.state in (AgentState.PAUSED, AgentState.DRAINING):
+        return attrs.evolve(agent, current_task=current)
+    raise InvalidTransitionError(f"Agent {agent.name} is {agent.state.value}; no round starts.")
+
+
 def _gone(agent_id: str) -> Exception:
-    from tinytown.errors import NotFoundError
-
     return NotFoundError(f"Agent {agent_id} no longer exists.")
-
-
-def _now() -> str:
-    from tinytown.model import now
-
-    return now()

@@ -2,24 +2,35 @@
 
 Runs in the supervisor. It wakes when a task enters the backlog (``backlog`` wake-up)
 or an agent becomes idle, never by polling. Each hand-over is the atomic
-``pending -> assigned`` transition, so a task is never given twice, even when people
-claim tasks by hand at the same time; a task no idle agent matches stays queued.
+``pending -> assigned`` transition, guarded by the agent's liveness, so a task is never
+given twice (even when people claim tasks by hand at the same moment) and never to an
+agent that was killed or closed meanwhile; a task no idle agent matches stays queued.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
 from tinytown.model import Agent, AgentState, Task, TaskState
-
-if TYPE_CHECKING:
-    from tinytown.runtime.town_runtime import Runtime
+from tinytown.runtime.context import Context
 
 BACKLOG_WAKE = "backlog"
 PAGE = 64
+
+
+class IdleAgents(Protocol):
+    """What the dispatcher needs from the supervisor."""
+
+    def idle_agents(self) -> list[tuple[str, float]]:
+        """(agent id, idle since) of every actor waiting with nothing to do."""
+        ...
+
+    def mark_busy(self, agent_id: str) -> None:
+        """The agent was given work; a no-op if it is gone."""
+        ...
 
 
 def matches(task: Task, agent: Agent) -> bool:
@@ -30,30 +41,31 @@ def matches(task: Task, agent: Agent) -> bool:
 
 
 class Dispatcher:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, ctx: Context, agents: IdleAgents) -> None:
+        self.ctx = ctx
+        self.agents = agents
 
     async def run(self) -> None:
-        """Dispatch until cancelled."""
+        """Dispatch until cancelled (cancellable at every wait; an assignment is atomic)."""
         while True:
-            token = self.rt.hub.token(BACKLOG_WAKE)
+            token = self.ctx.hub.token(BACKLOG_WAKE)
             await self.dispatch_once()
-            await self.rt.hub.wait(BACKLOG_WAKE, token)
+            await self.ctx.hub.wait(BACKLOG_WAKE, token)
 
     async def dispatch_once(self) -> int:
         """One pass over the backlog; returns how many tasks were handed out.
 
         Reads the queue a page at a time and stops as soon as no idle agent is left, so
-        a long backlog costs nothing while every agent is busy."""
-        town = self.rt.town
+        a long backlog costs nothing while every agent is busy. Cancellable."""
+        town = self.ctx.town
         idle = await self._idle_agents()
         given = 0
         start = 0
         while idle:
-            ids = await self.rt.redis.execute("LRANGE", town.keys.backlog, start, start + PAGE - 1)
+            ids = await self.ctx.queues.backlog_page(start, PAGE)
             if not ids:
                 break
-            tasks = await self.rt.store.mget(Task, [town.keys.task(i) for i in ids])
+            tasks = await self.ctx.store.mget(Task, [town.keys.task(i) for i in ids])
             handed = 0
             for task in tasks:
                 candidates = (
@@ -62,12 +74,16 @@ class Dispatcher:
                 if not candidates:
                     continue
                 agent = candidates[0]  # idle the longest: fair turns
+                idle.remove(agent)
                 try:
                     await town.tasks.assign_existing(task.id, agent.id)
                 except (InvalidTransitionError, NotFoundError):
-                    continue  # claimed meanwhile
-                idle.remove(agent)
-                self.rt.supervisor.actors[agent.id].idle_since = None
+                    # Claimed meanwhile, or the agent is no longer live (the guard refused):
+                    # the agent stays a candidate only while its actor still waits idle.
+                    if agent.id in dict(self.agents.idle_agents()):
+                        idle.insert(0, agent)
+                    continue
+                self.agents.mark_busy(agent.id)
                 handed += 1
                 if not idle:
                     break
@@ -77,13 +93,12 @@ class Dispatcher:
 
     async def _idle_agents(self) -> list[Agent]:
         """Agents whose actor waits with nothing to do and an empty inbox, longest first."""
-        actors = [a for a in self.rt.supervisor.actors.values() if a.idle_since is not None]
-        if not actors:
+        since = dict(self.agents.idle_agents())
+        if not since:
             return []
-        town = self.rt.town
-        records = await self.rt.store.mget(Agent, [town.keys.agent(a.id) for a in actors])
-        lengths = await self.rt.redis.pipeline([["LLEN", town.keys.inbox(a.id)] for a in records])
-        since = {a.id: a.idle_since for a in actors}
+        keys = self.ctx.town.keys
+        records = await self.ctx.store.mget(Agent, [keys.agent(i) for i in since])
+        lengths = await self.ctx.queues.inbox_lengths([a.id for a in records])
         ready = [
             agent
             for agent, queued in zip(records, lengths, strict=True)

@@ -1,60 +1,107 @@
-"""An agent's mailbox as its actor sees it: taking, parsing, recovering, and answering
-the messages the runtime handles itself.
+"""A mailbox as its actor sees it (an agent's, or the supervisor's): taking, parsing,
+recovering, acknowledging, and answering the messages the runtime handles itself.
 
-Messages move atomically from the inbox to the in-flight list (the ``TAKE`` script) and
-stay there until acknowledged, so a crash never loses one.
+Messages move atomically from the inbox to the in-flight list (``Queues.take``) and stay
+there until acknowledged together with their effect, so a crash never loses one. The
+mailbox remembers what it holds (by raw value): whenever a take's reply may have been
+lost (the client says so, or Redis reconnected), it re-reads the in-flight list and
+re-holds what it did not know, so nothing is stranded and nothing handled twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
 
-from tinytown.errors import MalformedRecordError
-from tinytown.model import Message, MessageType, Pong, StatusResponse, Task, TaskState, loads
+from tinytown.errors import MalformedRecordError, ReplyLostError
+from tinytown.model import Message, MessageType, Pong, StatusResponse, loads
+from tinytown.runtime.context import Context
 from tinytown.store.records import Op
-from tinytown.store.scripts import TAKE
-
-if TYPE_CHECKING:
-    from tinytown.runtime.town_runtime import Runtime
 
 Held = list[tuple[str, Message]]  # (raw JSON as stored, parsed message)
 TAKE_BATCH = 50
+Status = Callable[[], Awaitable[StatusResponse]]
 
 
 class Mailbox:
-    def __init__(self, rt: Runtime, agent_id: str, name: Callable[[], str]) -> None:
-        self.rt = rt
+    def __init__(self, ctx: Context, agent_id: str, name: Callable[[], str]) -> None:
+        self.ctx = ctx
         self.id = agent_id
-        self.keys = rt.town.keys
         self.name = name
+        self._queues = ctx.queues
+        self._held: set[str] = set()  # raw values taken and not yet acknowledged
+        self._recheck = False
+        self._epoch = ctx.hub.epoch
+        self._reconnected = ctx.store.redis.reconnected
 
     async def recover(self) -> Held:
-        """Messages left in flight by an earlier run; their running tasks are retried."""
-        raws = await self.rt.redis.execute("LRANGE", self.keys.inflight(self.id), 0, -1)
-        held = await self._parse(raws)
-        for _, msg in held:
-            if msg.type is MessageType.TASK_ASSIGN:
-                task_id = msg.body.task_id  # type: ignore[union-attr]
-                task = await self.rt.store.get(Task, self.keys.task(task_id))
-                if task and task.state is TaskState.RUNNING and task.assigned_to == self.id:
-                    await self.rt.town.tasks._update(
-                        task_id,
-                        lambda t: (
-                            t.transition("retry"),
-                            [self.rt.store.event_op("retry", agent=self.id, task=t.id)],
-                        ),
-                    )
-        return held
+        """Everything in flight (left by an earlier run, or not yet known to this one),
+        minus what this mailbox already holds. Cancellable; nothing is moved."""
+        self._recheck = False
+        self._epoch = self.ctx.hub.epoch
+        self._reconnected = self.ctx.store.redis.reconnected
+        raws = [r for r in await self._queues.in_flight(self.id) if r not in self._held]
+        return await self._hold(raws)
 
     async def take(self) -> Held:
-        """Move up to TAKE_BATCH messages into flight, oldest (or most urgent) first."""
-        raws = await self.rt.redis.run_script(
-            TAKE, [self.keys.inbox(self.id), self.keys.inflight(self.id)], [TAKE_BATCH]
-        )
-        return await self._parse(raws)
+        """Move up to TAKE_BATCH messages into flight, oldest (or most urgent) first, and
+        return them with anything a lost reply or a reconnect left unseen in flight.
 
-    async def _parse(self, raws: list[str]) -> Held:
+        Cancellable: cancelled after the move, the messages are in flight and the next
+        :meth:`recover` (every actor start) finds them."""
+        try:
+            raws = await self._queues.take(self.id, TAKE_BATCH)
+        except ReplyLostError:
+            raws = []
+            self._recheck = True
+        result = await self._hold(raws)
+        if self._recheck or self._epoch != self.ctx.hub.epoch or self._reconnected.is_set():
+            result = await self.recover() + result  # taken earlier, so handled first
+        if self.ctx.on_take:
+            self.ctx.on_take(self.id, len(result))
+        return result
+
+    def ack_ops(self, held: Held | Sequence[str]) -> list[Op]:
+        """Ops acknowledging held messages; run them with the effect they record, then
+        call :meth:`acked`."""
+        return self._queues.ack_ops(self.id, _raws(held))
+
+    def acked(self, held: Held | Sequence[str]) -> None:
+        """Forget acknowledged (or returned) messages."""
+        self._held.difference_update(_raws(held))
+
+    async def ack(self, held: Held | Sequence[str], extra_ops: Sequence[Op] = ()) -> None:
+        """Acknowledge ``held`` together with ``extra_ops``, atomically. Cancellable: if
+        cancelled, the messages may still be in flight and are handled again later."""
+        if held or extra_ops:
+            await self.ctx.store.run_ops([*extra_ops, *self.ack_ops(held)])
+        self.acked(held)
+
+    async def answer_runtime_messages(self, held: Held, status: Status) -> Held:
+        """Answer ``ping`` and ``status_request`` at once, without a CLI round; return the
+        rest. Cancellable: unanswered ones stay in flight and are answered again."""
+        answered = [
+            (r, m) for r, m in held if m.type in (MessageType.PING, MessageType.STATUS_REQUEST)
+        ]
+        if not answered:
+            return held
+        state = None
+        if any(m.type is MessageType.STATUS_REQUEST for _, m in answered):
+            state = await status()
+        ops: list[Op] = []
+        for _, msg in answered:
+            body = state if msg.type is MessageType.STATUS_REQUEST else Pong()
+            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)  # type: ignore[arg-type]
+            ops += self.ctx.store.deliver_ops(reply)
+        await self.ack(answered, ops)
+        done = {id(m) for _, m in answered}
+        return [(r, m) for r, m in held if id(m) not in done]
+
+    async def _hold(self, raws: list[str]) -> Held:
+        fresh = [r for r in raws if r not in self._held]
+        self._held.update(fresh)
+        return await self._parse_known(fresh)
+
+    async def _parse_known(self, raws: list[str]) -> Held:
         held: Held = []
         bad: list[str] = []
         for raw in raws:
@@ -62,31 +109,12 @@ class Mailbox:
                 held.append((raw, loads(Message, raw)))
             except MalformedRecordError as exc:
                 bad.append(raw)
-                self.rt.report(f"{self.name()}: skipped a malformed message: {exc}")
+                self.ctx.report(f"{self.name()}: skipped a malformed message: {exc}")
         if bad:  # reported and dropped: it can never be handled
-            await self.rt.store.run_ops(
-                [["LREM", self.keys.inflight(self.id), "1", raw] for raw in bad]
-                + [self.rt.store.event_op("malformed", agent=self.id, text=bad[0][:200])]
-            )
+            event = self.ctx.store.event_op("malformed", agent=self.id, text=bad[0][:200])
+            await self.ack(bad, [event])
         return held
 
-    async def answer_runtime_messages(self, held: Held) -> Held:
-        """Answer ``ping`` and ``status_request`` at once, without a CLI round."""
-        answered = [
-            (r, m) for r, m in held if m.type in (MessageType.PING, MessageType.STATUS_REQUEST)
-        ]
-        if not answered:
-            return held
-        status: StatusResponse | None = None
-        if any(m.type is MessageType.STATUS_REQUEST for _, m in answered):
-            agent = await self.rt.town.agents.get(self.id)
-            status = StatusResponse(agent.state.value, agent.current_task)
-        ops: list[Op] = []
-        for raw, msg in answered:
-            body = status if msg.type is MessageType.STATUS_REQUEST else Pong()
-            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)  # type: ignore[arg-type]
-            ops += self.rt.store.deliver_ops(reply)
-            ops.append(["LREM", self.keys.inflight(self.id), "1", raw])
-        await self.rt.store.run_ops(ops)
-        done = {id(m) for _, m in answered}
-        return [(r, m) for r, m in held if id(m) not in done]
+
+def _raws(held: Held | Sequence[str]) -> list[str]:
+    return [h if isinstance(h, str) else h[0] for h in held]

@@ -1,199 +1,276 @@
-"""The supervisor actor: starts, stops and restarts agent actors, answers control
-requests, receives the supervisor's mail, and keeps every heartbeat fresh."""
+"""The supervisor actor: starts, stops and restarts agent actors, performs control
+requests, receives the supervisor's mail, and keeps every heartbeat fresh.
+
+It owns each agent's :class:`Supervised` slot: the lifecycle (the agent's intent, which
+survives the actor's restarts), the cancel scope a kill cancels (covering the actor's
+runs and the backoff between them), and the event set when supervision ends. Other
+parts see only narrow interfaces: the dispatcher calls :meth:`idle_agents` and
+:meth:`mark_busy`; the control desk calls :meth:`perform`.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import attrs
 import trio
 
-from tinytown.errors import NotFoundError, TinytownError
-from tinytown.model import Agent, Message, MessageType, Pong, StatusResponse, dumps, loads, now
+from tinytown.errors import InvalidTransitionError, NotFoundError, RedisUnavailableError
+from tinytown.model import Agent, Message, StatusResponse, now
+from tinytown.model.control import ControlRequest, Verb
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.agent_actor import AgentActor
+from tinytown.runtime.context import Context
+from tinytown.runtime.control_desk import ControlDesk
 from tinytown.runtime.dispatch import Dispatcher
-from tinytown.services.control import CONTROL_WAKE
+from tinytown.runtime.lifecycle import Life, Lifecycle
+from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox
 from tinytown.store.records import Op
-from tinytown.store.scripts import HEARTBEAT, TAKE
 
-if TYPE_CHECKING:
-    from tinytown.runtime.town_runtime import Runtime
+#: Deadline of each shielded clean-up write: past it, Redis is taken to be unreachable
+#: and what is left is said in a report line (the next ``tt run`` recovers it).
+CLEANUP_DEADLINE = 5.0
 
-MAIL_KEEP = 1000
-REPLY_TTL = 60
+
+@attrs.define(eq=False)
+class Supervised:
+    """One agent under supervision."""
+
+    actor: AgentActor
+    life: Lifecycle
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    kill_error: str | None = None  # why a kill could not be recorded
 
 
 class Supervisor:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.keys = rt.town.keys
-        self.actors: dict[str, AgentActor] = {}
-        self.actor_nursery: trio.Nursery | None = None
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.keys = ctx.town.keys
+        self._slots: dict[str, Supervised] = {}
+        self._actor_nursery: trio.Nursery | None = None
+        self.mailbox = Mailbox(ctx, SUPERVISOR_ID, lambda: "supervisor")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled. Agent actors live in their own nursery so that one actor's
-        failure is caught and restarted here, never taking the town down."""
+        """Run until cancelled. Agent actors live in their own nursery and every failure
+        of one is caught in :meth:`_supervise`, so one agent never takes the town down.
+        Cancellation cancels every actor (their rounds' process groups are killed)."""
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as actors:
-                self.actor_nursery = actors
-                nursery.start_soon(self._control_loop)
+                self._actor_nursery = actors
+                nursery.start_soon(ControlDesk(self.ctx, self.perform).run, actors)
                 nursery.start_soon(self._mail_loop)
                 nursery.start_soon(self._heartbeat_loop)
-                nursery.start_soon(Dispatcher(self.rt).run)
-                for agent in await self.rt.town.agents.list():
+                nursery.start_soon(Dispatcher(self.ctx, self).run)
+                for agent in await self.ctx.town.agents.list():
                     if not agent.state.terminal:
                         self.start_actor(agent.id)
                 task_status.started()
                 await trio.sleep_forever()
 
+    # -- the narrow interfaces -----------------------------------------------------------
+
+    def live_count(self) -> int:
+        return len(self._slots)
+
+    def idle_agents(self) -> list[tuple[str, float]]:
+        """(agent id, idle since) of every actor waiting with nothing to do."""
+        return [
+            (agent_id, slot.life.idle_since)
+            for agent_id, slot in self._slots.items()
+            if slot.life.state is Life.IDLE and slot.life.idle_since is not None
+        ]
+
+    def mark_busy(self, agent_id: str) -> None:
+        slot = self._slots.get(agent_id)
+        if slot is not None:
+            slot.life.mark_busy()
+
     # -- actors ----------------------------------------------------------------------
 
     def start_actor(self, agent_id: str) -> None:
-        if agent_id in self.actors or self.actor_nursery is None:
+        if agent_id in self._slots or self._actor_nursery is None:
             return
-        actor = AgentActor(self.rt, agent_id)
-        self.actors[agent_id] = actor
-        self.actor_nursery.start_soon(self._supervise, actor)
+        life = Lifecycle()
+        slot = Supervised(AgentActor(self.ctx, agent_id, life), life)
+        self._slots[agent_id] = slot
+        self._actor_nursery.start_soon(self._supervise, slot)
 
-    async def _supervise(self, actor: AgentActor) -> None:
-        """Run one actor; restart it with exponential backoff when it raises."""
-        limit = int(self.rt.town.config.setting("runtime.max_restarts"))
-        failures = 0
+    async def _supervise(self, slot: Supervised) -> None:
+        """Run one actor; restart it with exponential backoff when it raises; record a
+        kill. Never raises except Cancelled (the town's own cancellation)."""
         try:
-            while True:
-                try:
-                    await actor.run()
-                    return
-                except Exception as exc:  # an actor's bug must not take the town down
-                    failures += 1
-                    reason = f"{type(exc).__name__}: {exc}"
-                    self.rt.report(f"{actor.name}: actor crashed ({reason}); restart {failures}")
-                    await self.rt.store.run_ops(
-                        [self.rt.store.event_op("crash", agent=actor.id, text=reason[:300])]
-                    )
-                    if failures > limit:
-                        await self._mark_error(actor.id, f"crashed {failures} times: {reason}")
-                        return
-                    await trio.sleep(min(0.25 * 2 ** (failures - 1), 30.0))
-                    actor.reset()
+            with slot.scope:
+                await self._run_with_restarts(slot)
+            if slot.life.state is Life.KILLED:
+                await self._record_kill(slot)
+        except Exception as exc:  # a bug here must not end the other actors
+            self.ctx.report(f"{slot.actor.name}: supervision failed ({type(exc).__name__}: {exc})")
         finally:
-            if self.actors.get(actor.id) is actor:
-                del self.actors[actor.id]
-            actor.done.set()
+            if self._slots.get(slot.actor.id) is slot:
+                del self._slots[slot.actor.id]
+            slot.done.set()
+
+    async def _run_with_restarts(self, slot: Supervised) -> None:
+        actor, life = slot.actor, slot.life
+        limit = int(self.ctx.setting("runtime.max_restarts"))
+        failures = 0
+        backoff = 0
+        while True:
+            try:
+                await actor.run()
+                return
+            except Exception as exc:  # an actor's bug must not take the town down
+                reason = f"{type(exc).__name__}: {exc}"
+                outage = isinstance(exc, RedisUnavailableError)  # not the actor's fault
+                failures += 0 if outage else 1
+                backoff += 1
+                self.ctx.report(f"{actor.name}: actor crashed ({reason}); restart {backoff}")
+                await self._crash_event(actor.id, reason)
+                if failures > limit:
+                    await self._mark_error(actor.id, f"crashed {failures} times: {reason}")
+                    return
+            life.fire("restart")  # keeps a close, kill or shutdown given meanwhile
+            if life.state.intent and life.state is not Life.DRAINING:
+                return
+            with trio.move_on_after(min(0.25 * 2 ** (backoff - 1), 30.0)):
+                while not life.state.intent:
+                    await life.changed()  # a close ends the wait: the actor goes cold
+
+    async def _crash_event(self, agent_id: str, reason: str) -> None:
+        try:
+            await self.ctx.store.run_ops(
+                [self.ctx.store.event_op("crash", agent=agent_id, text=reason[:300])]
+            )
+        except RedisUnavailableError:
+            pass  # the report line said it; the restart matters more
 
     async def _mark_error(self, agent_id: str, reason: str) -> None:
         with trio.CancelScope(shield=True):
-            try:
-                await self.rt.store.update(
-                    Agent,
-                    self.keys.agent(agent_id),
-                    lambda a: (a.transition("error", state_reason=reason[:500]), []),
-                    missing=lambda: NotFoundError(agent_id),
+            with trio.move_on_after(CLEANUP_DEADLINE) as scope:
+                try:
+                    await self.ctx.store.update(
+                        Agent,
+                        self.keys.agent(agent_id),
+                        lambda a: self._errored(a, reason),
+                        missing=lambda: NotFoundError(agent_id),
+                    )
+                except (InvalidTransitionError, NotFoundError):
+                    pass  # already terminal, or pruned
+            if scope.cancelled_caught:
+                self.ctx.report(
+                    f"{agent_id[:8]}: could not record the error state (Redis unreachable);"
+                    " the next tt run restarts the agent"
                 )
-            except TinytownError:
-                pass
+
+    def _errored(self, agent: Agent, reason: str) -> tuple[Agent, list[Op]]:
+        new = agent.transition("error", state_reason=reason[:500])
+        # the state event wakes whoever waits for the agent (tt wait)
+        return new, [self.ctx.town.agents.state_event(agent, new, "crashed")]
+
+    async def _record_kill(self, slot: Supervised) -> None:
+        """Record ``stopped`` and give the agent's work back, shielded so the town's own
+        cancellation does not leave it half done, but never longer than the deadline."""
+        actor = slot.actor
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLEANUP_DEADLINE) as scope:
+                try:
+                    await actor.record_kill()
+                except (InvalidTransitionError, NotFoundError) as exc:
+                    slot.kill_error = str(exc)
+            if scope.cancelled_caught:
+                slot.kill_error = "Redis did not answer in time; the kill is not recorded."
+                self.ctx.report(
+                    f"{actor.name}: kill not recorded (Redis unreachable); its messages stay in"
+                    " flight and its tasks assigned, for the next tt run or tt recover"
+                )
+
+    async def kill(self, agent_id: str) -> None:
+        """Cancel the agent's actor now (its process group is killed and reaped), record it
+        ``stopped`` and requeue its work; returns when that is done. Cancellable: the kill
+        then still completes in the background."""
+        slot = self._slots[agent_id]
+        slot.life.fire("kill")
+        slot.scope.cancel()
+        await slot.done.wait()
+        if slot.kill_error:
+            raise InvalidTransitionError(slot.kill_error)
 
     async def shutdown(self, grace: float) -> None:
-        """Let running rounds finish for up to ``grace`` seconds, then cancel them."""
-        for actor in list(self.actors.values()):
-            actor.stop()
+        """Let running rounds finish for up to ``grace`` seconds, then cancel them.
+        Cancellable (the caller's cancellation cancels the actors anyway)."""
+        for slot in list(self._slots.values()):
+            slot.life.try_fire("stop")
+            self.ctx.hub.notify(slot.actor.id)
         with trio.move_on_after(grace):
-            for actor in list(self.actors.values()):
-                await actor.done.wait()
-        for actor in list(self.actors.values()):
-            actor.cancel_scope.cancel()
+            for slot in list(self._slots.values()):
+                await slot.done.wait()
+        self.abort()
         with trio.move_on_after(grace + 10):
-            for actor in list(self.actors.values()):
-                await actor.done.wait()
+            for slot in list(self._slots.values()):
+                await slot.done.wait()
+
+    def abort(self) -> None:
+        """Cancel every actor now (a second SIGTERM): rounds are not waited for."""
+        for slot in list(self._slots.values()):
+            slot.life.try_fire("stop")
+            slot.scope.cancel()
 
     # -- control requests ------------------------------------------------------------
 
-    async def _control_loop(self) -> None:
-        assert self.actor_nursery is not None
-        while True:
-            token = self.rt.hub.token(CONTROL_WAKE)
-            raws = await self.rt.redis.execute("LPOP", self.keys.control, 100) or []
-            for raw in raws:
-                try:
-                    request = json.loads(raw)
-                except ValueError:
-                    self.rt.report(f"skipped a malformed control request: {raw[:100]}")
-                    continue
-                self.actor_nursery.start_soon(self._handle_control, request)
-            if not raws:
-                await self.rt.hub.wait(CONTROL_WAKE, token)
-
-    async def _handle_control(self, request: dict[str, Any]) -> None:
-        verb = request.get("verb")
-        agent_id = str(request.get("agent_id", ""))
-        reply: dict[str, Any] = {"ok": True}
-        try:
-            if verb == "reconcile":
-                agent = await self.rt.town.agents.get(agent_id)
-                if not agent.state.terminal:
-                    self.start_actor(agent_id)
-            elif verb in ("interrupt", "resume", "close", "kill"):
-                actor = self.actors.get(agent_id)
-                if actor is None:
-                    await self.rt.town.agents.apply_offline(agent_id, verb)
-                elif verb == "kill":
-                    await actor.kill()
-                else:
-                    await getattr(actor, verb)()
-            elif verb == "restart":
-                if agent_id in self.actors:
-                    await self.actors[agent_id].done.wait()
-                await self.rt.town.agents.apply_offline(agent_id, "restart")
+    async def perform(self, request: ControlRequest) -> dict[str, Any]:
+        """Carry out one control request; raise a TinytownError to refuse it. Cancellable."""
+        agent_id, verb = request.agent_id, request.verb
+        agents = self.ctx.town.agents
+        slot = self._slots.get(agent_id)
+        if verb is Verb.RECONCILE:
+            agent = await agents.get(agent_id)
+            if not agent.state.terminal:
                 self.start_actor(agent_id)
-            else:
-                reply = {"ok": False, "error": f"Unknown control verb {verb!r}."}
-        except TinytownError as exc:
-            reply = {"ok": False, "error": str(exc)}
-        if request.get("id") and verb != "reconcile":
-            key = self.keys.reply(str(request["id"]))
-            await self.rt.store.run_ops(
-                [["RPUSH", key, json.dumps(reply)], ["EXPIRE", key, str(REPLY_TTL)]]
-            )
+        elif verb is Verb.RESTART:
+            if slot is not None:
+                await slot.done.wait()
+            await self.ctx.town.lifecycle.apply_offline(agent_id, "restart")
+            self.start_actor(agent_id)
+        elif slot is None:
+            await self.ctx.town.lifecycle.apply_offline(agent_id, verb.value)
+        elif verb is Verb.KILL:
+            await self.kill(agent_id)
+        elif verb is Verb.INTERRUPT:
+            await slot.actor.interrupt()
+        elif verb is Verb.RESUME:
+            await slot.actor.resume()
+        elif verb is Verb.CLOSE:
+            await slot.actor.close()
+        return {"ok": True}
 
     # -- supervisor mail -------------------------------------------------------------
 
     async def _mail_loop(self) -> None:
-        """Receive messages addressed to the supervisor: answer pings, record the rest."""
-        inbox, inflight = self.keys.inbox(SUPERVISOR_ID), self.keys.inflight(SUPERVISOR_ID)
-        # Left in flight by an earlier runtime: handle those once, then only new mail.
-        leftover = await self.rt.redis.execute("LRANGE", inflight, 0, -1)
+        """Receive messages addressed to the supervisor through the same :class:`Mailbox`
+        as agents: answer pings, record the rest. Cancellable; unacknowledged mail stays
+        in flight and is handled by the next run."""
+        held = await self.mailbox.recover()
         while True:
-            token = self.rt.hub.token(SUPERVISOR_ID)
-            raws, leftover = leftover, []
-            raws += await self.rt.redis.run_script(TAKE, [inbox, inflight], [100])
-            if not raws:
-                await self.rt.hub.wait(SUPERVISOR_ID, token)
-                continue
-            ops: list[Op] = []
-            for raw in raws:
-                ops += self._mail_ops(raw)
-                ops.append(["LREM", inflight, "1", raw])
-            await self.rt.store.run_ops(ops)
-            if len(raws) < 100:
-                await self.rt.hub.wait(SUPERVISOR_ID, token)
+            token = self.ctx.hub.token(SUPERVISOR_ID)
+            taken = await self.mailbox.take()
+            held = await self.mailbox.answer_runtime_messages(held + taken, _running)
+            if held:
+                ops: list[Op] = []
+                for raw, msg in held:
+                    ops += self._mail_ops(raw, msg)
+                await self.mailbox.ack(held, ops)
+                for _, msg in held:
+                    if self.ctx.on_mail:
+                        self.ctx.on_mail(msg)
+                held = []
+            if len(taken) < TAKE_BATCH:
+                await self.ctx.hub.wait(SUPERVISOR_ID, token)
 
-    def _mail_ops(self, raw: str) -> list[Op]:
-        try:
-            msg = loads(Message, raw)
-        except TinytownError as exc:
-            self.rt.report(f"supervisor: skipped malformed mail: {exc}")
-            return []
-        if msg.type in (MessageType.PING, MessageType.STATUS_REQUEST):
-            body = Pong() if msg.type is MessageType.PING else StatusResponse("running")
-            return self.rt.store.deliver_ops(
-                Message.new(SUPERVISOR_ID, msg.sender, body, correlation_id=msg.id)
-            )
-        self.rt.on_mail(msg)
+    def _mail_ops(self, raw: str, msg: Message) -> list[Op]:
         return [
-            ["RPUSH", self.keys.mail, dumps(msg)],
-            ["LTRIM", self.keys.mail, str(-MAIL_KEEP), "-1"],
-            self.rt.store.event_op(
+            *self.ctx.queues.mail_ops(raw),
+            self.ctx.store.event_op(
                 "mail",
                 agent=SUPERVISOR_ID,
                 sender=msg.sender,
@@ -206,12 +283,13 @@ class Supervisor:
     # -- heartbeats ------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        """Every interval, refresh ``last_heartbeat`` of all live agents in one round trip."""
-        interval = float(self.rt.town.config.setting("runtime.heartbeat_interval"))
+        """Every interval, refresh ``last_heartbeat`` of all live agents in one round trip.
+        Cancellable."""
+        interval = self.ctx.setting("runtime.heartbeat_interval")
         while True:
-            ids = list(self.actors)
-            if ids:
-                await self.rt.redis.run_script(
-                    HEARTBEAT, [self.keys.agent(i) for i in ids], [now()]
-                )
+            await self.ctx.queues.heartbeat(list(self._slots), now())
             await trio.sleep(interval)
+
+
+async def _running() -> StatusResponse:
+    return StatusResponse("running")

@@ -1,54 +1,63 @@
-"""``tt run``: the town as one trio program (lease, wake-ups, supervisor, agent actors)."""
+"""``tt run``: the town as one trio program (lease, wake-ups, supervisor, agent actors).
+
+The composition root: :class:`Runtime` builds the shared :class:`Context` and the
+:class:`Supervisor` on top of it; nothing below imports this module.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
-from tinytown.model import Agent, Message
+from tinytown.errors import RedisUnavailableError
+from tinytown.model import Message
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.runtime.context import Context, Echo
 from tinytown.runtime.lease import Lease
 from tinytown.runtime.prompt import one_line
-from tinytown.runtime.supervisor import Supervisor
-from tinytown.runtime.wakeups import WakeHub
+from tinytown.runtime.supervisor import CLEANUP_DEADLINE, Supervisor
 from tinytown.services.town import Town
 
-Echo = Callable[[str], None]
+#: Names cached by the event echo before the cache starts over (bounded memory).
+NAME_CACHE = 10_000
+MAIL_KEPT = 100
 
 
 class Runtime:
-    """What the actors of one running town share."""
+    """One running town: shared context, supervisor, and how it is served and stopped."""
 
     def __init__(self, town: Town, echo: Echo | None = None, *, echo_events: bool = True) -> None:
         self.town = town
+        self.context = Context(town, echo)
+        self.context.on_mail = self._on_mail
         self.echo_events = echo_events  # a REPL shows events its own way
-        self.store = town.store
-        self.redis = town.redis
-        self.hub = WakeHub()
-        self.echo = echo
-        self.supervisor = Supervisor(self)
+        self.supervisor = Supervisor(self.context)
         self.shutdown_requested = trio.Event()
         self.mail: list[Message] = []  # recent supervisor mail, for front ends
-        self.agent_env = {**os.environ, **town.env_for_agents()}  # computed once, not per round
+        self._names: dict[str, str] = {}  # the event echo's id -> name cache
+
+    @property
+    def on_take(self) -> Callable[[str, int], None] | None:
+        """Observation hook: called after each mailbox take with (agent id, count taken)."""
+        return self.context.on_take
+
+    @on_take.setter
+    def on_take(self, hook: Callable[[str, int], None] | None) -> None:
+        self.context.on_take = hook
 
     def report(self, text: str) -> None:
-        if self.echo:
-            self.echo(f"{dt.datetime.now():%H:%M:%S} {text}")
+        self.context.report(text)
 
-    def on_mail(self, msg: Message) -> None:
-        self.mail = [*self.mail[-99:], msg]
+    def abort(self) -> None:
+        """Stop at once (a second signal): shut down without waiting for rounds."""
+        self.shutdown_requested.set()
+        self.supervisor.abort()
 
-    def workdir(self, agent: Agent) -> Path:
-        """The town root, or the agent's scope directory when it names one inside it."""
-        if agent.current_scope:
-            scoped = (self.town.root / agent.current_scope).resolve()
-            if scoped.is_dir() and scoped.is_relative_to(self.town.root):
-                return scoped
-        return self.town.root
+    def _on_mail(self, msg: Message) -> None:
+        self.mail = [*self.mail[-(MAIL_KEPT - 1) :], msg]
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
@@ -57,46 +66,70 @@ class Runtime:
 
         On shutdown, rounds in progress get ``runtime.shutdown_grace`` seconds to finish,
         then are cancelled (their process groups killed, their messages left in flight
-        for the next run). Cancelling ``serve`` itself skips the grace. The lease is
-        released on the way out. Raises RuntimeBusyError if the town already runs.
+        for the next run); :meth:`abort` skips the grace. Cancelling ``serve`` itself
+        skips the grace too. The lease is released on the way out (shielded, at most
+        CLEANUP_DEADLINE seconds each step: past that the lease expires by itself).
+        Raises RuntimeBusyError if the town already runs.
         """
-        town = self.town
-        self.redis.reconnect = True  # from here on, ride out Redis outages
-        lease = Lease(self.store)
-        await lease.acquire()
+        town, ctx = self.town, self.context
+        town.redis.reconnect = True  # from here on, ride out Redis outages
+        lease = Lease(ctx.store)
+        await lease.acquire(self.report)  # also kills a crashed runtime's leftover CLIs
         try:
-            await self.redis.execute("DEL", town.keys.control)  # requests of a dead runtime
+            await ctx.queues.forget_control()  # requests of a dead runtime
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lease.keep, 2.0)
-                await nursery.start(self.hub.run, self.redis, town.keys.wake)
+                await nursery.start(ctx.hub.run, ctx.queues)
                 await nursery.start(self.supervisor.run)
-                if self.echo and self.echo_events:
+                if ctx.echo and self.echo_events:
                     nursery.start_soon(self._echo_events)
-                await self.store.run_ops(
-                    [self.store.event_op("runtime", text=f"town {town.name} is running")]
+                await ctx.store.run_ops(
+                    [ctx.store.event_op("runtime", text=f"town {town.name} is running")]
                 )
-                self.report(f"town {town.name} running ({len(self.supervisor.actors)} agent(s))")
+                self.report(f"town {town.name} running ({self.supervisor.live_count()} agent(s))")
                 task_status.started(self)
                 await self.shutdown_requested.wait()
                 self.report("shutting down: finishing rounds in progress")
-                await self.supervisor.shutdown(float(town.config.setting("runtime.shutdown_grace")))
+                await self.supervisor.shutdown(ctx.setting("runtime.shutdown_grace"))
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await lease.release()
+                with trio.move_on_after(CLEANUP_DEADLINE) as released:
+                    await lease.release()
+                if released.cancelled_caught:
+                    self.report("could not release the lease (Redis unreachable); it expires")
                 with trio.move_on_after(2):
-                    await self.store.run_ops(
-                        [self.store.event_op("runtime", text=f"town {town.name} stopped")]
+                    await ctx.store.run_ops(
+                        [ctx.store.event_op("runtime", text=f"town {town.name} stopped")]
                     )
 
     async def _echo_events(self) -> None:
-        names: dict[str, str] = {}
-        async for event in self.town.messages.follow_events():
-            agent = event.agent or ""
-            if agent and agent not in names:
-                names = {a.id: a.name for a in await self.town.agents.list()}
-            who = names.get(agent, "supervisor" if agent.startswith("00000000") else agent[:8])
-            self.report(f"[{event.kind}] {who}: {one_line(event.text, 160)}")
+        """Print every event as it happens, across Redis outages (it resumes after the
+        last event it printed). Names come from a cache filled only on a miss. Cancellable."""
+        last = "$"
+        delay = 0.05
+        while True:
+            try:
+                async for event in self.town.messages.follow_events(since=last):
+                    last = event.id
+                    delay = 0.05
+                    who = await self._name(event.agent or "")
+                    self.report(f"[{event.kind}] {who}: {one_line(event.text, 160)}")
+            except RedisUnavailableError:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _name(self, agent_id: str) -> str:
+        if not agent_id:
+            return ""
+        if agent_id == SUPERVISOR_ID:
+            return "supervisor"
+        if agent_id not in self._names:
+            if len(self._names) >= NAME_CACHE:
+                self._names.clear()
+            found = await self.context.queues.agent_names([agent_id])
+            self._names[agent_id] = found.get(agent_id, agent_id[:8])
+        return self._names[agent_id]
 
 
 async def run_town(
@@ -106,18 +139,42 @@ async def run_town(
     handle_signals: bool = True,
     on_ready: Callable[[Runtime], None] | None = None,
 ) -> None:
-    """Host the town at ``path`` until SIGINT/SIGTERM (graceful) or cancellation."""
+    """Host the town at ``path`` until SIGINT/SIGTERM (graceful) or cancellation.
+
+    A first signal shuts down gracefully; a second one during that shutdown cancels every
+    round at once (their process groups are killed and reaped) and returns. Signals are
+    received until the town has stopped, so none ends the process with its agents'
+    processes still running. Cancellation skips the grace.
+    """
     town = await Town.connect(path)
     try:
         runtime = Runtime(town, echo)
         async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.serve)
+            if handle_signals:
+                await nursery.start(_receive_signals, runtime)
+            await nursery.start(_serve, runtime, nursery.cancel_scope)
             if on_ready:
                 on_ready(runtime)
-            if handle_signals:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        runtime.shutdown_requested.set()
-                        break
     finally:
         await town.aclose()
+
+
+async def _serve(
+    runtime: Runtime, done: trio.CancelScope, *, task_status: trio.TaskStatus[Runtime]
+) -> None:
+    """Serve; once the town has stopped, cancel ``done`` (the signal receiver)."""
+    try:
+        await runtime.serve(task_status=task_status)
+    finally:
+        done.cancel()
+
+
+async def _receive_signals(runtime: Runtime, *, task_status: trio.TaskStatus[None]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            if runtime.shutdown_requested.is_set():
+                runtime.report("second signal: stopping rounds now")
+                runtime.abort()
+            else:
+                runtime.shutdown_requested.set()

@@ -4,76 +4,98 @@ Senders push a message and PUBLISH the recipient's id on ``tt:<town>:wake`` in t
 atomic step. The hub turns those into per-key trio events, so a thousand idle actors
 cost one Redis connection and no polling. After a reconnect every key is woken, so a
 wake-up missed during an outage only delays, never loses, a message.
+
+Memory is bounded by the tokens alive: the hub keeps a key's pending token only through
+a weak reference, so a key nobody waits on costs nothing, however many keys a long run
+has seen.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import trio
 
 from tinytown.errors import RedisUnavailableError
-from tinytown.store.client import Redis
+from tinytown.store.queues import Queues
+
+
+class Token:
+    """Taken before checking Redis; fired by the next wake-up of its key (or of all keys)."""
+
+    __slots__ = ("__weakref__", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    @property
+    def fired(self) -> bool:
+        return self.event.is_set()
 
 
 class WakeHub:
-    """Per-key wake-up counters. Take a token before checking Redis, then wait on it:
-    a wake-up that lands in between is never missed."""
+    """Per-key wake-ups. Take a token before checking Redis, then wait on it: a wake-up
+    that lands in between is never missed."""
 
     def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._events: dict[str, trio.Event] = {}
-        self._epoch = 0  # bumped by notify_all: wakes every key at once
+        self._pending: weakref.WeakValueDictionary[str, Token] = weakref.WeakValueDictionary()
+        #: Bumped by every (re)subscription: a reconnect may have lost wake-ups and replies.
+        self.epoch = 0
         self.subscribed = trio.Event()
 
-    def token(self, key: str) -> tuple[int, int]:
-        return self._counts.get(key, 0), self._epoch
+    def token(self, key: str) -> Token:
+        """The key's current token (shared by everyone waiting on the key)."""
+        token = self._pending.get(key)
+        if token is None:
+            token = self._pending[key] = Token()
+        return token
 
     def notify(self, key: str) -> None:
-        self._counts[key] = self._counts.get(key, 0) + 1
-        event = self._events.pop(key, None)
-        if event is not None:
-            event.set()
+        token = self._pending.pop(key, None)
+        if token is not None:
+            token.event.set()
 
     def notify_all(self) -> None:
-        self._epoch += 1
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for token in pending:
+            token.event.set()
 
-    async def wait(self, key: str, token: tuple[int, int]) -> None:
+    def __len__(self) -> int:
+        """Keys with a live pending token (for memory checks)."""
+        return len(self._pending)
+
+    async def wait(self, key: str, token: Token) -> None:
         """Return once ``key`` (or every key) was woken after ``token`` was taken.
 
         Cancellable; nothing is consumed, so a cancelled wait loses no wake-up."""
-        while self.token(key) == token:
-            await self._events.setdefault(key, trio.Event()).wait()
+        del key  # the token knows its key; kept for readability at call sites
+        await token.event.wait()
 
     async def run(
-        self,
-        redis: Redis,
-        channel: str,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        self, queues: Queues, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Subscribe to ``channel`` and dispatch until cancelled; reconnects with backoff.
+        """Listen to the town's wake channel and dispatch until cancelled; reconnects with
+        backoff, and wakes every key after each (re)subscription.
 
-        Reports started once the first subscription is live.
+        Reports started once the first subscription is live. Cancellable at any point.
         """
         delay = 0.05
         started = False
+
+        def subscribed() -> None:
+            nonlocal delay, started
+            delay = 0.05
+            self.epoch += 1
+            self.subscribed.set()
+            self.notify_all()  # anything sent while we were not listening
+            if not started:
+                started = True
+                task_status.started()
+
         while True:
             try:
-                async with redis.dedicated() as conn:
-                    await conn.send("SUBSCRIBE", channel)
-                    await conn.read_reply()
-                    delay = 0.05
-                    self.subscribed.set()
-                    self.notify_all()  # anything sent while we were not listening
-                    if not started:
-                        started = True
-                        task_status.started()
-                    while True:
-                        reply = await conn.read_reply()
-                        if reply and reply[0] == "message":
-                            self.notify(reply[2])
+                await queues.listen(subscribed, self.notify)
             except RedisUnavailableError:
                 self.subscribed = trio.Event()
                 await trio.sleep(delay)

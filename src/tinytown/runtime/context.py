@@ -1,0 +1,58 @@
+"""What every part of a running town shares: plain context, no behaviour of its own.
+
+The composition is one-way: ``town_runtime.Runtime`` builds a :class:`Context`, the
+``Supervisor`` on top of it, and the supervisor builds the dispatcher, the agent actors
+and their mailboxes. Everything below the runtime imports this module, never the
+modules above it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tinytown.model import Agent, Message
+from tinytown.runtime.wakeups import WakeHub
+from tinytown.services.config import TownConfig
+from tinytown.services.town import Town
+from tinytown.store.queues import Queues
+from tinytown.store.records import Store
+
+Echo = Callable[[str], None]
+
+
+class Context:
+    """The town, its store and queues, the wake-up hub, configuration and report sink."""
+
+    def __init__(self, town: Town, echo: Echo | None = None) -> None:
+        self.town = town
+        self.store: Store = town.store
+        self.queues = Queues(town.store)
+        self.config: TownConfig = town.config
+        self.hub = WakeHub()
+        self.echo = echo
+        #: Observation hook: called after each mailbox take with (agent id, messages taken).
+        self.on_take: Callable[[str, int], None] | None = None
+        #: Called with each message the supervisor receives (front ends keep recent mail).
+        self.on_mail: Callable[[Message], None] | None = None
+        self.agent_env = {**os.environ, **town.env_for_agents()}  # computed once, not per round
+
+    def report(self, text: str) -> None:
+        """One line for the person running the town (when an echo is attached)."""
+        if self.echo:
+            self.echo(f"{dt.datetime.now():%H:%M:%S} {text}")
+
+    def setting(self, key: str) -> float:
+        """A numeric runtime setting."""
+        return float(self.config.setting(key))
+
+    def workdir(self, agent: Agent) -> Path:
+        """The town root, or the agent's scope directory when it names one inside it."""
+        root = self.town.root
+        if agent.current_scope:
+            scoped = (root / agent.current_scope).resolve()
+            if scoped.is_dir() and scoped.is_relative_to(root):
+                return scoped
+        return root

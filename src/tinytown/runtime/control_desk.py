@@ -1,0 +1,89 @@
+"""The control queue, reliably: each request is claimed (moved to a claimed list), parsed
+into a typed request, performed, and removed only together with its answer.
+
+Nothing a requester sends is lost or done twice: a claim whose reply is lost is
+recovered from the claimed list (requests already being handled are skipped by raw
+value); a malformed request, or any exception of a handler, becomes an error reply (when
+the request's id can be read), a ``control-error`` event and a report line, and the
+town goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from tinytown.errors import ReplyLostError, TinytownError
+from tinytown.model.control import ControlRequest, parse_request, request_id
+from tinytown.runtime.context import Context
+from tinytown.services.control import CONTROL_WAKE
+
+CLAIM_BATCH = 100
+Perform = Callable[[ControlRequest], Awaitable[dict[str, Any]]]
+
+
+class ControlDesk:
+    def __init__(self, ctx: Context, perform: Perform) -> None:
+        self.ctx = ctx
+        self.perform = perform
+        self._handling: set[str] = set()  # raw requests claimed and not yet answered
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        """Claim and handle requests until cancelled; each is handled in ``nursery``.
+
+        Cancellable at every wait. Requests claimed when cancelled stay in the claimed
+        list: the next runtime drops them (their requesters gave up after 10 s)."""
+        queues = self.ctx.queues
+        recheck = True  # requests claimed earlier by this runtime but not seen
+        while True:
+            token = self.ctx.hub.token(CONTROL_WAKE)
+            try:
+                raws = await queues.claim_control(CLAIM_BATCH)
+            except ReplyLostError:
+                raws, recheck = [], True
+            if recheck:
+                recheck = False
+                raws = [*await queues.control_claimed(), *raws]
+            for raw in raws:
+                if raw not in self._handling:
+                    self._handling.add(raw)
+                    nursery.start_soon(self.handle, raw)
+            if not raws:
+                await self.ctx.hub.wait(CONTROL_WAKE, token)
+
+    async def handle(self, raw: str) -> None:
+        """Parse, perform and answer one claimed request; never raises (except
+        Cancelled). Cancellable: the request then stays claimed, unanswered."""
+        rid = request_id(raw)
+        reply: dict[str, Any] | None
+        try:
+            request = parse_request(raw)
+            reply = await self.perform(request)
+            if not request.wants_reply:
+                reply = None
+        except Exception as exc:  # one bad request or handler bug must not end the town
+            why = str(exc) if isinstance(exc, TinytownError) else f"{type(exc).__name__}: {exc}"
+            reply = {"ok": False, "error": why}
+            self.ctx.report(f"control request refused: {why} ({raw[:100]})")
+            await self._event(why, raw)
+        await self._answer(raw, rid, reply)
+
+    async def _answer(self, raw: str, rid: str | None, reply: dict[str, Any] | None) -> None:
+        ops = self.ctx.queues.answer_ops(raw, rid, reply)
+        while True:
+            try:
+                await self.ctx.store.run_ops(ops)
+                break
+            except ReplyLostError:
+                continue  # answering twice is harmless (answer_ops is idempotent)
+        self._handling.discard(raw)
+
+    async def _event(self, why: str, raw: str) -> None:
+        try:
+            await self.ctx.store.run_ops(
+                [self.ctx.store.event_op("control-error", text=f"{why} ({raw[:200]})"[:300])]
+            )
+        except ReplyLostError:
+            pass  # the event may be recorded; the report line and reply are what matter
