@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
-from tinytown.errors import InvalidTransitionError, MalformedRecordError, NotFoundError
+from tinytown.errors import (
+    InvalidTransitionError,
+    MalformedRecordError,
+    NotFoundError,
+    ReplyLostError,
+)
 from tinytown.model import Message, Ping, Priority, Task, TaskState, dumps, loads
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys
-from tinytown.store.records import DELETE, Conflict, GuardFailed, Op, Store
+from tinytown.store.records import (
+    DELETE,
+    WARNINGS_KEPT,
+    Conflict,
+    GuardFailed,
+    Op,
+    Store,
+    Warnings,
+    encode_ops,
+)
 from tinytown.store.server import EmbeddedServer
+
+from .faults import ReplyDropper
 
 
 @pytest.fixture
@@ -342,3 +362,200 @@ async def test_run_ops(store: Store) -> None:
     assert await store.redis.execute("HGET", store.keys.meta, "a") == "1"
     assert await store.redis.execute("LRANGE", store.keys.control, 0, -1) == ["c"]
     await store.run_ops([])  # nothing to do is fine
+
+
+# -- lost replies ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dropper(redis_server: EmbeddedServer) -> AsyncIterator[ReplyDropper]:
+    where = Path(tempfile.mkdtemp(prefix="tt-proxy-"))
+    try:
+        async with ReplyDropper(
+            redis_server.url.removeprefix("unix://"), where / "p.sock"
+        ).running() as proxy:
+            yield proxy
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture
+async def lossy(dropper: ReplyDropper, store: Store) -> AsyncIterator[Store]:
+    """The test town's store as the runtime has it (reconnect on), through the proxy."""
+    redis = Redis(dropper.url, reconnect=True)
+    lossy = Store(redis, store.keys)
+    await lossy.run_ops([["HSET", store.keys.meta, "warm", "1"]])  # APPLY is loaded
+    try:
+        yield lossy
+    finally:
+        await redis.aclose()
+
+
+async def test_update_after_a_lost_reply_of_a_write_that_happened(
+    lossy: Store, dropper: ReplyDropper
+) -> None:
+    task = Task.new("lost reply")
+    key = lossy.keys.task(task.id)
+    await lossy.redis.execute("SET", key, dumps(task))
+    calls = 0
+
+    def change(current: Task) -> tuple[Task, list[Op]]:
+        nonlocal calls
+        calls += 1
+        new = current.transition("assign", assigned_to="agent-1")
+        return new, [["RPUSH", lossy.keys.inbox("agent-1"), new.id]]
+
+    dropper.drop_next_reply()
+    result = await lossy.update(Task, key, change, missing=lambda: NotFoundError("gone"))
+    assert dropper.dropped == 1
+    assert calls == 1  # settled from the record, not run again
+    assert await lossy.get(Task, key) == result
+    assert await lossy.redis.execute("LRANGE", lossy.keys.inbox("agent-1"), 0, -1) == [task.id]
+
+
+async def test_apply_create_after_a_lost_reply_is_not_a_conflict(
+    lossy: Store, dropper: ReplyDropper
+) -> None:
+    task = Task.new("create, reply lost")
+    key = lossy.keys.task(task.id)
+    dropper.drop_next_reply()
+    await lossy.apply(
+        key, expected=None, new=dumps(task), ops=[["RPUSH", lossy.keys.backlog, task.id]]
+    )
+    assert dropper.dropped == 1
+    assert await lossy.get(Task, key) == task
+    assert await lossy.redis.execute("LRANGE", lossy.keys.backlog, 0, -1) == [task.id]
+
+
+async def test_apply_delete_after_a_lost_reply(lossy: Store, dropper: ReplyDropper) -> None:
+    key = lossy.keys.task("t")
+    await lossy.redis.execute("SET", key, "old")
+    dropper.drop_next_reply()
+    await lossy.apply(key, expected="old", new=DELETE)
+    assert await lossy.redis.execute("EXISTS", key) == 0
+
+
+async def test_apply_lost_reply_then_another_writer_is_a_conflict(
+    lossy: Store, store: Store, dropper: ReplyDropper
+) -> None:
+    key = lossy.keys.task("t")
+    await lossy.redis.execute("SET", key, "v1")
+
+    async def theirs() -> None:
+        await store.redis.execute("SET", key, "v3")
+
+    dropper.drop_next_reply(b"EVALSHA", before_close=theirs)
+    with pytest.raises(Conflict):
+        await lossy.apply(key, expected="v1", new="v2", ops=[["RPUSH", lossy.keys.backlog, "x"]])
+    # Ours ran (once), theirs came after: the caller re-reads and decides.
+    assert await lossy.redis.execute("LRANGE", lossy.keys.backlog, 0, -1) == ["x"]
+    assert await lossy.get_raw(key) == "v3"
+
+
+async def test_run_ops_after_a_lost_reply_raises_and_never_runs_twice(
+    lossy: Store, dropper: ReplyDropper
+) -> None:
+    dropper.drop_next_reply()
+    with pytest.raises(ReplyLostError):
+        await lossy.run_ops([["RPUSH", lossy.keys.control, "request"]])
+    assert await lossy.redis.execute("LRANGE", lossy.keys.control, 0, -1) == ["request"]
+    # An unconditional apply ('*') cannot tell either.
+    dropper.drop_next_reply()
+    with pytest.raises(ReplyLostError):
+        await lossy.apply(lossy.keys.task("t"), new="x")
+    assert await lossy.get_raw(lossy.keys.task("t")) == "x"
+
+
+async def test_apply_lost_before_it_ran_runs_it_once(
+    lossy: Store, store: Store, redis_server: EmbeddedServer
+) -> None:
+    """Held by CLIENT PAUSE and killed: the script never ran; the record still holds the
+    expected value, so apply runs it again, once."""
+    key = lossy.keys.task("t")
+    await lossy.redis.execute("SET", key, "v1")
+    conn_id = await lossy.redis.execute("CLIENT", "ID")
+    admin = Redis(redis_server.url)
+    done = trio.Event()
+
+    async def write() -> None:
+        await lossy.apply(key, expected="v1", new="v2", ops=[["RPUSH", lossy.keys.backlog, "x"]])
+        done.set()
+
+    try:
+        await admin.execute("CLIENT", "PAUSE", 20_000, "WRITE")
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write)
+                while "b" not in _client_field(
+                    await admin.execute("CLIENT", "LIST", "ID", conn_id), "flags"
+                ):
+                    await trio.sleep(0.005)
+                await admin.execute("CLIENT", "KILL", "ID", conn_id)
+                await admin.execute("CLIENT", "UNPAUSE")
+    finally:
+        await admin.execute("CLIENT", "UNPAUSE")
+        await admin.aclose()
+    assert done.is_set()
+    assert await lossy.get_raw(key) == "v2"
+    assert await lossy.redis.execute("LRANGE", lossy.keys.backlog, 0, -1) == ["x"]
+
+
+def _client_field(info: str, name: str) -> str:
+    fields = dict(p.split("=", 1) for p in info.split() if "=" in p)
+    return fields.get(name, "")
+
+
+# -- bounded warnings ------------------------------------------------------------------------
+
+
+def test_warnings_are_bounded_and_counted() -> None:
+    warnings = Warnings()
+    for i in range(WARNINGS_KEPT + 50):
+        warnings.append(f"w{i}")
+    assert len(warnings) == WARNINGS_KEPT
+    assert warnings.total == WARNINGS_KEPT + 50
+    assert warnings.dropped == 50
+    assert warnings[0] == "w50" and warnings[-1] == f"w{WARNINGS_KEPT + 49}"  # newest kept
+    warnings.clear()  # front ends clear what they reported
+    assert list(warnings) == [] and warnings.total == WARNINGS_KEPT + 50
+
+
+async def test_store_warnings_stay_bounded(store: Store) -> None:
+    key = store.keys.task("bad")
+    await store.redis.execute("SET", key, "{not json")
+    for _ in range(WARNINGS_KEPT + 5):
+        assert await store.mget(Task, [key]) == []
+    assert len(store.warnings) == WARNINGS_KEPT
+    assert store.warnings.total == WARNINGS_KEPT + 5
+
+
+# -- encode once -----------------------------------------------------------------------------
+
+
+def test_long_arguments_travel_outside_the_ops_json() -> None:
+    message = Message.new("supervisor", "a1", Ping())
+    payload = "x" * 500 + '"quoted" ✓'
+    blobs: list[str | bytes] = []
+    encoded = encode_ops([["RPUSH", "k", payload], ["LTRIM", "k", -5, -1]], blobs)
+    assert blobs == [payload]
+    assert json.loads(encoded) == [["RPUSH", "k", [1]], ["LTRIM", "k", "-5", "-1"]]
+    assert payload not in encoded  # not escaped into the JSON a second time
+    assert dumps(message)  # (records still encode themselves once, in dumps)
+
+
+async def test_long_arguments_arrive_intact(store: Store) -> None:
+    long_text = ('héllo "quoted" \\ back ✓ ' * 40) + "\0 nul"
+    short = "s"
+    await store.run_ops(
+        [
+            ["RPUSH", store.keys.backlog, long_text, short, long_text + "2"],
+            ["HSET", store.keys.meta, "long", long_text, "n", 5],
+        ]
+    )
+    assert await store.redis.execute("LRANGE", store.keys.backlog, 0, -1) == [
+        long_text,
+        short,
+        long_text + "2",
+    ]
+    assert await store.redis.execute("HGET", store.keys.meta, "long") == long_text
+    assert await store.redis.execute("HGET", store.keys.meta, "n") == "5"
