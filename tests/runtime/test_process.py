@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -16,6 +19,7 @@ from tinytown.runtime.logfile import rotated_files
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
 
 PY = sys.executable
+TREE_CLI = Path(__file__).parent / "clis" / "tree_cli.py"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 
@@ -247,11 +251,19 @@ async def test_cancelling_a_suspended_round_continues_it_so_sigterm_acts(tmp_pat
 
 async def test_suspend_and_resume(tmp_path: Path) -> None:
     results: list[RoundResult] = []
+    # The child measures its own 2 s of work by the clock: a stop in the middle shows up
+    # in what it reports (a positive signal that it was frozen, not a quiet period).
+    code = (
+        "import sys, time\n"
+        "t = time.monotonic(); print('wor' + 'king', flush=True)  # not in the argv line\n"
+        "for _ in range(100): time.sleep(0.02)  # short sleeps: a stop delays the next one\n"
+        "print(f'finished {time.monotonic() - t:.3f}', flush=True)\n"
+    )
 
     async def round_task(task_status: trio.TaskStatus[RunningProcess]) -> None:
         results.append(
             await run_cli(
-                ["sh", "-c", "sleep 1; echo finished"],
+                [PY, "-c", code],
                 prompt="",
                 cwd=tmp_path,
                 env=_env(),
@@ -260,23 +272,28 @@ async def test_suspend_and_resume(tmp_path: Path) -> None:
             )
         )
 
+    log = tmp_path / "round.log"
     with trio.fail_after(40):
         async with trio.open_nursery() as nursery:
             handle: RunningProcess = await nursery.start(round_task)
+            await _wait_until(lambda: "working" in log.read_text(), "the child to start")
             handle.suspend()
             handle.suspend()  # idempotent
             assert handle.paused
             # under I/O load a process can sit in state D with the stop pending for a while
             await _wait_until(lambda: _proc_state(handle.pid) == "T", "stopped state", limit=20)
-            await trio.sleep(0.4)  # longer than the child's own work
-            assert results == []
+            stopped_at = trio.current_time()
+            await trio.sleep(0.5)
             assert _proc_state(handle.pid) == "T"
+            stopped_for = trio.current_time() - stopped_at
             handle.resume()
             handle.resume()  # idempotent
             assert not handle.paused
     assert results[0].returncode == 0
-    assert results[0].stdout_tail == "finished\n"
-    assert results[0].duration >= 0.4
+    elapsed = float(results[0].stdout_tail.split()[-1])
+    assert stopped_for >= 0.5
+    assert elapsed >= 2.0 + stopped_for - 0.1  # the stop fell inside its 2 s of work
+    assert results[0].duration >= 2.5
 
 
 async def test_paused_time_does_not_count_toward_timeout(tmp_path: Path) -> None:
@@ -323,3 +340,121 @@ async def test_non_executable_path_raises(tmp_path: Path) -> None:
         await _run(tmp_path, [str(script)])
     with pytest.raises(CliNotFoundError):
         await _run(tmp_path, ["./missing-dir/agent"])
+
+
+def _tree_pids(log: Path) -> dict[str, int]:
+    """``<kind>-pid N`` lines the tree CLI printed: kind -> pid."""
+    text = log.read_text() if log.exists() else ""
+    return {kind: int(pid) for kind, pid in re.findall(r"(\w+)-pid (\d+)", text)}
+
+
+async def test_setsid_grandchild_is_stopped_resumed_and_killed_with_the_round(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "round.log"
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            handle: RunningProcess = await nursery.start(
+                partial(
+                    run_cli,
+                    [PY, str(TREE_CLI)],
+                    prompt="",
+                    cwd=tmp_path,
+                    env=_env(),
+                    log_path=log,
+                    kill_grace=1.0,
+                )
+            )
+            await _wait_until(lambda: "cli" in _tree_pids(log), "the tree to start")
+            pids = _tree_pids(log)
+            assert pids["setsid"] not in _group_members(handle.pid)  # it did leave the group
+            handle.suspend()
+            await _wait_until(
+                lambda: all(_proc_state(p) == "T" for p in pids.values()), "whole tree stopped"
+            )
+            handle.resume()
+            await _wait_until(
+                lambda: all(_proc_state(p) in ("S", "R") for p in pids.values()),
+                "whole tree continued",
+            )
+            nursery.cancel_scope.cancel()
+    await _wait_until(lambda: not any(map(_alive, pids.values())), "the whole tree to die")
+
+
+async def test_round_end_sweeps_a_setsid_grandchild(tmp_path: Path) -> None:
+    # `setsid` (not a group leader in a non-interactive sh) execs in place: $! is the daemon.
+    result = await _run(tmp_path, ["sh", "-c", "setsid sleep 60 & echo $!"])
+    assert result.returncode == 0
+    daemon = int(result.stdout_tail.split()[0])
+    await _wait_until(lambda: not _alive(daemon), "the setsid daemon to be killed", limit=3)
+
+
+async def test_grandchild_with_setsid_and_no_environment_escapes(tmp_path: Path) -> None:
+    """The documented limit (docs/process-trees.md): no group, no marker, not found."""
+    log = tmp_path / "round.log"
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    run_cli,
+                    [PY, str(TREE_CLI), "--escape"],
+                    prompt="",
+                    cwd=tmp_path,
+                    env=_env(),
+                    log_path=log,
+                    kill_grace=1.0,
+                )
+            )
+            await _wait_until(lambda: "cli" in _tree_pids(log), "the tree to start")
+            pids = _tree_pids(log)
+            nursery.cancel_scope.cancel()
+    try:
+        # The same sweep that killed the marked setsid grandchild passed this one by.
+        await _wait_until(lambda: not _alive(pids["setsid"]), "the marked grandchild to die")
+        assert _alive(pids["escaped"])
+    finally:
+        os.kill(pids["escaped"], signal.SIGKILL)
+
+
+HOST_SCRIPT = """
+import sys, trio
+from tinytown.runtime.process import run_cli
+async def main():
+    await run_cli([sys.executable, sys.argv[1]], prompt="", cwd=sys.argv[2],
+                  env={"PATH": "/usr/bin:/bin"}, log_path=sys.argv[3])
+trio.run(main)
+"""
+
+
+async def test_kill_9_of_the_host_process_takes_the_whole_tree(tmp_path: Path) -> None:
+    """Parent-death signal (the CLI) and the guard (its group and setsid descendants)."""
+    log = tmp_path / "round.log"
+    host = subprocess.Popen(
+        [PY, "-c", HOST_SCRIPT, str(TREE_CLI), str(tmp_path), str(log)],
+        start_new_session=True,
+    )
+    try:
+        with trio.fail_after(40):
+            await _wait_until(lambda: "cli" in _tree_pids(log), "the tree to start", limit=20)
+        pids = _tree_pids(log)
+        assert all(map(_alive, pids.values()))
+    finally:
+        host.kill()
+        host.wait()
+    await _wait_until(lambda: not any(map(_alive, pids.values())), "the tree to die", limit=5)
+
+
+async def test_a_flooding_round_is_bounded_on_disk(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "agent.log"
+    code = (
+        "import sys\nfor _ in range(80):\n    sys.stdout.buffer.write(b'x' * 65536)\nprint('END')\n"
+    )
+    result = await _run(tmp_path, [PY, "-c", code], log_path=log, log_max_bytes=200_000, log_keep=2)
+    assert result.returncode == 0
+    assert result.stdout_tail.endswith("END\n")
+    files = rotated_files(log)
+    assert [f.name for f in files] == ["agent.log", "agent.log.1", "agent.log.2"]
+    assert all(f.stat().st_size <= 200_000 for f in files)
+    on_disk = sum(f.stat().st_size for f in log.parent.iterdir())
+    assert on_disk <= 3 * 200_000  # of 5 MiB written
+    assert "--- round pid=" in log.read_text()  # the footer lands in the live file

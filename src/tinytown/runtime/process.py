@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -30,6 +29,7 @@ import attrs
 import trio
 
 from tinytown.errors import CliNotFoundError
+from tinytown.runtime.guard import process_guard
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
 
@@ -351,7 +351,8 @@ async def run_cli(
     args = [os.fspath(arg) for arg in argv]
     if not args:
         raise ValueError("argv must name a program")
-    marker = uuid.uuid4().hex
+    guard = process_guard()
+    marker = guard.new_marker()
     child_env = {**env, MARKER_ENV: marker}
     _require_executable(args[0], cwd, child_env)
     with RotatingLog(log_path, log_max_bytes, log_keep) as log_file:
@@ -360,6 +361,7 @@ async def run_cli(
             proc = await _spawn(args, cwd, child_env)
         except (FileNotFoundError, PermissionError) as exc:
             raise _missing(args[0]) from exc
+        guard.watch(marker, proc.pid)  # from here, our death takes the whole tree
         started = trio.current_time()
         handle = RunningProcess(proc.pid, timeout, marker)
         tails = (_Tail(tail_bytes), _Tail(tail_bytes))
@@ -391,6 +393,7 @@ async def run_cli(
                 finally:
                     with trio.CancelScope(shield=True):
                         await _stop_group(proc, handle, kill_grace)
+                        guard.forget(marker)
                         with trio.move_on_after(_PIPE_GRACE):
                             await eof.wait()  # collect what the dying group wrote
                         io_scope.cancel()

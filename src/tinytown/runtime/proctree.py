@@ -1,12 +1,14 @@
 """Finding and killing a round's whole process tree, during a run and after a crash.
 
-Three mechanisms, because none alone is enough (docs/process-trees.md):
+Four mechanisms, because none alone is enough (docs/process-trees.md):
 
 * **Process group.** The CLI leads its own group; signals go to the group.
 * **Round marker.** Every round's child gets ``TT_ROUND=<uuid>`` in its environment, which
   its descendants inherit. A descendant that left the group with ``setsid()`` is found by
   scanning ``/proc/*/environ`` for the marker (Linux; elsewhere only the group is reached).
   A descendant that both clears its environment and calls ``setsid()`` escapes.
+* **Guard.** A watchdog process kills the rounds' trees when the runtime dies
+  (runtime/guard.py); the CLI itself also gets a parent-death signal (process.py).
 * **Ledger.** While a round runs, its group (host, boot id, pid, start time, marker) is
   recorded in Redis (:class:`ProcessLedger`). A ``tt run`` that died by ``kill -9`` cannot
   clean up, so the next ``tt run`` does it (:meth:`ProcessLedger.reap_leftovers`) before any
@@ -18,48 +20,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterable
-from pathlib import Path
 
 import attrs
 
 from tinytown.model import now
+from tinytown.runtime.guard import MARKER_ENV, kill_marked, marked_processes
 from tinytown.services.localproc import boot_id, host, is_local, is_running, start_ticks
 from tinytown.store import lease as ops
 from tinytown.store.records import Store
-
-#: Environment variable that marks every process of one round (inherited by descendants).
-MARKER_ENV = "TT_ROUND"
-_PROC = Path("/proc")
-
-
-def marked_processes(markers: Iterable[str]) -> dict[str, list[int]]:
-    """Live processes whose environment carries ``TT_ROUND=<marker>``, per marker.
-
-    Reads /proc/*/environ (only processes of our own user are readable, which is where
-    agents run); returns an empty mapping where /proc does not exist.
-    """
-    wanted = {m.encode() for m in markers}
-    found: dict[str, list[int]] = {}
-    if not wanted or not _PROC.is_dir():
-        return found
-    prefix = f"{MARKER_ENV}=".encode()
-    me = os.getpid()
-    for entry in os.scandir(_PROC):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"{entry.path}/environ", "rb") as fh:
-                env = fh.read()
-        except OSError:
-            continue  # gone, or not ours
-        for item in env.split(b"\0"):
-            if item.startswith(prefix) and item[len(prefix) :] in wanted:
-                pid = int(entry.name)
-                if is_running(pid):
-                    found.setdefault(item[len(prefix) :].decode(), []).append(pid)
-                break
-    return found
 
 
 def signal_tree(pgid: int, marker: str | None, sig: int, *, group: bool = True) -> list[int]:
@@ -68,13 +36,7 @@ def signal_tree(pgid: int, marker: str | None, sig: int, *, group: bool = True) 
     if group:
         _killpg(pgid, sig)
     pids = marked_processes([marker]).get(marker, []) if marker else []
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-            if os.getpgid(pid) == pid:  # it left with setsid(): its own group goes too
-                _killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    kill_marked(pids, sig)
     return pids
 
 
