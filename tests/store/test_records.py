@@ -559,3 +559,17 @@ async def test_long_arguments_arrive_intact(store: Store) -> None:
     ]
     assert await store.redis.execute("HGET", store.keys.meta, "long") == long_text
     assert await store.redis.execute("HGET", store.keys.meta, "n") == "5"
+
+
+async def test_connection_accessors(redis_server: EmbeddedServer) -> None:
+    redis = Redis(redis_server.url)
+    store = Store(redis, Keys(f"t-{uuid.uuid4().hex[:12]}"))
+    assert store.describe() == redis_server.url
+    assert store.reconnect is False
+    store.reconnect = True
+    assert redis.reconnect is True
+    assert store.reconnected is redis.reconnected
+    await store.events.last_id()  # opens a pooled connection
+    assert redis._idle
+    await store.aclose()
+    assert redis._idle == []

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
+import trio
 
 from tinytown.errors import MalformedRecordError, ReplyLostError
 from tinytown.model import Message, dumps, loads, now
@@ -84,6 +85,31 @@ class Store:
     @events.default
     def _events(self) -> EventStream:
         return EventStream(self.redis, self.keys.events)
+
+    # -- the connection --------------------------------------------------------------
+
+    def describe(self) -> str:
+        """Where Redis is, without credentials (for messages and status)."""
+        return self.redis.address.describe()
+
+    @property
+    def reconnect(self) -> bool:
+        """Whether commands ride out outages (the runtime) or fail fast (one-shot)."""
+        return self.redis.reconnect
+
+    @reconnect.setter
+    def reconnect(self, value: bool) -> None:
+        self.redis.reconnect = value
+
+    @property
+    def reconnected(self) -> trio.Event:
+        """Set after the first success that follows an outage (then replaced): whoever
+        holds it looks again at what a lost wake-up or reply may have hidden."""
+        return self.redis.reconnected
+
+    async def aclose(self) -> None:
+        """Close the pooled connections. Shielded from cancellation (a socket close)."""
+        await self.redis.aclose()
 
     async def get(self, cls: type[T], key: str) -> T | None:
         """Read one record, or None when absent. Raises MalformedRecordError."""
