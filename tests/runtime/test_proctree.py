@@ -1,0 +1,141 @@
+"""The process ledger: rounds recorded while they run, leftovers of a dead runtime killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.runtime.conftest import alive
+from tinytown.runtime.guard import MARKER_ENV
+from tinytown.runtime.process import RunningProcess, run_cli
+from tinytown.runtime.proctree import ProcEntry, ProcessLedger
+from tinytown.services.localproc import boot_id, host, start_ticks
+from tinytown.services.town import Town
+from tinytown.store.lease import procs_key
+
+TREE_CLI = Path(__file__).parent / "clis" / "tree_cli.py"
+pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+
+
+async def _until(predicate, what: str, limit: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    with trio.move_on_after(limit):
+        while not predicate():
+            await trio.sleep(0.01)
+        return
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _tree_pids(log: Path) -> dict[str, int]:
+    import re
+
+    text = log.read_text() if log.exists() else ""
+    return {kind: int(pid) for kind, pid in re.findall(r"(\w+)-pid (\d+)", text)}
+
+
+@pytest.fixture
+def orphan_tree(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """A tree CLI started the way a round starts it (own group, a marker), but by nobody
+    who will clean up: what a runtime killed by kill -9 leaves when its guard died too."""
+    marker = f"test.{uuid.uuid4().hex}"
+    log = tmp_path / "tree.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(TREE_CLI)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            env={"PATH": os.defpath, MARKER_ENV: marker},
+            start_new_session=True,
+        )
+    try:
+        yield proc, marker, log
+    finally:
+        for pid in [proc.pid, *_tree_pids(log).values()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+async def test_a_round_is_in_the_ledger_exactly_while_it_runs(town: Town, tmp_path: Path) -> None:
+    ledger = ProcessLedger(town.store)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            handle: RunningProcess = await nursery.start(
+                partial(
+                    run_cli,
+                    [sys.executable, "-c", "import time; time.sleep(30)"],
+                    prompt="",
+                    cwd=tmp_path,
+                    env={"PATH": os.defpath},
+                    log_path=tmp_path / "round.log",
+                    kill_grace=1.0,
+                    ledger=ledger.for_agent("agent-1"),
+                )
+            )
+
+            async def recorded() -> bool:
+                return "agent-1" in await town.redis.execute("HKEYS", procs_key(town.store))
+
+            while not await recorded():
+                await trio.sleep(0.01)
+            raw = await town.redis.execute("HGET", procs_key(town.store), "agent-1")
+            entry = ProcEntry.loads(raw)
+            assert (entry.pid, entry.host, entry.boot_id) == (handle.pid, host(), boot_id())
+            assert entry.start == start_ticks(handle.pid)
+            assert entry.marker == handle.marker
+            nursery.cancel_scope.cancel()
+    # cleared once reaped (run_cli returns only after that)
+    assert await town.redis.execute("HLEN", procs_key(town.store)) == 0
+
+
+async def test_reap_leftovers_kills_the_group_and_setsid_descendants(
+    town: Town, orphan_tree: tuple[subprocess.Popen[bytes], str, Path]
+) -> None:
+    proc, marker, log = orphan_tree
+    await _until(lambda: "cli" in _tree_pids(log), "the orphan tree to start")
+    pids = _tree_pids(log)
+    ledger = ProcessLedger(town.store)
+    await ledger.record("agent-1", ProcEntry.here(proc.pid, marker))
+    notes = await ledger.reap_leftovers()
+    assert len(notes) == 1 and "agent-1: killed leftover round processes" in notes[0]
+    assert str(pids["setsid"]) in notes[0]
+    proc.wait(timeout=5)  # our child: reap it
+    await _until(lambda: not any(map(alive, pids.values())), "the whole tree to die", limit=5)
+    assert await town.redis.execute("HLEN", procs_key(town.store)) == 0
+
+
+async def test_reap_leftovers_spares_other_hosts_reused_pids_and_drops_bad_entries(
+    town: Town, tmp_path: Path
+) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])  # a live pid that no round owns
+    try:
+        ledger = ProcessLedger(town.store)
+        elsewhere = ProcEntry("another-host", "boot", bystander.pid, None, "m1")
+        reused = ProcEntry(host(), boot_id(), bystander.pid, 1, "m2")  # started at tick 1
+        other_boot = ProcEntry(host(), "an-earlier-boot", bystander.pid, None, "m3")
+        await ledger.record("a1", elsewhere)
+        await ledger.record("a2", reused)
+        await ledger.record("a3", other_boot)
+        await town.redis.execute("HSET", procs_key(town.store), "a4", "not json")
+        await town.redis.execute("HSET", procs_key(town.store), "a5", json.dumps({"pid": 1}))
+        notes = await ledger.reap_leftovers()
+        # reap_leftovers has returned: every kill it would send has been sent
+        assert bystander.poll() is None and alive(bystander.pid)
+        assert sum("another host or boot" in n for n in notes) == 2
+        assert sum("corrupt" in n for n in notes) == 2
+        assert not any("killed leftover" in n for n in notes)
+        assert await town.redis.execute("HLEN", procs_key(town.store)) == 0
+    finally:
+        bystander.kill()
+        bystander.wait()
