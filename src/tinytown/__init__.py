@@ -15,7 +15,7 @@ from tinytown.model import MessageType as MessageType
 from tinytown.model import Priority as Priority
 from tinytown.model import Task as Task
 from tinytown.model import TaskState as TaskState
-from tinytown.services.town import AgentHandle as AgentHandle
+from tinytown.services.handle import AgentHandle as AgentHandle
 from tinytown.services.town import Town as Town
 
 __version__ = "0.1.0"

@@ -107,8 +107,8 @@ async def test_wait_timeout_and_idle(tt, town: Town) -> None:
     bob = await town.agents.spawn("bob")
     result = tt("wait", "bob", "--timeout", "0.3")
     assert user_error(result, 3) == "Agent bob is still starting after 0.3 s."
-    await town.agents.interrupt("bob")
-    await town.agents.resume("bob")  # offline: paused -> idle, inbox empty
+    await town.lifecycle.interrupt("bob")
+    await town.lifecycle.resume("bob")  # offline: paused -> idle, inbox empty
     assert ok(tt("wait", "bob", "--idle", "--timeout", "5")) == f"bob ({bob.nickname}): idle\n"
 
 
@@ -152,7 +152,7 @@ async def test_agent_references(tt, town: Town) -> None:
 async def test_prune(tt, town: Town) -> None:
     await town.agents.spawn("alice")
     await town.agents.spawn("bob")
-    await town.agents.kill("alice")
+    await town.lifecycle.kill("alice")
     assert ok(tt("prune")) == "Removed 1 agent(s): alice.\n"
     assert await _names(town) == ["bob"]
     assert ok(tt("prune", "--all")) == "Removed 1 agent(s): bob.\n"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from tinytown import AgentState, TaskState
 from tinytown.model import Informational, MessageType, Query, TaskBody
-from tinytown.services.recovery import RecoveryService
+from tinytown.services.recovery import RecoverReport, RecoveryService
 from tinytown.services.town import Town
 
 
 def service(town: Town) -> RecoveryService:
-    return RecoveryService(town.store, town.agents, town.tasks)
+    return town.recovery
 
 
 async def test_recover_marks_agents_without_a_runtime(town: Town) -> None:
@@ -18,10 +18,10 @@ async def test_recover_marks_agents_without_a_runtime(town: Town) -> None:
     assert [o.agent.name for o in dry] == ["a"]
     assert (await a.state()).state is AgentState.STARTING  # a dry run changes nothing
     found = await service(town).recover()
-    assert [o.agent.id for o in found] == [a.id]
+    assert [o.agent.id for o in found.agents] == [a.id]
     agent = await a.state()
     assert agent.state is AgentState.STOPPED and "not running" in (agent.state_reason or "")
-    assert await service(town).recover() == []  # idempotent
+    assert await service(town).recover() == RecoverReport([], [])  # idempotent
 
 
 async def test_reclaim_moves_every_message_of_a_dead_agent(town: Town) -> None:
@@ -37,7 +37,7 @@ async def test_reclaim_moves_every_message_of_a_dead_agent(town: Town) -> None:
     await town.redis.execute(
         "LMOVE", town.keys.inbox(dead.id), town.keys.inflight(dead.id), "RIGHT", "RIGHT"
     )
-    await town.agents.apply_offline(dead.id, "kill")  # kill requeues its tasks itself
+    await town.lifecycle.apply_offline(dead.id, "kill")  # kill requeues its tasks itself
     svc = service(town)
     listed = await svc.reclaimable()
     assert {m.id for _, _, m in listed.messages} >= {m.id for m in sent}
@@ -91,8 +91,8 @@ async def test_prune_removes_the_agent_but_never_its_work(town: Town) -> None:
     dead = await town.spawn_agent("dead")
     task = await town.tasks.assign("dead", "print unfinished")
     question = await town.messages.send("dead", Query("did you see this?"))
-    await town.agents.apply_offline(dead.id, "kill")
-    removed = await town.agents.prune()
+    await town.lifecycle.apply_offline(dead.id, "kill")
+    removed = await town.lifecycle.prune()
     assert [a.name for a in removed] == ["dead"]
     assert await town.redis.execute("EXISTS", town.keys.agent(dead.id)) == 0
     assert (await town.tasks.get(task.id)).state is TaskState.PENDING

@@ -11,9 +11,10 @@ import attrs
 from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output, name_for
 from tinytown.errors import NotInitializedError, TinytownError
-from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.services.config import find_town_root
 from tinytown.services.town import Town
+from tinytown.store import indexes
 
 
 class UsageError(TinytownError):
@@ -36,6 +37,13 @@ def locate_root(town_dir: str | None) -> Path:
         raise
 
 
+def agent_from_env() -> str | None:
+    """The agent whose round runs this process (``TT_AGENT_ID``, set by the runtime for
+    an agent's CLI), or None. The front end reads it; services get it as a parameter."""
+    agent_id = os.environ.get("TT_AGENT_ID", "").strip().lower()
+    return agent_id if is_uuid(agent_id) else None
+
+
 async def connect_town(town_dir: str | None) -> Town:
     return await Town.connect(locate_root(town_dir), search=False)
 
@@ -53,7 +61,14 @@ class Context:
     json: bool = False
     town_dir: str | None = None
     interactive: Interactive | None = None  # the REPL, when the program has one
+    #: Who acts: the agent running this command (TT_AGENT_ID), else None (the supervisor).
+    agent_id: str | None = attrs.field(factory=agent_from_env)
     _names: dict[str, str] | None = None
+
+    @property
+    def sender(self) -> str:
+        """The id services record as the actor (an agent's, or the supervisor's)."""
+        return self.agent_id or SUPERVISOR_ID
 
     def need_town(self) -> Town:
         if self.town is None:
@@ -77,11 +92,4 @@ class Context:
 
     async def inbox_counts(self, agent_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """Agent id -> (queued, in flight) message counts, in one round trip."""
-        ids = list(agent_ids)
-        town = self.need_town()
-        commands: list[list[str | int]] = []
-        for agent_id in ids:
-            commands.append(["LLEN", town.keys.inbox(agent_id)])
-            commands.append(["LLEN", town.keys.inflight(agent_id)])
-        replies = await town.redis.pipeline(commands) if commands else []
-        return {a: (int(replies[2 * i]), int(replies[2 * i + 1])) for i, a in enumerate(ids)}
+        return await indexes.queue_counts(self.need_town().store, agent_ids)

@@ -13,7 +13,8 @@ import trio
 from tinytown.errors import ConfigError
 from tinytown.model import TaskState
 from tinytown.runtime.town_runtime import Runtime
-from tinytown.services.town import Town, embedded_server, redis_url
+from tinytown.services.endpoint import embedded_server, redis_url
+from tinytown.services.town import Town
 
 #: (agent, role, task description in the scripted agent's directive language)
 DEMO_PLAN = [

@@ -11,7 +11,8 @@ from tinytown.cli.context import Context
 from tinytown.cli.output import ago, clip, duration, plural, record, short
 from tinytown.model import Agent, Task, TaskState
 from tinytown.model.ids import age_seconds
-from tinytown.services.town import Town, redis_url
+from tinytown.services.endpoint import redis_url
+from tinytown.services.town import Town
 
 #: Lines of ``.tt/logs/<agent>.log`` shown by ``status --deep``.
 LOG_TAIL_LINES = 5

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
 from tinytown.model import Task, TaskState
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.agents import AgentService
-from tinytown.services.tasks import TaskService
+from tinytown.services.tasks import TaskService, refuse_terminal
+from tinytown.store import indexes
 from tinytown.store.records import Store
 
 
@@ -26,26 +28,31 @@ class BacklogService:
         """Backlog tasks in queue order (ids whose task is gone or finished are skipped);
         ``start``/``limit`` read one page of the queue."""
         stop = -1 if limit is None else start + limit - 1
-        ids = await self.store.redis.execute("LRANGE", self.keys.backlog, start, stop)
+        ids = await indexes.backlog_ids(self.store, start, stop)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
         return [t for t in tasks if t.state is TaskState.PENDING]
 
-    async def claim(self, task_ref: str, agent_ref: str) -> Task:
-        """Assign a backlog task to an agent. The agent is checked before anything changes."""
+    async def claim(self, task_ref: str, agent_ref: str, *, sender: str = SUPERVISOR_ID) -> Task:
+        """Assign a backlog task to an agent (``sender`` assigns it). The agent is checked
+        before anything changes; a cold, stopped or error agent is refused."""
         agent = await self.agents.resolve(agent_ref)
         task = await self.tasks.resolve(task_ref)
         if task.state is not TaskState.PENDING:
             raise InvalidTransitionError(
                 f"Task {task.short_id} is {task.state.value}, not waiting in the backlog."
             )
-        return await self.tasks.assign_existing(task.id, agent.id)
+        return await self.tasks.assign_existing(task.id, agent.id, sender=sender)
 
-    async def assign_all(self, agent_ref: str) -> builtins.list[Task]:
+    async def assign_all(
+        self, agent_ref: str, *, sender: str = SUPERVISOR_ID
+    ) -> builtins.list[Task]:
+        """Assign every backlog task to one agent (refused if it is cold, stopped or error)."""
         agent = await self.agents.resolve(agent_ref)
+        refuse_terminal(agent)
         done = []
         for task in await self.list():
             try:
-                done.append(await self.tasks.assign_existing(task.id, agent.id))
+                done.append(await self.tasks.assign_existing(task.id, agent.id, sender=sender))
             except (InvalidTransitionError, NotFoundError):
                 continue  # claimed by someone else meanwhile
         return done

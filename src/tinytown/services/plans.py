@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tinytown.errors import InvalidTransitionError, TinytownError
+from tinytown.errors import InvalidTransitionError, NotFoundError, TinytownError
 from tinytown.model import Agent, Message, Task, TaskAssign, TaskState, dumps, loads, now
-from tinytown.model.ids import new_id, parse_time
+from tinytown.model.ids import SUPERVISOR_ID, new_id, parse_time
 from tinytown.services.planfile import (
     PLAN_FILE,
     TEMPLATE,
@@ -30,7 +30,8 @@ from tinytown.services.planfile import (
     write_atomic,
     write_template,
 )
-from tinytown.services.tasks import current_sender
+from tinytown.services.tasks import refuse_terminal
+from tinytown.store import indexes
 from tinytown.store.records import GuardFailed, Op
 
 if TYPE_CHECKING:
@@ -107,17 +108,19 @@ class PushReport:
         return {name: len(getattr(self, name)) for name in names}
 
 
-async def push(town: Town, path: Path) -> PushReport:
+async def push(town: Town, path: Path, *, sender: str = SUPERVISOR_ID) -> PushReport:
     """Create or update the town's tasks from the plan file, atomically and idempotently.
 
     The file is checked completely (syntax, fields, parents, agents) before anything is
     written; then every change goes into Redis in one script, retried if a task changed
     meanwhile. Cancellable: a cancelled push has applied all of its changes or none.
+    ``sender`` (an agent id, default the supervisor) is who assigns the tasks; a cold,
+    stopped or error agent is refused (checked atomically with the write).
     """
     for _ in range(MAX_ATTEMPTS):
         plan = load_plan(path)
         agents = await resolve_agents(town, plan)
-        report, ops, guards = await _plan_push(town, plan, agents)
+        report, ops, guards = await _plan_push(town, plan, agents, sender)
         if not ops:
             return report
         try:
@@ -129,7 +132,7 @@ async def push(town: Town, path: Path) -> PushReport:
 
 
 async def _plan_push(
-    town: Town, plan: Plan, agents: dict[str, Agent]
+    town: Town, plan: Plan, agents: dict[str, Agent], sender: str
 ) -> tuple[PushReport, list[Op], list[tuple[list[str], Any]]]:
     keys, store = town.keys, town.store
     report = PushReport()
@@ -144,7 +147,6 @@ async def _plan_push(
     backlog = set(await town.redis.execute("LRANGE", keys.backlog, 0, -1))
     ids = {p: (t if t and raw_of.get(t) else new_id()) for p, t in zip(pids, mapped, strict=True)}
     report.task_ids = dict(ids)
-    sender = current_sender()
     ops: list[Op] = []
     guards: list[tuple[list[str], Any]] = []
     used_agents: set[str] = set()
@@ -231,7 +233,15 @@ async def _plan_push(
             ops.insert(0, ["SET", keys.task(task_id), dumps(task)])
         elif pid not in report.backlogged:
             report.unchanged.append(pid)
-    guards += [(["EXISTS", keys.agent(a)], 1) for a in sorted(used_agents)]
+    # Liveness guard: each assignee's record is the one checked here, at the write.
+    used = sorted(used_agents)
+    for agent_id, raw in zip(
+        used, await indexes.raw_records(store, [keys.agent(a) for a in used]), strict=True
+    ):
+        if raw is None:
+            raise NotFoundError(f"Agent {agent_id} no longer exists.")
+        refuse_terminal(loads(Agent, raw, where=keys.agent(agent_id)))
+        guards.append((["GET", keys.agent(agent_id)], raw))
     return report, ops, guards
 
 

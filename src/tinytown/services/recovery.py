@@ -1,15 +1,17 @@
-"""Recovery: find agents whose runtime is gone, and give their work back. Never destroys."""
+"""Recovery: find agents whose runtime is gone and work nobody is doing, and give it
+back. Never destroys."""
 
 from __future__ import annotations
 
 import attrs
 
-from tinytown.errors import InvalidTransitionError, MalformedRecordError
+from tinytown.errors import InvalidTransitionError, MalformedRecordError, NotFoundError
 from tinytown.model import Agent, Message, MessageType, Task, TaskState, dumps, loads
 from tinytown.model.ids import SUPERVISOR_ID, age_seconds
 from tinytown.services import control
 from tinytown.services.agents import AgentService
 from tinytown.services.tasks import TaskService
+from tinytown.store import indexes
 from tinytown.store.records import Op, Store
 
 #: An agent whose heartbeat is older than this (seconds) has lost its runtime.
@@ -21,6 +23,24 @@ class Orphan:
     agent: Agent
     heartbeat_age: float | None
     why: str
+
+
+@attrs.frozen
+class StuckTask:
+    """An ``assigned`` or ``running`` task its agent is not working on, and why."""
+
+    task: Task
+    agent: Agent | None  # None: the agent no longer exists
+    why: str
+    raw: str = attrs.field(repr=False, eq=False)  # the record judged (for the atomic requeue)
+
+
+@attrs.frozen
+class RecoverReport:
+    """What ``recover`` found (and, unless a dry run, changed)."""
+
+    agents: list[Orphan]
+    tasks: list[StuckTask]
 
 
 @attrs.frozen
@@ -59,24 +79,90 @@ class RecoveryService:
                 out.append(Orphan(agent, age, f"no heartbeat for {age or 0:.0f} s"))
         return out
 
-    async def recover(self, stale_after: float = STALE_AFTER) -> list[Orphan]:
-        """Mark every orphan ``stopped`` (with the reason); their work stays where it is
-        until ``reclaim`` (or a restart) moves it."""
+    async def recover(
+        self, stale_after: float = STALE_AFTER, *, dry_run: bool = False
+    ) -> RecoverReport:
+        """Mark every orphan agent ``stopped`` (with the reason), then requeue every task
+        left ``assigned``/``running`` to an agent that is not working on it (see
+        :meth:`stuck_tasks`). Other messages stay where they are until ``reclaim`` (or a
+        restart) moves them. With ``dry_run`` nothing changes: the report lists what
+        would be done (tasks of agents that would be marked included)."""
         found = await self.orphans(stale_after)
-        for orphan in found:
-            reason = f"recovered: {orphan.why}"
+        if not dry_run:
+            for orphan in found:
+                try:
+                    await self.agents.mark(
+                        orphan.agent.id,
+                        "orphan",
+                        reason=f"recovered: {orphan.why}",
+                        event_verb="recover",
+                    )
+                except (InvalidTransitionError, NotFoundError):
+                    continue  # it ended (or was pruned) by itself meanwhile
+        stopped = {o.agent.id for o in found} if dry_run else set()
+        stuck = await self.stuck_tasks(assume_stopped=stopped)
+        if dry_run:
+            return RecoverReport(found, stuck)
+        requeued = []
+        for item in stuck:
+            if await self.tasks.requeue_if_unchanged(item.raw, why=f"recovered: {item.why}"):
+                requeued.append(item)
+            # else it moved on meanwhile (started, finished, reassigned): not stuck
+        return RecoverReport(found, requeued)
 
-            def change(a: Agent, reason: str = reason) -> tuple[Agent, list[Op]]:
-                new = a.transition("orphan", state_reason=reason)
-                return new, [self.agents.state_event(a, new, "recover")]
+    async def stuck_tasks(
+        self, *, assume_stopped: set[str] | frozenset[str] = frozenset()
+    ) -> list[StuckTask]:
+        """Tasks ``assigned`` or ``running`` to an agent that will not do them: the agent
+        is gone, cold, stopped or error (or in ``assume_stopped``), or it is live but
+        neither holds the task's ``task_assign`` (queued or in flight) nor has it as its
+        current task. Each task is judged on one atomic snapshot of the task, its agent
+        and the agent's lists, so a task being taken or finished is never misjudged."""
+        out = []
+        for listed in await self.tasks.list():
+            if listed.state not in (TaskState.ASSIGNED, TaskState.RUNNING):
+                continue
+            if not listed.assigned_to:
+                continue
+            snap = await indexes.work_snapshot(self.store, listed.id, listed.assigned_to)
+            item = self._judge(snap, listed.id, listed.assigned_to, assume_stopped)
+            if item is not None:
+                out.append(item)
+        return out
 
-            try:
-                await self.store.update(
-                    Agent, self.keys.agent(orphan.agent.id), change, missing=lambda: _gone()
-                )
-            except InvalidTransitionError:
-                continue  # it ended by itself meanwhile
-        return found
+    def _judge(
+        self,
+        snap: indexes.WorkSnapshot,
+        task_id: str,
+        agent_id: str,
+        assume_stopped: set[str] | frozenset[str],
+    ) -> StuckTask | None:
+        if snap.task_raw is None:
+            return None
+        try:
+            task = loads(Task, snap.task_raw, where=self.keys.task(task_id))
+            agent = (
+                None
+                if snap.agent_raw is None
+                else loads(Agent, snap.agent_raw, where=self.keys.agent(agent_id))
+            )
+        except MalformedRecordError as exc:
+            self.store.warnings.append(str(exc))
+            return None
+        if (
+            task.state not in (TaskState.ASSIGNED, TaskState.RUNNING)
+            or task.assigned_to != agent_id
+        ):
+            return None  # it moved on between the listing and the snapshot
+        if agent is None:
+            return StuckTask(task, None, "its agent no longer exists", snap.task_raw)
+        if agent.state.terminal or agent.id in assume_stopped:
+            state = "stopped" if agent.id in assume_stopped else agent.state.value
+            return StuckTask(task, agent, f"its agent {agent.name} is {state}", snap.task_raw)
+        if agent.current_task == task.id or _holds(snap.inbox + snap.inflight, task.id):
+            return None  # the agent is on it, or will take it
+        doing = "working on it" if task.state is TaskState.RUNNING else "holding its assignment"
+        return StuckTask(task, agent, f"{agent.name} is not {doing}", snap.task_raw)
 
     async def reclaimable(self, from_agent: str | None = None) -> Reclaimable:
         """What ``reclaim`` would move: dead agents' queued and in-flight messages, and
@@ -95,7 +181,7 @@ class RecoveryService:
         messages: list[tuple[Agent, str, Message]] = []
         for agent in dead:
             for key in (self.keys.inflight(agent.id), self.keys.inbox(agent.id)):
-                for raw in await self.store.redis.execute("LRANGE", key, 0, -1):
+                for raw in await indexes.raw_list(self.store, key):
                     try:
                         messages.append((agent, key, loads(Message, raw)))
                     except MalformedRecordError as exc:
@@ -150,7 +236,15 @@ class RecoveryService:
         return ReclaimReport(moved, requeued, target.name if target else "backlog")
 
 
-def _gone() -> Exception:
-    from tinytown.errors import NotFoundError
-
-    return NotFoundError("The agent no longer exists.")
+def _holds(raws: list[str], task_id: str) -> bool:
+    """Whether any of the raw messages assigns ``task_id``."""
+    for raw in raws:
+        if task_id not in raw:
+            continue  # cheap pre-check before parsing
+        try:
+            msg = loads(Message, raw)
+        except MalformedRecordError:
+            continue
+        if msg.type is MessageType.TASK_ASSIGN and getattr(msg.body, "task_id", None) == task_id:
+            return True
+    return False

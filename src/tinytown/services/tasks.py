@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import builtins
-import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+
+import attrs
 
 from tinytown.errors import AmbiguousReferenceError, InvalidTransitionError, NotFoundError
 from tinytown.model import (
+    Agent,
     Message,
     Task,
     TaskAssign,
@@ -16,24 +17,31 @@ from tinytown.model import (
     TaskFailed,
     TaskState,
     dumps,
+    loads,
 )
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid, parse_time
-from tinytown.store.records import Op, Store
-
-if TYPE_CHECKING:
-    from tinytown.services.agents import AgentService
+from tinytown.services.agents import AgentService
+from tinytown.store import indexes
+from tinytown.store.records import Conflict, GuardFailed, Op, Store
 
 MAX_DESCRIPTION = 16_000
 MAX_RESULT = 16_000
 
 
-def current_sender() -> str:
-    """Who is acting: the agent whose round runs this process, else the supervisor."""
-    agent_id = os.environ.get("TT_AGENT_ID", "")
-    return agent_id if is_uuid(agent_id) else SUPERVISOR_ID
+def refuse_terminal(agent: Agent) -> None:
+    """Raise InvalidTransitionError if ``agent`` is cold, stopped or error: it takes no work
+    (a task assigned to it would wait forever)."""
+    if agent.state.terminal:
+        raise InvalidTransitionError(
+            f"Agent {agent.name} is {agent.state.value} and takes no work; restart it,"
+            " or put the task in the backlog (tt assign --anyone)."
+        )
 
 
 class TaskService:
+    """Tasks and their states. Who acts (``sender``: an agent id, default the supervisor)
+    is always a parameter, never read from the process environment."""
+
     def __init__(self, store: Store, agents: AgentService) -> None:
         self.store = store
         self.agents = agents
@@ -49,7 +57,7 @@ class TaskService:
         agent: str | None = None,
     ) -> builtins.list[Task]:
         """Tasks in creation order, filtered by state, tag and agent id."""
-        ids = await self.store.redis.execute("ZRANGE", self.keys.tasks, 0, -1)
+        ids = await indexes.task_ids(self.store)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
         return [
             t
@@ -72,7 +80,7 @@ class TaskService:
             return await self.get(ref)
         if len(ref) < 4 or any(c not in "0123456789abcdef-" for c in ref):
             raise NotFoundError(f"{ref!r} is not a task id (give the id or 4+ of its first hex).")
-        ids = await self.store.redis.execute("ZRANGE", self.keys.tasks, 0, -1)
+        ids = await indexes.task_ids(self.store)
         matches = [i for i in ids if i.startswith(ref)]
         if not matches:
             raise NotFoundError(f"No task with id starting {ref!r}.")
@@ -134,64 +142,131 @@ class TaskService:
         agent_ref: str,
         description: str,
         *,
+        sender: str = SUPERVISOR_ID,
         tags: Sequence[str] = (),
         parent: str | None = None,
+        anyone: bool = False,
     ) -> Task:
-        """Create a task assigned to the agent and send it ``task_assign``, atomically."""
+        """Create a task assigned to the agent and send it ``task_assign``, atomically.
+
+        A cold, stopped or error agent (or one that disappears) is refused
+        (InvalidTransitionError, NotFoundError), checked in the same atomic step as the
+        write; with ``anyone`` the task goes to the backlog instead (state ``pending``).
+        """
         agent = await self.agents.resolve(agent_ref)
         parent_id = (await self.resolve(parent)).id if parent else None
-        task = self._new(description, tags, parent_id)
-        sender = current_sender()
-        task = task.transition("assign", assigned_to=agent.id, assigned_by=sender)
-        message = Message.new(sender, agent.id, TaskAssign(task.id))
-        ops = [
-            *self.index_ops(task),
-            *self.store.deliver_ops(message, event=False),
-            self.store.event_op(
-                "assign", agent=agent.id, task=task.id, text=f"{agent.name} <- {description[:120]}"
-            ),
-        ]
-        await self.store.apply(self.keys.task(task.id), expected=None, new=dumps(task), ops=ops)
-        return task
+        base = self._new(description, tags, parent_id)
+        while True:
+            raw = await self.store.get_raw(self.keys.agent(agent.id))
+            current = None if raw is None else loads(Agent, raw, where=self.keys.agent(agent.id))
+            try:
+                if current is None:
+                    raise NotFoundError(f"Agent {agent.name} no longer exists.")
+                refuse_terminal(current)
+            except (InvalidTransitionError, NotFoundError):
+                if not anyone:
+                    raise
+                return await self.create(
+                    base.description, tags=base.tags, parent=parent_id, backlog=True
+                )
+            task = base.transition("assign", assigned_to=agent.id, assigned_by=sender)
+            message = Message.new(sender, agent.id, TaskAssign(task.id))
+            ops = [
+                *self.index_ops(task),
+                *self.store.deliver_ops(message, event=False),
+                self.store.event_op(
+                    "assign",
+                    agent=agent.id,
+                    task=task.id,
+                    text=f"{current.name} <- {task.description[:120]}",
+                ),
+            ]
+            try:
+                await self.store.apply(
+                    self.keys.task(task.id),
+                    expected=None,
+                    new=dumps(task),
+                    ops=ops,
+                    guards=[(["GET", self.keys.agent(agent.id)], raw)],  # liveness guard
+                )
+            except GuardFailed:
+                continue  # the agent's record changed meanwhile: look at it again
+            return task
 
-    async def assign_existing(self, task_id: str, agent_id: str) -> Task:
-        """Give a pending (backlog) task to an agent: state, backlog and message at once."""
-        sender = current_sender()
+    async def assign_existing(
+        self, task_id: str, agent_id: str, *, sender: str = SUPERVISOR_ID
+    ) -> Task:
+        """Give a pending (backlog) task to an agent: state, backlog and message at once.
 
-        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
+        Liveness guard: the write happens only if the agent's record is the one just read
+        and that agent is not cold, stopped or error, all in one atomic step. Raises
+        NotFoundError (task or agent gone), InvalidTransitionError (agent terminal, or the
+        task is not pending/assigned); nothing is changed then.
+        """
+        task_key, agent_key = self.keys.task(task_id), self.keys.agent(agent_id)
+        while True:
+            task_raw, agent_raw = await indexes.raw_records(self.store, [task_key, agent_key])
+            if task_raw is None:
+                raise NotFoundError(f"No task with id {task_id}.")
+            if agent_raw is None:
+                raise NotFoundError(f"No agent with id {agent_id} in town {self.keys.town}.")
+            agent = loads(Agent, agent_raw, where=agent_key)
+            refuse_terminal(agent)
+            task = loads(Task, task_raw, where=task_key)
             new = task.transition("assign", assigned_to=agent_id, assigned_by=sender)
             message = Message.new(sender, agent_id, TaskAssign(task.id))
-            return new, [
+            ops = [
                 ["LREM", self.keys.backlog, "0", task.id],
                 *self.store.deliver_ops(message, event=False),
                 self.store.event_op(
                     "assign", agent=agent_id, task=task.id, text=f"assigned {task.short_id}"
                 ),
             ]
-
-        return await self._update(task_id, change)
+            try:
+                await self.store.apply(
+                    task_key,
+                    expected=task_raw,
+                    new=dumps(new),
+                    ops=ops,
+                    guards=[(["GET", agent_key], agent_raw)],
+                )
+            except (Conflict, GuardFailed):
+                continue  # the task or the agent changed meanwhile: decide again
+            return new
 
     # -- state changes ---------------------------------------------------------------
 
-    async def complete(self, ref: str, result: str = "Completed") -> Task:
+    async def complete(
+        self, ref: str, result: str = "Completed", *, sender: str = SUPERVISOR_ID
+    ) -> Task:
         """Mark completed; the assigner gets ``task_done``."""
         task = await self.resolve(ref)
-        return await self.finish(task.id, "complete", result)
+        return await self.finish(task.id, "complete", result, sender=sender)
 
-    async def fail(self, ref: str, reason: str = "Failed") -> Task:
+    async def fail(self, ref: str, reason: str = "Failed", *, sender: str = SUPERVISOR_ID) -> Task:
         """Mark failed; the assigner gets ``task_failed``."""
         task = await self.resolve(ref)
-        return await self.finish(task.id, "fail", reason)
+        return await self.finish(task.id, "fail", reason, sender=sender)
 
-    async def cancel(self, ref: str, reason: str = "Cancelled") -> Task:
+    async def cancel(
+        self, ref: str, reason: str = "Cancelled", *, sender: str = SUPERVISOR_ID
+    ) -> Task:
         task = await self.resolve(ref)
-        return await self.finish(task.id, "cancel", reason)
+        return await self.finish(task.id, "cancel", reason, sender=sender)
 
-    async def finish(self, task_id: str, verb: str, text: str, *, count: bool = True) -> Task:
+    async def finish(
+        self,
+        task_id: str,
+        verb: str,
+        text: str,
+        *,
+        count: bool = True,
+        sender: str = SUPERVISOR_ID,
+    ) -> Task:
         """Move a task to a terminal state, notify its assigner, and (``count``) add it to
-        its agent's ``tasks_completed`` (the runtime counts in its own round update)."""
+        its agent's ``tasks_completed`` (the runtime counts in its own round update).
+        ``sender`` signs the notice when the task has no assignee."""
         text = text[-MAX_RESULT:]
-        sender = current_sender()
 
         def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition(verb, result=text)
@@ -242,6 +317,44 @@ class TaskService:
 
         return await self._update(task_id, change)
 
+    async def requeue_if_unchanged(self, task_raw: str, *, why: str) -> Task | None:
+        """Requeue the task whose record is exactly ``task_raw`` (read as part of a
+        consistent snapshot); None when it changed meanwhile (the caller decides again).
+        ``attempts`` keeps counting: a running task was counted when it started."""
+        task = loads(Task, task_raw)
+        new = task.transition("requeue")
+        try:
+            await self.store.apply(
+                self.keys.task(task.id),
+                expected=task_raw,
+                new=dumps(new),
+                ops=[
+                    ["LREM", self.keys.backlog, "0", task.id],
+                    ["RPUSH", self.keys.backlog, task.id],
+                    ["PUBLISH", self.keys.wake, "backlog"],
+                    self.store.event_op("requeue", task=task.id, text=f"{task.short_id}: {why}"),
+                ],
+            )
+        except Conflict:
+            return None
+        return new
+
+    async def retry(self, task_id: str, agent_id: str) -> Task | None:
+        """A ``running`` task of ``agent_id`` whose round died goes back to ``assigned``
+        (to be run again); None when it is not that (finished, moved, gone)."""
+
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
+            if task.assigned_to != agent_id or task.state is not TaskState.RUNNING:
+                raise InvalidTransitionError(f"Task {task.short_id} is not running here.")
+            return task.transition("retry"), [
+                self.store.event_op("retry", agent=agent_id, task=task.id)
+            ]
+
+        try:
+            return await self._update(task_id, change)
+        except (InvalidTransitionError, NotFoundError):
+            return None
+
     async def requeue_agent_tasks(self, agent_id: str) -> int:
         """Requeue every unfinished task assigned to ``agent_id``."""
         n = 0
@@ -265,11 +378,7 @@ class TaskService:
         )
 
     async def _count_completion(self, agent_id: str) -> None:
-        from tinytown.model import Agent
-
         def bump(agent: Agent) -> tuple[Agent, builtins.list[Op]]:
-            import attrs
-
             return attrs.evolve(agent, tasks_completed=agent.tasks_completed + 1), []
 
         try:

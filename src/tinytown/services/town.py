@@ -1,42 +1,43 @@
-"""The town: one project workspace, its config, its Redis, and the services on it."""
+"""The town: one project workspace, its config, its Redis, and the services on it.
+
+``Town`` is the facade of the Python API (spec section 8): it opens the town and wires
+the services together. The pieces live in their own modules: the agent handle
+(handle.py), the town registry (registry.py), ``.gitignore`` editing (gitignore.py),
+which Redis to use (endpoint.py) and what agents may do in it (access.py).
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sysconfig
-import tomllib
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-import tomli_w
 import trio
 
-from tinytown.errors import ConfigError, NotInitializedError, RedisUnavailableError
-from tinytown.model import Agent, SpawnMode, now
+from tinytown.errors import ConfigError, RedisUnavailableError
+from tinytown.model import SpawnMode, now
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services import control
+from tinytown.services.access import AgentAccess
 from tinytown.services.agents import AgentService
 from tinytown.services.backlog import BacklogService
 from tinytown.services.config import CONFIG_FILE, TownConfig, find_town_root
+from tinytown.services.endpoint import embedded_server, redis_url
+from tinytown.services.executables import agent_path
+from tinytown.services.gitignore import ignore_tt_dir
+from tinytown.services.handle import AgentHandle
+from tinytown.services.lifecycle import AgentLifecycle
 from tinytown.services.messages import MessageService
+from tinytown.services.recovery import RecoveryService
+from tinytown.services.registry import default_town_name, register_town
 from tinytown.services.tasks import TaskService
+from tinytown.store import indexes
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name
 from tinytown.store.records import Store
-from tinytown.store.server import EmbeddedServer
 
-
-def tt_home() -> Path:
-    """Per-user Tinytown directory (``TT_HOME`` or ``~/.tt``): the town registry lives here."""
-    return Path(os.environ.get("TT_HOME") or Path.home() / ".tt")
-
-
-def default_town_name(root: Path) -> str:
-    """The directory name, made into a legal town name."""
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in root.name).strip("-._")
-    return cleaned[:64] or "town"
+#: Version of the key layout written to ``tt:<town>:meta``.
+LAYOUT_VERSION = "1"
 
 
 class Town:
@@ -54,6 +55,9 @@ class Town:
         self.tasks = TaskService(self.store, self.agents)
         self.messages = MessageService(self.store, self.agents)
         self.backlog = BacklogService(self.store, self.agents, self.tasks)
+        self.recovery = RecoveryService(self.store, self.agents, self.tasks)
+        self.lifecycle = AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
+        self.access = AgentAccess(self.store, url)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -71,10 +75,9 @@ class Town:
         else:
             root.mkdir(parents=True, exist_ok=True)
             config = TownConfig.create(root, validate_town_name(name or default_town_name(root)))
-            _ignore_tt_dir(root)
+            ignore_tt_dir(root)
         town = await cls.connect(root, search=False)
-        await town.redis.execute("HSETNX", town.keys.meta, "created_at", now())
-        await town.redis.execute("HSET", town.keys.meta, "name", town.name, "layout", "1")
+        await indexes.set_meta(town.store, town.name, now(), LAYOUT_VERSION)
         register_town(root, town.name)
         return town
 
@@ -105,7 +108,7 @@ class Town:
         town = cls(config, redis, url)
         if not reconnect:
             try:
-                await redis.execute("PING")
+                await indexes.ping(town.store)
             except RedisUnavailableError:
                 await redis.aclose()
                 raise
@@ -149,135 +152,37 @@ class Town:
             max_rounds=max_rounds,
             scope=scope,
         )
-        return AgentHandle(self, agent.id)
+        return self.handle(agent.id)
 
-    async def agent(self, ref: str) -> AgentHandle:
-        """A handle on an existing agent, by name, nickname, id or id prefix."""
-        return AgentHandle(self, (await self.agents.resolve(ref)).id)
+    async def agent(self, ref: str, *, sender: str = SUPERVISOR_ID) -> AgentHandle:
+        """A handle on an existing agent, by name, nickname, id or id prefix; ``sender``
+        is who acts through it (an agent id, default the supervisor)."""
+        return self.handle((await self.agents.resolve(ref)).id, sender=sender)
+
+    def handle(self, agent_id: str, *, sender: str = SUPERVISOR_ID) -> AgentHandle:
+        return AgentHandle(
+            agent_id,
+            agents=self.agents,
+            tasks=self.tasks,
+            messages=self.messages,
+            lifecycle=self.lifecycle,
+            sender=sender,
+        )
 
     async def runtime(self) -> control.LeaseHolder | None:
         """Who runs the town now (None when it is not running)."""
         return await control.runtime_holder(self.store)
 
     def env_for_agents(self) -> dict[str, str]:
-        """Environment for agent CLIs, so they can call ``tt`` back (it is put on PATH)."""
-        scripts = sysconfig.get_path("scripts")
-        path = os.environ.get("PATH", os.defpath)
-        if scripts and scripts not in path.split(os.pathsep):
-            path = scripts + os.pathsep + path
+        """Environment for agent CLIs, so they can call ``tt`` back (it is put on PATH).
+
+        ``REDIS_URL`` never carries the admin password: it is the town's agent user
+        (after :meth:`AgentAccess.prepare`) or the URL without credentials; see
+        docs/security.md.
+        """
         return {
             "TT_TOWN": self.name,
             "TT_TOWN_DIR": str(self.root),
-            "REDIS_URL": self.url,
-            "PATH": path,
+            "REDIS_URL": self.access.agent_url,
+            "PATH": agent_path(),
         }
-
-
-def redis_url(config: TownConfig) -> str | None:
-    """An external server's URL (``REDIS_URL`` or ``[redis] url``), else None (embedded)."""
-    return os.environ.get("REDIS_URL") or (config.data.get("redis") or {}).get("url") or None
-
-
-def embedded_server(config: TownConfig) -> EmbeddedServer:
-    binary = (config.data.get("redis") or {}).get("server") or None
-    return EmbeddedServer(config.root / ".tt", binary)
-
-
-def _ignore_tt_dir(root: Path) -> None:
-    """Add ``.tt/`` to the repository's .gitignore when the town is in a git work tree."""
-    inside = subprocess.run(
-        ["git", "rev-parse", "--is-inside-work-tree"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if inside.returncode != 0:
-        return
-    ignore = root / ".gitignore"
-    lines = ignore.read_text().splitlines() if ignore.exists() else []
-    if not {".tt", ".tt/", "/.tt", "/.tt/"} & set(lines):
-        with ignore.open("a") as fh:
-            fh.write(("\n" if lines and lines[-1] else "") + ".tt/\n")
-
-
-def register_town(root: Path, name: str) -> None:
-    """Remember the town in ``~/.tt/towns.toml`` for ``tt towns``."""
-    home = tt_home()
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        towns = registered_towns()
-        towns[str(root)] = name
-        body = {"towns": [{"path": p, "name": n} for p, n in sorted(towns.items())]}
-        tmp = home / "towns.toml.tmp"
-        tmp.write_text(tomli_w.dumps(body))
-        tmp.replace(home / "towns.toml")
-    except OSError:
-        pass  # the registry is a convenience; a read-only home must not break init
-
-
-def registered_towns() -> dict[str, str]:
-    try:
-        data = tomllib.loads((tt_home() / "towns.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    return {
-        str(t.get("path")): str(t.get("name"))
-        for t in data.get("towns", [])
-        if isinstance(t, dict) and t.get("path")
-    }
-
-
-class AgentHandle:
-    """The API's grip on one agent (spec section 8)."""
-
-    def __init__(self, town: Town, agent_id: str) -> None:
-        self.town = town
-        self.id = agent_id
-
-    async def assign(self, task: Any) -> str:
-        """Assign a :class:`~tinytown.model.Task` (or a description); returns the task id."""
-        description = task if isinstance(task, str) else task.description
-        tags = () if isinstance(task, str) else task.tags
-        created = await self.town.tasks.assign(self.id, description, tags=tags)
-        return created.id
-
-    async def send(self, body: Any, *, urgent: bool = False) -> str:
-        """Send a message body, a :class:`MessageType` without fields, or text (a task)."""
-        from tinytown.model import MessageType
-        from tinytown.model.message import BODY_CLASSES, TaskBody
-
-        if isinstance(body, MessageType):
-            body = BODY_CLASSES[body]()
-        elif isinstance(body, str):
-            body = TaskBody(body)
-        message = await self.town.messages.send(self.id, body, urgent=urgent)
-        return message.id
-
-    async def inbox_len(self) -> int:
-        return await self.town.agents.inbox_len(self.id)
-
-    async def state(self) -> Agent:
-        return await self.town.agents.get(self.id)
-
-    async def interrupt(self) -> Agent:
-        return (await self.town.agents.interrupt(self.id)).agent
-
-    async def resume(self) -> Agent:
-        return (await self.town.agents.resume(self.id)).agent
-
-    async def close(self) -> Agent:
-        return (await self.town.agents.close(self.id)).agent
-
-    async def kill(self) -> Agent:
-        return (await self.town.agents.kill(self.id)).agent
-
-    async def restart(self) -> Agent:
-        return (await self.town.agents.restart(self.id)).agent
-
-    async def wait(self, timeout: float | None = None, *, idle: bool = False) -> Agent:
-        """Block until terminal (or idle with an empty inbox). Cancellable."""
-        return await self.town.agents.wait(self.id, timeout=timeout, idle=idle)
-
-
-_ = (NotInitializedError, SUPERVISOR_ID)

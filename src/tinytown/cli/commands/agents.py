@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, record, short
 from tinytown.errors import TimeoutExpiredError
 from tinytown.model import Agent, SpawnMode
-from tinytown.services.agents import ControlOutcome
+from tinytown.services.lifecycle import ControlOutcome
 
 #: Exit code of ``tt wait`` when its --timeout expires (1 stays "error").
 WAIT_TIMEOUT_EXIT = 3
@@ -41,6 +42,17 @@ CONTROL_VERBS = {
         "Bring a terminal (stopped, cold or error) agent back, keeping its id, name and inbox.",
     ),
 }
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"needs 0 seconds or more, not {text!r}")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -92,7 +104,9 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
+    p.add_argument(
+        "--timeout", type=seconds, metavar="SECONDS", help="give up after SECONDS (0 or more)"
+    )
     p.add_argument("--idle", action="store_true", help="wait for idle with an empty inbox")
     add_json_flag(p)
     p.set_defaults(handler=cmd_wait, town="required")
@@ -176,13 +190,13 @@ def _report(ctx: Context, outcome: ControlOutcome) -> None:
 
 
 async def cmd_control(ctx: Context, args: argparse.Namespace) -> int:
-    agents = ctx.need_town().agents
+    lifecycle = ctx.need_town().lifecycle
     verb = {
-        "interrupt": agents.interrupt,
-        "resume": agents.resume,
-        "close": agents.close,
-        "kill": agents.kill,
-        "restart": agents.restart,
+        "interrupt": lifecycle.interrupt,
+        "resume": lifecycle.resume,
+        "close": lifecycle.close,
+        "kill": lifecycle.kill,
+        "restart": lifecycle.restart,
     }[args.verb]
     _report(ctx, await verb(args.agent))
     return 0
@@ -204,7 +218,7 @@ async def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
-    removed: list[Agent] = await town.agents.prune(everything=args.all)
+    removed: list[Agent] = await town.lifecycle.prune(everything=args.all)
     if ctx.json:
         ctx.out.json([record(a) for a in removed])
     elif removed:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from tinytown.cli.context import Context, UsageError
@@ -18,7 +17,8 @@ from tinytown.cli.output import (
 )
 from tinytown.model import Message
 from tinytown.model.ids import SUPERVISOR_ID
-from tinytown.services.messages import Event, make_body
+from tinytown.services.messages import make_body
+from tinytown.store.events import Event
 
 #: Kinds of events ``tt history`` shows.
 HISTORY_KINDS = frozenset({"message", "assign", "complete", "fail", "cancel", "broadcast"})
@@ -145,7 +145,7 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
     body = make_body(args.kind, text)
     if to is None:
         message, reached = await town.messages.broadcast(
-            body, urgent=args.urgent, sender=args.sender
+            body, urgent=args.urgent, sender=args.sender or ctx.agent_id
         )
         if ctx.json:
             ctx.out.json({**record(message), "to": "*", "recipients": reached})
@@ -156,7 +156,9 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
                 + "."
             )
         return 0
-    message = await town.messages.send(to, body, urgent=args.urgent, sender=args.sender)
+    message = await town.messages.send(
+        to, body, urgent=args.urgent, sender=args.sender or ctx.agent_id
+    )
     if ctx.json:
         ctx.out.json(record(message))
     else:
@@ -212,7 +214,7 @@ async def cmd_inbox(ctx: Context, args: argparse.Namespace) -> int:
         if not ctx.json and not busy:
             ctx.out.line("(no agent has messages)")
     else:
-        ref = args.agent or os.environ.get("TT_AGENT_ID") or "supervisor"
+        ref = args.agent or ctx.agent_id or "supervisor"
         agent_id = await town.agents.resolve_id(ref)
         await _show_inbox(ctx, agent_id, await ctx.name_of(agent_id), data)
     if ctx.json:
@@ -229,18 +231,14 @@ async def _agent_filter(ctx: Context, ref: str | None) -> str | None:
 
 async def _events_after(ctx: Context, since: str, count: int, agent: str | None) -> list[Event]:
     """Up to ``count`` events after the id ``since``, oldest first."""
-    town = ctx.need_town()
+    stream = ctx.need_town().store.events
     out: list[Event] = []
-    cursor = "(" + since
     while len(out) < count:
-        batch = await town.redis.execute("XRANGE", town.keys.events, cursor, "+", "COUNT", 500)
+        batch = await stream.after(since)
         if not batch:
             break
-        for entry_id, flat in batch:
-            event = Event(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
-            if agent is None or event.agent == agent:
-                out.append(event)
-        cursor = "(" + batch[-1][0]
+        out += [e for e in batch if agent is None or e.agent == agent]
+        since = batch[-1].id
     return out[:count]
 
 

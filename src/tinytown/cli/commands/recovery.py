@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tinytown.cli.context import Context
+from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, clip, duration, plural, record, short
-from tinytown.services.recovery import STALE_AFTER, RecoveryService
+from tinytown.services.recovery import STALE_AFTER, RecoveryService, StuckTask
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "recover",
-        help="mark agents whose runtime or heartbeat is gone as stopped",
+        help="mark agents whose runtime is gone as stopped; requeue work nobody is doing",
         description=(
             "Find live-state agents with no running town, or whose heartbeat is older than\n"
-            "--stale seconds, and mark them stopped (the reason is kept). Their messages and\n"
-            "tasks are untouched: move them with 'tt reclaim' or bring the agent back with\n"
-            "'tt restart'."
+            "--stale seconds, and mark them stopped (the reason is kept). Then find tasks\n"
+            "assigned or running to an agent that will not do them (the agent is gone,\n"
+            "cold, stopped or error, or it neither holds the task's assignment message nor\n"
+            "works on it) and put them back in the backlog (attempts keep counting). Each\n"
+            "task is judged and requeued atomically. Other messages of stopped agents stay:\n"
+            "move them with 'tt reclaim' or bring the agent back with 'tt restart'.\n"
+            "--dry-run lists what would be done and changes nothing."
         ),
     )
     p.add_argument(
@@ -28,7 +32,9 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help=f"heartbeat age that counts as gone (default {STALE_AFTER:g})",
     )
-    p.add_argument("--dry-run", action="store_true", help="only list what would be marked")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only list what would be marked and requeued"
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_recover, town="required")
 
@@ -52,33 +58,53 @@ def register(sub: Any) -> None:
 
 
 def _service(ctx: Context) -> RecoveryService:
-    town = ctx.need_town()
-    return RecoveryService(town.store, town.agents, town.tasks)
+    return ctx.need_town().recovery
+
+
+def _stuck_record(item: StuckTask) -> dict[str, Any]:
+    return {
+        "task": record(item.task),
+        "agent": item.agent.name if item.agent else None,
+        "why": item.why,
+    }
 
 
 async def cmd_recover(ctx: Context, args: argparse.Namespace) -> int:
-    service = _service(ctx)
-    found = await (service.orphans(args.stale) if args.dry_run else service.recover(args.stale))
+    if not args.stale >= 0:
+        raise UsageError("--stale needs 0 seconds or more.")
+    report = await _service(ctx).recover(args.stale, dry_run=args.dry_run)
     if ctx.json:
         ctx.out.json(
-            [
-                {"agent": record(o.agent), "heartbeat_age": o.heartbeat_age, "why": o.why}
-                for o in found
-            ]
+            {
+                "dry_run": args.dry_run,
+                "agents": [
+                    {"agent": record(o.agent), "heartbeat_age": o.heartbeat_age, "why": o.why}
+                    for o in report.agents
+                ],
+                "tasks": [_stuck_record(t) for t in report.tasks],
+            }
         )
         return 0
-    if not found:
-        ctx.out.line("No orphaned agents.")
+    if not report.agents and not report.tasks:
+        ctx.out.line("No orphaned agents and no stuck tasks.")
         return 0
     verb = "Would mark" if args.dry_run else "Marked"
-    for orphan in found:
+    for orphan in report.agents:
         age = duration(orphan.heartbeat_age) if orphan.heartbeat_age is not None else "?"
         ctx.out.line(
             f"{verb} {orphan.agent.name} ({orphan.agent.state.value}) stopped: {orphan.why}"
             f" (last heartbeat {age} ago)"
         )
-    if not args.dry_run:
-        ctx.out.line("Move their work with 'tt reclaim --to-backlog' or 'tt reclaim --to AGENT'.")
+    requeue = "Would requeue" if args.dry_run else "Requeued"
+    for item in report.tasks:
+        ctx.out.line(
+            f"{requeue} task {short(item.task.id)} ({item.task.state.value}): {item.why}:"
+            f" {clip(item.task.description, 60)}"
+        )
+    if report.agents and not args.dry_run:
+        ctx.out.line(
+            "Move their other messages with 'tt reclaim --to-backlog' or 'tt reclaim --to AGENT'."
+        )
     return 0
 
 

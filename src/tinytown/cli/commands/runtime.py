@@ -14,6 +14,7 @@ from tinytown.errors import RuntimeBusyError, TinytownError
 from tinytown.services import control
 from tinytown.services.config import find_town_root
 from tinytown.services.town import Town
+from tinytown.store import indexes
 
 DETACH_TIMEOUT = 20.0
 
@@ -86,7 +87,8 @@ async def _detach(ctx: Any, root: Path) -> int:
                 env=dict(os.environ),
             )
         deadline = time.monotonic() + DETACH_TIMEOUT
-        async with town.redis.dedicated() as conn:
+        async with indexes.event_waiter(town.store) as wait_event:
+            last = await town.store.events.last_id()
             while time.monotonic() < deadline:
                 holder = await control.runtime_holder(town.store)
                 if holder and holder.pid == child.pid:
@@ -101,8 +103,9 @@ async def _detach(ctx: Any, root: Path) -> int:
                         f"The runtime exited at start (code {child.returncode}): "
                         + " / ".join(tail)
                     )
-                # Block on the event stream (the runtime announces itself there).
-                await conn.execute("XREAD", "BLOCK", 200, "STREAMS", town.keys.events, "$")
+                # Block on the event stream (the runtime announces itself there); the
+                # short block also notices a child that died without an event.
+                last = await wait_event(last, 200)
         child.terminate()
         raise TinytownError(f"The runtime did not become ready within {DETACH_TIMEOUT:g} s.")
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from tinytown.cli.context import Context
@@ -43,12 +42,21 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "assign",
         help="create a task and assign it to an agent",
-        description="Create a task assigned to AGENT and put a task_assign message in its inbox.",
+        description=(
+            "Create a task assigned to AGENT and put a task_assign message in its inbox.\n"
+            "A cold, stopped or error agent takes no work: that is refused, or with\n"
+            "--anyone the task goes to the backlog for any agent instead."
+        ),
     )
     p.add_argument("agent", metavar="AGENT", help=AGENT_HELP)
     p.add_argument("description", metavar="DESC", help="what to do")
     add_tag_options(p)
     p.add_argument("--parent", metavar="TASK", help="parent task (for sub-tasks)")
+    p.add_argument(
+        "--anyone",
+        action="store_true",
+        help="if AGENT cannot take work (cold, stopped, error), put the task in the backlog",
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_assign, town="required")
 
@@ -255,9 +263,18 @@ async def _done(ctx: Context, task: Task, text: str) -> None:
 async def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     task = await town.tasks.assign(
-        args.agent, args.description, tags=tags_of(args), parent=args.parent
+        args.agent,
+        args.description,
+        tags=tags_of(args),
+        parent=args.parent,
+        sender=ctx.sender,
+        anyone=args.anyone,
     )
-    await _done(ctx, task, f"Assigned task {task.id} to {await ctx.name_of(task.assigned_to)}.")
+    if task.state is TaskState.PENDING:  # --anyone, and the agent could not take it
+        text = f"{args.agent} takes no work now; added task {task.id} to the backlog instead."
+    else:
+        text = f"Assigned task {task.id} to {await ctx.name_of(task.assigned_to)}."
+    await _done(ctx, task, text)
     return 0
 
 
@@ -280,14 +297,14 @@ async def cmd_task_show(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_task_finish(ctx: Context, args: argparse.Namespace) -> int:
     tasks = ctx.need_town().tasks
     finish = {"complete": tasks.complete, "fail": tasks.fail, "cancel": tasks.cancel}[args.verb]
-    task = await finish(args.task, args.text)
+    task = await finish(args.task, args.text, sender=ctx.sender)
     await _done(ctx, task, f"Task {task.short_id} {task.state.value}.")
     return 0
 
 
 async def cmd_task_current(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
-    ref = args.agent or os.environ.get("TT_AGENT_ID")
+    ref = args.agent or ctx.agent_id
     if not ref:
         raise InvalidInputError("No agent given and TT_AGENT_ID is not set.")
     agent = await town.agents.resolve(ref)
@@ -314,7 +331,7 @@ async def cmd_backlog_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_backlog_claim(ctx: Context, args: argparse.Namespace) -> int:
-    task = await ctx.need_town().backlog.claim(args.task, args.agent)
+    task = await ctx.need_town().backlog.claim(args.task, args.agent, sender=ctx.sender)
     name = await ctx.name_of(task.assigned_to)
     await _done(ctx, task, f"Task {task.short_id} assigned to {name}.")
     return 0
@@ -323,7 +340,7 @@ async def cmd_backlog_claim(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_backlog_assign_all(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     agent = await town.agents.resolve(args.agent)
-    tasks: list[Task] = await town.backlog.assign_all(agent.id)
+    tasks: list[Task] = await town.backlog.assign_all(agent.id, sender=ctx.sender)
     if ctx.json:
         ctx.out.json([record(t) for t in tasks])
     else:

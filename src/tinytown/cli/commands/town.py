@@ -14,15 +14,10 @@ from tinytown.cli.status import cmd_status
 from tinytown.errors import InvalidInputError, RuntimeBusyError, TinytownError
 from tinytown.services import control
 from tinytown.services.config import CONFIG_FILE, DEFAULTS, TownConfig
-from tinytown.services.town import (
-    Town,
-    embedded_server,
-    redis_url,
-    registered_towns,
-)
-
-#: Batch sizes for ``reset``: SCAN COUNT and keys per UNLINK.
-SCAN_COUNT = 1000
+from tinytown.services.endpoint import embedded_server, redis_url
+from tinytown.services.registry import registered_towns
+from tinytown.services.town import Town
+from tinytown.store import admin
 
 
 def register(sub: Any) -> None:
@@ -46,6 +41,11 @@ def register(sub: Any) -> None:
             "the next command). Refused while 'tt run' holds the town; with an external\n"
             "Redis there is nothing to stop."
         ),
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="clear an unreadable or stale runtime lease first (not a live local runtime's)",
     )
     p.set_defaults(handler=cmd_down, town="none")
 
@@ -130,6 +130,10 @@ async def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     async with await Town.connect(config.root, search=False, start_server=False) as town:
         holder = await control.runtime_holder(town.store)
+        if holder and args.force:
+            from tinytown.runtime.lease import force_clear
+
+            holder = await force_clear(town.store, ctx.out.line)
     if holder:
         raise RuntimeBusyError(
             f"Town {config.name} is running ({holder.describe()}); stop 'tt run' first."
@@ -227,26 +231,13 @@ async def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
 # -- reset -----------------------------------------------------------------------------------
 
 
-async def _scan(town: Town, pattern: str) -> list[str]:
-    """Every key matching ``pattern``, by SCAN (never KEYS)."""
-    keys: list[str] = []
-    cursor = "0"
-    while True:
-        cursor, batch = await town.redis.execute(
-            "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
-        )
-        keys.extend(batch)
-        if str(cursor) == "0":
-            return sorted(set(keys))
-
-
 async def _reset_keys(town: Town, agents_only: bool) -> list[str]:
     if not agents_only:
-        return await _scan(town, town.keys.pattern)
+        return await admin.scan(town.store, town.keys.pattern)
     keys: list[str] = []
     for part in ("agent", "inbox", "inflight"):
-        keys += await _scan(town, f"{town.keys.prefix}{part}:*")
-    if await town.redis.execute("EXISTS", town.keys.agents):
+        keys += await admin.scan(town.store, f"{town.keys.prefix}{part}:*")
+    if await admin.exists(town.store, town.keys.agents):
         keys.append(town.keys.agents)
     return keys
 
@@ -282,7 +273,6 @@ async def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
             f"Town {town.name} is running ({holder.describe()}); stop 'tt run' before a reset."
         )
     keys = await _reset_keys(town, args.agents_only)
-    for start in range(0, len(keys), SCAN_COUNT):
-        await town.redis.execute("UNLINK", *keys[start : start + SCAN_COUNT])
+    await admin.unlink(town.store, keys)
     ctx.out.line(f"Deleted {plural(len(keys), 'key')} of town {town.name} ({scope}).")
     return 0

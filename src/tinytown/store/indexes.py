@@ -1,0 +1,151 @@
+"""Named reads of a town's indexes and lists: the agent and task indexes, the backlog,
+inboxes and in-flight lists, the event stream. Services call these instead of raw
+Redis commands (store/records.py changes records; this module only reads, except
+:func:`return_inflight` and :func:`set_meta`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from tinytown.store.records import Store
+from tinytown.store.scripts import RETURN_INFLIGHT
+
+
+def _pairs(flat: list[str] | dict[str, str]) -> dict[str, str]:
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+# -- agents --------------------------------------------------------------------------
+
+
+async def agent_index(store: Store) -> dict[str, str]:
+    """Agent name -> id for every agent."""
+    return _pairs(await store.redis.execute("HGETALL", store.keys.agents))
+
+
+async def agent_id_for_name(store: Store, name: str) -> str | None:
+    return await store.redis.execute("HGET", store.keys.agents, name)
+
+
+async def agent_exists(store: Store, agent_id: str) -> bool:
+    return bool(await store.redis.execute("EXISTS", store.keys.agent(agent_id)))
+
+
+async def queue_counts(store: Store, agent_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Agent id -> (queued, in flight) message counts, in one round trip."""
+    ids = list(agent_ids)
+    commands: list[list[Any]] = []
+    for agent_id in ids:
+        commands.append(["LLEN", store.keys.inbox(agent_id)])
+        commands.append(["LLEN", store.keys.inflight(agent_id)])
+    replies = await store.redis.pipeline(commands) if commands else []
+    return {a: (int(replies[2 * i]), int(replies[2 * i + 1])) for i, a in enumerate(ids)}
+
+
+async def queued_and_inflight(store: Store, agent_id: str) -> tuple[int, list[str]]:
+    """The inbox length and the raw in-flight messages of one agent, in one round trip."""
+    queued, inflight = await store.redis.pipeline(
+        [["LLEN", store.keys.inbox(agent_id)], ["LRANGE", store.keys.inflight(agent_id), 0, -1]]
+    )
+    return int(queued), list(inflight)
+
+
+async def raw_list(store: Store, key: str) -> list[str]:
+    """Every element of one list (an inbox or in-flight list), head first."""
+    return list(await store.redis.execute("LRANGE", key, 0, -1))
+
+
+async def return_inflight(store: Store, agent_id: str) -> int:
+    """Put the agent's in-flight messages back at the head of its inbox, in order (atomic)."""
+    keys = [store.keys.inflight(agent_id), store.keys.inbox(agent_id)]
+    return int(await store.redis.run_script(RETURN_INFLIGHT, keys, []))
+
+
+@attrs.frozen
+class WorkSnapshot:
+    """One task, its assignee's record and the assignee's queued and in-flight messages,
+    read in one atomic step (MULTI/EXEC): consistent with each other."""
+
+    task_raw: str | None
+    agent_raw: str | None
+    inbox: list[str]
+    inflight: list[str]
+
+
+async def work_snapshot(store: Store, task_id: str, agent_id: str) -> WorkSnapshot:
+    keys = store.keys
+    replies = await store.redis.pipeline(
+        [
+            ["MULTI"],
+            ["GET", keys.task(task_id)],
+            ["GET", keys.agent(agent_id)],
+            ["LRANGE", keys.inbox(agent_id), 0, -1],
+            ["LRANGE", keys.inflight(agent_id), 0, -1],
+            ["EXEC"],
+        ]
+    )
+    task_raw, agent_raw, inbox, inflight = replies[-1]
+    return WorkSnapshot(task_raw, agent_raw, list(inbox), list(inflight))
+
+
+# -- tasks and the backlog -----------------------------------------------------------
+
+
+async def task_ids(store: Store) -> list[str]:
+    """Every task id in creation order."""
+    return list(await store.redis.execute("ZRANGE", store.keys.tasks, 0, -1))
+
+
+async def backlog_ids(store: Store, start: int = 0, stop: int = -1) -> list[str]:
+    """Backlog task ids from ``start`` to ``stop`` (inclusive, as LRANGE), queue order."""
+    return list(await store.redis.execute("LRANGE", store.keys.backlog, start, stop))
+
+
+async def raw_records(store: Store, keys: Sequence[str]) -> list[str | None]:
+    """The raw JSON of several records in one round trip (None where absent)."""
+    return list(await store.redis.execute("MGET", *keys)) if keys else []
+
+
+# -- the event stream ----------------------------------------------------------------
+
+
+EventWait = Callable[[str, int], Awaitable[str]]
+
+
+@contextlib.asynccontextmanager
+async def event_waiter(store: Store) -> AsyncIterator[EventWait]:
+    """A blocking wait for new events on a connection of its own (closed on exit).
+
+    The yielded ``wait(after, block_ms)`` blocks until an event newer than ``after``
+    arrives or ``block_ms`` pass, and returns the newest id seen (``after`` if none).
+    Cancellable: the connection is then discarded.
+    """
+    async with store.redis.dedicated() as conn:
+
+        async def wait(after: str, block_ms: int) -> str:
+            reply = await conn.execute(
+                "XREAD", "BLOCK", block_ms, "STREAMS", store.keys.events, after
+            )
+            return reply[0][1][-1][0] if reply else after
+
+        yield wait
+
+
+async def set_meta(store: Store, name: str, created_at: str, layout: str) -> None:
+    """Record the town's metadata (``created_at`` only the first time)."""
+    await store.redis.pipeline(
+        [
+            ["HSETNX", store.keys.meta, "created_at", created_at],
+            ["HSET", store.keys.meta, "name", name, "layout", layout],
+        ]
+    )
+
+
+async def ping(store: Store) -> None:
+    await store.redis.execute("PING")
