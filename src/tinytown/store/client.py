@@ -179,10 +179,15 @@ class Connection:
         return reply
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        """Send many commands in one write; return every reply (errors as values)."""
+        """Send many commands in one write; return every reply (errors as values).
+
+        Raises like :meth:`execute` (a failed write of several commands is a
+        ReplyLostError: some may have arrived). Cancellation breaks the connection."""
         return await self._roundtrip(commands)
 
     async def send(self, *args: Arg) -> None:
+        """Write one command without reading a reply (pub/sub). Cancellation may leave it
+        half-written: the connection must then be closed."""
         await self._write(_pack(args))
 
     async def read_reply(self) -> Any:
@@ -394,6 +399,7 @@ class Redis:
             await conn.aclose()
 
     async def aclose(self) -> None:
+        """Close every pooled connection; the client is then unusable. Shielded."""
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -64,17 +64,19 @@ class EventStream:
         self.key = key
 
     async def last_id(self) -> str:
-        """The id of the newest event, or ``0-0`` when the stream is empty."""
+        """The id of the newest event, or ``0-0`` when the stream is empty. Cancellable."""
         reply = await self.redis.execute("XREVRANGE", self.key, "+", "-", "COUNT", 1)
         return reply[0][0] if reply else "0-0"
 
     async def after(self, after: str, count: int = PAGE) -> list[Event]:
-        """Up to ``count`` events strictly after the id ``after``, oldest first."""
+        """Up to ``count`` events strictly after the id ``after``, oldest first. Cancellable."""
         batch = await self.redis.execute("XRANGE", self.key, "(" + after, "+", "COUNT", count)
         return [_event(entry_id, flat) for entry_id, flat in batch]
 
     async def recent(self, count: int = 20, *, agent: str | None = None) -> list[Event]:
-        """The newest ``count`` events (optionally only those of ``agent``), oldest first."""
+        """The newest ``count`` events (optionally only those of ``agent``), oldest first.
+
+        Cancellable (reads only)."""
         out: list[Event] = []
         cursor = "+"
         while len(out) < count:

@@ -112,15 +112,20 @@ class Store:
         await self.redis.aclose()
 
     async def get(self, cls: type[T], key: str) -> T | None:
-        """Read one record, or None when absent. Raises MalformedRecordError."""
+        """Read one record, or None when absent. Raises MalformedRecordError.
+
+        Reads are idempotent: retried after a lost reply. Cancellable (nothing changes)."""
         raw = await self.redis.execute("GET", key)
         return None if raw is None else loads(cls, raw, where=key)
 
     async def get_raw(self, key: str) -> str | None:
+        """The raw value at ``key`` (None when absent). Cancellable."""
         return await self.redis.execute("GET", key)
 
     async def mget(self, cls: type[T], keys: Sequence[str]) -> list[T]:
-        """Read many records in one round trip, skipping (and noting) absent or bad ones."""
+        """Read many records in one round trip, skipping (and noting) absent or bad ones.
+
+        Cancellable (nothing changes)."""
         if not keys:
             return []
         out: list[T] = []
@@ -134,7 +139,9 @@ class Store:
         return out
 
     async def read_lists(self, keys: Sequence[str]) -> list[list[str]]:
-        """Every element of each list, head first, in one round trip (idempotent)."""
+        """Every element of each list, head first, in one round trip (idempotent).
+
+        Cancellable (nothing changes)."""
         if not keys:
             return []
         return [list(r) for r in await self.redis.pipeline([["LRANGE", k, 0, -1] for k in keys])]
