@@ -13,9 +13,9 @@ from tinytown.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tinytown.model import Message, Query, TaskState, loads
 from tinytown.services import persistence, plans
 from tinytown.services.config import TownConfig
-from tinytown.services.persistence import scan_keys
 from tinytown.services.planfile import TEMPLATE, parse_plan
 from tinytown.services.town import Town
+from tinytown.store.admin import scan
 
 PLAN = """\
 # my plan
@@ -259,10 +259,10 @@ async def test_save_and_restore_into_another_town(
     other_root.mkdir()
     TownConfig.create(other_root, f"t-{uuid.uuid4().hex[:12]}")
     async with await Town.connect(other_root) as other:
-        source_keys = await scan_keys(town.redis, town.keys.pattern)
+        source_keys = await scan(town.store, town.keys.pattern)
         restored = await persistence.restore(other, report.snapshot)
         assert restored.keys == report.keys and restored.source_town == town.name
-        assert sorted(await scan_keys(town.redis, town.keys.pattern)) == sorted(source_keys)
+        assert sorted(await scan(town.store, town.keys.pattern)) == sorted(source_keys)
         worker = await other.agents.resolve("worker-1")
         assert worker == await town.agents.resolve("worker-1")
         assert await other.tasks.list() == await town.tasks.list()
@@ -282,12 +282,12 @@ async def test_save_and_restore_into_another_town(
         forced = await persistence.restore(other, report.snapshot, force=True)
         assert forced.replaced > 0
         assert len(await other.tasks.list()) == len(await town.tasks.list())
-        await other.redis.execute("DEL", *await scan_keys(other.redis, other.keys.pattern))
+        await other.redis.execute("DEL", *await scan(other.store, other.keys.pattern))
 
 
 async def test_restore_rejects_a_bad_snapshot(town: Town, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    before = await scan_keys(town.redis, town.keys.pattern)
+    before = await scan(town.store, town.keys.pattern)
     for body in (
         "{",
         json.dumps({"format": "other"}),
@@ -311,7 +311,7 @@ async def test_restore_rejects_a_bad_snapshot(town: Town, tmp_path: Path) -> Non
             await persistence.restore(town, path)
     with pytest.raises(NotFoundError):
         await persistence.restore(town, tmp_path / "missing.json")
-    assert sorted(await scan_keys(town.redis, town.keys.pattern)) == sorted(before)
+    assert sorted(await scan(town.store, town.keys.pattern)) == sorted(before)
 
 
 async def test_push_puts_a_pending_task_back_in_the_backlog_once(town: Town, planned: Path) -> None:

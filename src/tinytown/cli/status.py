@@ -47,7 +47,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
     data: dict[str, Any] = {
         "town": town.name,
         "root": str(town.root),
-        "redis": town.redis.address.describe(),
+        "redis": town.store.describe(),
         "redis_kind": "external" if redis_url(town.config) else "embedded",
         "runtime": None
         if holder is None

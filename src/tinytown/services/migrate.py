@@ -33,7 +33,7 @@ from tinytown.model import (
 )
 from tinytown.model.ids import format_time, is_uuid, parse_time
 from tinytown.model.nicknames import nickname_for
-from tinytown.services.persistence import scan_keys
+from tinytown.store import admin, indexes
 from tinytown.store.records import Conflict, GuardFailed, Op
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class MigrationReport:
 
 async def old_keys(town: Town, kind: str) -> list[str]:
     """Old-layout keys ``tt:<kind>:<uuid>`` (SCAN; the pattern has no town part)."""
-    found = await scan_keys(town.redis, f"tt:{kind}:*")
+    found = await admin.scan(town.store, f"tt:{kind}:*")
     return sorted(k for k in found if k.count(":") == 2 and is_uuid(k.split(":")[2]))
 
 
@@ -72,7 +72,7 @@ async def migrate(town: Town, *, dry_run: bool = False) -> MigrationReport:
     report = MigrationReport(dry_run)
     for key in await old_keys(town, "agent"):
         await _one(town, report, key, _agent_step)
-    plan_ids = set(await town.redis.execute("HKEYS", town.keys.plan_ids))
+    plan_ids = set(await indexes.plan_map(town.store))
     for key in await old_keys(town, "task"):
         await _one(town, report, key, lambda t, k, f: _task_step(t, k, f, plan_ids))
     await _inboxes(town, report)
@@ -81,14 +81,11 @@ async def migrate(town: Town, *, dry_run: bool = False) -> MigrationReport:
 
 
 async def _read_record(town: Town, key: str) -> dict[str, Any]:
-    kind = await town.redis.execute("TYPE", key)
+    kind = await admin.key_type(town.store, key)
     if kind == "hash":
-        flat = await town.redis.execute("HGETALL", key)
-        return (
-            dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
-        )
+        return await admin.hash_fields(town.store, key)
     if kind == "string":  # an even older version stored the JSON itself
-        data = json.loads(await town.redis.execute("GET", key))
+        data = json.loads(await town.store.get_raw(key) or "null")
         if isinstance(data, dict):
             return data
     raise ValueError(f"a {kind} where a hash was expected")
@@ -103,11 +100,10 @@ async def _one(town: Town, report: MigrationReport, key: str, step: Any) -> None
         return
     try:
         if report.dry_run:
-            if await town.redis.execute("EXISTS", target):
+            if await admin.exists(town.store, target):
                 raise Conflict(target)
-            for command, want in guards:
-                if await town.redis.execute(*command) != want:
-                    raise GuardFailed(0)
+            if not await admin.guards_hold(town.store, guards):
+                raise GuardFailed(0)
         else:
             await town.store.apply(target, expected=None, new=new, ops=ops, guards=guards)
     except Conflict:
@@ -203,7 +199,7 @@ async def _inboxes(town: Town, report: MigrationReport) -> None:
         old, target = " + ".join(keys), town.keys.inbox(agent_id)
         if not messages:
             continue
-        if await town.redis.execute("EXISTS", target):
+        if await admin.exists(town.store, target):
             report.skipped.append((old, f"{target} already exists"))
             continue
         if not report.dry_run:
@@ -217,24 +213,24 @@ async def _inboxes(town: Town, report: MigrationReport) -> None:
 
 
 async def _read_list(town: Town, key: str, report: MigrationReport) -> list[str]:
-    if await town.redis.execute("TYPE", key) != "list":
+    if await admin.key_type(town.store, key) != "list":
         report.malformed.append((key, "not a list"))
         return []
-    return list(await town.redis.execute("LRANGE", key, 0, -1))
+    return await indexes.raw_list(town.store, key)
 
 
 async def _backlog(town: Town, report: MigrationReport) -> None:
     """Append the old backlog's pending tasks to the town's backlog (no duplicates)."""
-    if not await town.redis.execute("EXISTS", OLD_BACKLOG):
+    if not await admin.exists(town.store, OLD_BACKLOG):
         return
     ids = await _read_list(town, OLD_BACKLOG, report)
-    present = set(await town.redis.execute("LRANGE", town.keys.backlog, 0, -1))
+    present = set(await indexes.backlog_ids(town.store))
     coming = {old.split(":")[2] for old, _ in report.migrated if old.startswith("tt:task:")}
     add: list[str] = []
     for task_id in dict.fromkeys(ids):
         if task_id in present:
             continue
-        raw = await town.redis.execute("GET", town.keys.task(task_id)) if is_uuid(task_id) else None
+        raw = await town.store.get_raw(town.keys.task(task_id)) if is_uuid(task_id) else None
         if raw is None and not (report.dry_run and task_id in coming):
             report.skipped.append((f"{OLD_BACKLOG}[{task_id}]", "no such task in the town"))
             continue

@@ -27,7 +27,8 @@ from tinytown.errors import (
 )
 from tinytown.model import now
 from tinytown.services import control
-from tinytown.store.client import Arg, Redis, ResponseError
+from tinytown.store import admin, indexes
+from tinytown.store.client import Arg
 from tinytown.store.records import GuardFailed, Op
 
 if TYPE_CHECKING:
@@ -37,23 +38,12 @@ SNAPSHOT_FORMAT = "tinytown-snapshot"
 SNAPSHOT_VERSION = 1
 #: Key suffixes that are transient (the runtime lease, control replies): never saved.
 TRANSIENT = ("runtime", "reply:")
-TYPES = ("string", "list", "hash", "set", "zset", "stream")
+TYPES = admin.READABLE_TYPES
 CHUNK = 500  # values per command when writing long lists/hashes back
 
 
 def snapshot_path(town: Town) -> Path:
     return town.root / ".tt" / "snapshot.json"
-
-
-async def scan_keys(redis: Redis, pattern: str, count: int = 1000) -> list[str]:
-    """Every key matching ``pattern`` (SCAN, never KEYS), without duplicates."""
-    found: dict[str, None] = {}
-    cursor = "0"
-    while True:
-        cursor, batch = await redis.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
-        found.update(dict.fromkeys(batch))
-        if str(cursor) == "0":
-            return list(found)
 
 
 @attrs.frozen
@@ -69,7 +59,7 @@ async def save(town: Town, output: Path | None = None) -> SaveReport:
 
     Cancellable: the snapshot file is replaced only when complete.
     """
-    aof, note = await rewrite_aof(town.redis)
+    aof, note = await admin.rewrite_aof(town.store)
     snapshot = await export_snapshot(town)
     path = output or snapshot_path(town)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,27 +72,6 @@ async def save(town: Town, output: Path | None = None) -> SaveReport:
     return SaveReport(path, len(snapshot["keys"]), aof, note)
 
 
-async def rewrite_aof(redis: Redis) -> tuple[Path | None, str]:
-    """BGREWRITEAOF, then where the server keeps its AOF (None if it will not say)."""
-    try:
-        await redis.execute("BGREWRITEAOF")
-        note = "AOF rewrite started"
-    except ResponseError as exc:
-        busy = "already in progress" in str(exc)
-        note = "an AOF rewrite is already in progress" if busy else f"no AOF rewrite: {exc}"
-    try:
-        replies = await redis.pipeline(
-            [["CONFIG", "GET", p] for p in ("dir", "appendonly", "appendfilename", "appenddirname")]
-        )
-    except ResponseError:
-        return None, note  # managed servers often disable CONFIG
-    conf = {r[0]: r[1] for r in replies if r}
-    if conf.get("appendonly") != "yes":
-        note += " (appendonly is off on this server: rely on the snapshot)"
-    base = Path(conf.get("dir", "."))
-    return base / (conf.get("appenddirname") or conf.get("appendfilename", "")), note
-
-
 async def export_snapshot(town: Town) -> dict[str, Any]:
     """The town's keys as JSON data. Keys with an expiry (transient) are left out.
 
@@ -111,17 +80,15 @@ async def export_snapshot(town: Town) -> dict[str, Any]:
     prefix = town.keys.prefix
     names = [
         k
-        for k in await scan_keys(town.redis, town.keys.pattern)
+        for k in await admin.scan(town.store, town.keys.pattern)
         if not k[len(prefix) :].startswith(TRANSIENT)
     ]
-    meta = await town.redis.pipeline([c for k in names for c in (["TYPE", k], ["PTTL", k])])
-    kept = [(k, meta[2 * i]) for i, k in enumerate(names) if meta[2 * i + 1] == -1]
-    kept = [(k, t) for k, t in kept if t in TYPES]
-    reads = [_read_command(k, t) for k, t in kept]
-    replies = await town.redis.pipeline([["MULTI"], *reads, ["EXEC"]]) if reads else [[]]
+    meta = await admin.types_and_ttls(town.store, names)
+    kept = [(k, t) for k, t, ttl in meta if ttl == -1 and t in TYPES]
+    values = await admin.read_whole(town.store, kept)
     entries = []
-    for (key, kind), value in zip(kept, replies[-1] or [], strict=False):
-        if isinstance(value, ResponseError) or value is None:
+    for (key, kind), value in zip(kept, values, strict=False):
+        if value is None:
             continue  # changed type or vanished between SCAN and the read
         entries.append({"key": key[len(prefix) :], "type": kind, "value": _to_json(kind, value)})
     entries.sort(key=lambda e: e["key"])
@@ -132,18 +99,6 @@ async def export_snapshot(town: Town) -> dict[str, Any]:
         "created_at": now(),
         "keys": entries,
     }
-
-
-def _read_command(key: str, kind: str) -> list[Arg]:
-    commands: dict[str, list[Arg]] = {
-        "string": ["GET", key],
-        "list": ["LRANGE", key, 0, -1],
-        "hash": ["HGETALL", key],
-        "set": ["SMEMBERS", key],
-        "zset": ["ZRANGE", key, 0, -1, "WITHSCORES"],
-        "stream": ["XRANGE", key, "-", "+"],
-    }
-    return commands[kind]
 
 
 def _pairs(flat: Any) -> list[list[Any]]:
@@ -184,11 +139,13 @@ async def restore(town: Town, path: Path | None = None, *, force: bool = False) 
         raise RuntimeBusyError(f"Town {town.name} is running; stop 'tt run' before restoring.")
     guards: list[tuple[Sequence[Arg], Any]] = []
     ops: list[Op] = []
-    existing = [k for k in await scan_keys(town.redis, town.keys.pattern) if k != town.keys.runtime]
+    existing = [
+        k for k in await admin.scan(town.store, town.keys.pattern) if k != town.keys.runtime
+    ]
     if force:
         ops += [["DEL", k] for k in existing]
     else:
-        counts = await town.redis.pipeline([["HLEN", town.keys.agents], ["ZCARD", town.keys.tasks]])
+        counts = await indexes.town_counts(town.store)
         if any(counts):
             raise AlreadyExistsError(
                 f"Town {town.name} already has {counts[0]} agents and {counts[1]} tasks;"

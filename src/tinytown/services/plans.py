@@ -137,14 +137,10 @@ async def _plan_push(
     keys, store = town.keys, town.store
     report = PushReport()
     pids = [e.id for e in plan.entries]
-    mapped = await town.redis.execute("HMGET", keys.plan_ids, *pids) if pids else []
-    raws = (
-        await town.redis.execute("MGET", *[keys.task(t) for t in mapped if t])
-        if any(mapped)
-        else []
-    )
+    mapped = await indexes.plan_task_ids(store, pids)
+    raws = await indexes.raw_records(store, [keys.task(t) for t in mapped if t])
     raw_of = dict(zip([t for t in mapped if t], raws, strict=True))
-    backlog = set(await town.redis.execute("LRANGE", keys.backlog, 0, -1))
+    backlog = set(await indexes.backlog_ids(store))
     ids = {p: (t if t and raw_of.get(t) else new_id()) for p, t in zip(pids, mapped, strict=True)}
     report.task_ids = dict(ids)
     ops: list[Op] = []
@@ -252,7 +248,7 @@ async def plan_tasks(town: Town, plan: Plan) -> list[Task | None]:
     """The Redis task of each plan entry (None when not pushed yet), in file order."""
     if not plan.entries:
         return []
-    mapped = await town.redis.execute("HMGET", town.keys.plan_ids, *[e.id for e in plan.entries])
+    mapped = await indexes.plan_task_ids(town.store, [e.id for e in plan.entries])
     found = {t.id: t for t in await town.store.mget(Task, [town.keys.task(t) for t in mapped if t])}
     return [found.get(t) if t else None for t in mapped]
 
@@ -325,8 +321,7 @@ def _with_state(table: dict[str, Any], task: Task, names: dict[str, str]) -> dic
 
 async def _plan_map(town: Town) -> dict[str, str]:
     """Plan id -> task id, as registered in Redis."""
-    flat = await town.redis.execute("HGETALL", town.keys.plan_ids)
-    return dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+    return await indexes.plan_map(town.store)
 
 
 async def _adopt_others(town: Town, in_file: set[str]) -> list[Task]:
@@ -335,8 +330,8 @@ async def _adopt_others(town: Town, in_file: set[str]) -> list[Task]:
     for _ in range(MAX_ATTEMPTS):
         mapping = await _plan_map(town)
         owner = {tid: pid for pid, tid in mapping.items()}
-        ids = await town.redis.execute("ZRANGE", keys.tasks, 0, -1)
-        raws = await town.redis.execute("MGET", *[keys.task(i) for i in ids]) if ids else []
+        ids = await indexes.task_ids(town.store)
+        raws = await indexes.raw_records(town.store, [keys.task(i) for i in ids])
         out: list[Task] = []
         ops: list[Op] = []
         guards: list[tuple[list[str], Any]] = []

@@ -115,7 +115,7 @@ class Town:
         return town
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        await self.store.aclose()
 
     async def __aenter__(self) -> Town:
         return self

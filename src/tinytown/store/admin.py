@@ -4,7 +4,10 @@ town's restricted ACL user for agents. Services call these; raw commands stay he
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from tinytown.store.client import Arg, ResponseError
 from tinytown.store.records import Store
 
 #: Batch sizes: SCAN COUNT and keys per UNLINK.
@@ -70,3 +73,86 @@ async def set_agent_user(store: Store, username: str, password: str) -> None:
 
 async def delete_user(store: Store, username: str) -> None:
     await store.redis.execute("ACL", "DELUSER", username)
+
+
+# -- snapshots (tt save / restore) ---------------------------------------------------
+
+#: How each key type is read whole.
+_READERS: dict[str, list[str | int]] = {
+    "string": ["GET"],
+    "list": ["LRANGE", "{key}", 0, -1],
+    "hash": ["HGETALL"],
+    "set": ["SMEMBERS"],
+    "zset": ["ZRANGE", "{key}", 0, -1, "WITHSCORES"],
+    "stream": ["XRANGE", "{key}", "-", "+"],
+}
+READABLE_TYPES = tuple(_READERS)
+
+
+def _reader(key: str, kind: str) -> list[Arg]:
+    parts = _READERS[kind]
+    if len(parts) == 1:
+        return [parts[0], key]
+    return [key if p == "{key}" else p for p in parts]
+
+
+async def types_and_ttls(store: Store, keys: Sequence[str]) -> list[tuple[str, str, int]]:
+    """(key, type, PTTL in ms or -1 for none) of each key, in one round trip."""
+    if not keys:
+        return []
+    meta = await store.redis.pipeline([c for k in keys for c in (["TYPE", k], ["PTTL", k])])
+    return [(k, str(meta[2 * i]), int(meta[2 * i + 1])) for i, k in enumerate(keys)]
+
+
+async def read_whole(store: Store, entries: Sequence[tuple[str, str]]) -> list[Any]:
+    """The whole value of each (key, type), read in one MULTI/EXEC so the values are
+    consistent with each other; a key that changed type or vanished reads as None."""
+    if not entries:
+        return []
+    reads = [_reader(k, kind) for k, kind in entries]
+    replies = await store.redis.pipeline([["MULTI"], *reads, ["EXEC"]])
+    values = list(replies[-1] or [])
+    return [None if isinstance(v, ResponseError) else v for v in values]
+
+
+async def rewrite_aof(store: Store) -> tuple[Path | None, str]:
+    """BGREWRITEAOF, then where the server keeps its AOF (None if it will not say), and
+    a note on what happened."""
+    try:
+        await store.redis.execute("BGREWRITEAOF")
+        note = "AOF rewrite started"
+    except ResponseError as exc:
+        busy = "already in progress" in str(exc)
+        note = "an AOF rewrite is already in progress" if busy else f"no AOF rewrite: {exc}"
+    try:
+        replies = await store.redis.pipeline(
+            [["CONFIG", "GET", p] for p in ("dir", "appendonly", "appendfilename", "appenddirname")]
+        )
+    except ResponseError:
+        return None, note  # managed servers often disable CONFIG
+    conf = {r[0]: r[1] for r in replies if r}
+    if conf.get("appendonly") != "yes":
+        note += " (appendonly is off on this server: rely on the snapshot)"
+    base = Path(conf.get("dir", "."))
+    return base / (conf.get("appenddirname") or conf.get("appendfilename", "")), note
+
+
+# -- the old layout (tt migrate) -----------------------------------------------------
+
+
+async def key_type(store: Store, key: str) -> str:
+    return str(await store.redis.execute("TYPE", key))
+
+
+async def hash_fields(store: Store, key: str) -> dict[str, str]:
+    flat = await store.redis.execute("HGETALL", key)
+    return dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+async def guards_hold(store: Store, guards: Sequence[tuple[Sequence[Arg], Any]]) -> bool:
+    """Whether each guard command answers as expected now (a dry run's preview of
+    Store.apply's guards; not atomic)."""
+    for command, want in guards:
+        if await store.redis.execute(*command) != want:
+            return False
+    return True

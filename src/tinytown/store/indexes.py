@@ -149,3 +149,26 @@ async def set_meta(store: Store, name: str, created_at: str, layout: str) -> Non
 
 async def ping(store: Store) -> None:
     await store.redis.execute("PING")
+
+
+async def town_counts(store: Store) -> tuple[int, int]:
+    """(agents, tasks) in the town's indexes, in one round trip."""
+    agents, tasks = await store.redis.pipeline(
+        [["HLEN", store.keys.agents], ["ZCARD", store.keys.tasks]]
+    )
+    return int(agents), int(tasks)
+
+
+# -- plan ids (tasks.toml) -----------------------------------------------------------
+
+
+async def plan_task_ids(store: Store, plan_ids: Sequence[str]) -> list[str | None]:
+    """The task id each plan id maps to (None where unmapped)."""
+    if not plan_ids:
+        return []
+    return list(await store.redis.execute("HMGET", store.keys.plan_ids, *plan_ids))
+
+
+async def plan_map(store: Store) -> dict[str, str]:
+    """Every plan id -> task id."""
+    return _pairs(await store.redis.execute("HGETALL", store.keys.plan_ids))

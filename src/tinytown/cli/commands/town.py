@@ -114,7 +114,7 @@ async def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
         what = "already exists" if existed else "created"
         ctx.out.line(f"Town {town.name} {what} at {town.root}.")
         kind = "external" if redis_url(town.config) else "embedded"
-        ctx.out.line(f"Redis: {town.redis.address.describe()} ({kind}).")
+        ctx.out.line(f"Redis: {town.store.describe()} ({kind}).")
         ctx.out.line("Next: tt spawn worker-1 --cli claude, then tt run.")
     return 0
 
