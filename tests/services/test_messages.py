@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from tinytown.errors import InvalidInputError, NotFoundError
-from tinytown.model import Query, TaskBody, new_id
+from tinytown.model import Query, TaskBody, dumps, new_id
+from tinytown.model.message import MAX_MESSAGE_BYTES
+from tinytown.services.messages import Event
 from tinytown.services.town import Town
 
 
@@ -25,3 +28,83 @@ async def test_oversized_messages_are_refused(town: Town) -> None:
     with pytest.raises(InvalidInputError):
         await town.messages.send("a", TaskBody("x" * 70_000))
     assert await town.agents.inbox_len((await town.agents.resolve("a")).id) == 0
+
+
+async def test_a_message_is_stored_as_encoded_once(town: Town) -> None:
+    handle = await town.spawn_agent("a")
+    text = 'quotes " and backslashes \\ and ✓ ' * 20
+    sent = await town.messages.send(handle.id, TaskBody(text))
+    raws = await town.store.read_lists([town.keys.inbox(handle.id)])
+    assert raws == [[dumps(sent)]]  # the exact JSON of the message, not re-escaped
+
+
+async def test_size_limit_counts_bytes_not_characters(town: Town) -> None:
+    await town.spawn_agent("a")
+    # Under the limit in characters, over it in UTF-8 bytes.
+    text = "✓" * (MAX_MESSAGE_BYTES // 3 + 10)
+    assert len(text) < MAX_MESSAGE_BYTES < len(text.encode())
+    with pytest.raises(InvalidInputError, match="bytes"):
+        await town.messages.send("a", TaskBody(text))
+    assert await town.agents.inbox_len((await town.agents.resolve("a")).id) == 0
+
+
+async def _clients(town: Town) -> dict[int, dict[str, str]]:
+    out = {}
+    for line in (await town.store.redis.execute("CLIENT", "LIST", "TYPE", "normal")).splitlines():
+        fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
+        out[int(fields["id"])] = fields
+    return out
+
+
+async def test_follow_events_of_a_one_shot_town_survives_a_dropped_connection(
+    town: Town,
+) -> None:
+    """`tt events --follow` is one-shot (no reconnect for its commands), yet its follower
+    reconnects and resumes after the last event it yielded."""
+    assert town.store.reconnect is False
+    before = set(await _clients(town))
+    seen: list[Event] = []
+    changed = trio.Event()
+
+    async def follow() -> None:
+        nonlocal changed
+        async for event in town.messages.follow_events(agent="a1"):
+            seen.append(event)
+            changed.set()
+
+    async def until(count: int) -> list[str]:
+        nonlocal changed
+        with trio.fail_after(20):
+            while len(seen) < count:
+                changed = trio.Event()
+                await changed.wait()
+        return [e.text for e in seen]
+
+    events = town.keys.events
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow)
+        with trio.fail_after(10):
+            while True:
+                mine = [
+                    i
+                    for i, f in (await _clients(town)).items()
+                    if i not in before and f.get("cmd") == "xread" and "b" in f.get("flags", "")
+                ]
+                if mine:
+                    break
+                await trio.sleep(0.005)
+        await town.store.redis.execute("XADD", events, "*", "agent", "a1", "text", "one")
+        await town.store.redis.execute("XADD", events, "*", "agent", "a2", "text", "other")
+        assert await until(1) == ["one"]
+        # Added and dropped in one step: only a follower resuming from "one" yields "two".
+        await town.store.redis.pipeline(
+            [
+                ["MULTI"],
+                ["XADD", events, "*", "agent", "a1", "text", "two"],
+                ["CLIENT", "KILL", "ID", mine[0]],
+                ["EXEC"],
+            ]
+        )
+        await town.store.redis.execute("XADD", events, "*", "agent", "a1", "text", "three")
+        assert await until(3) == ["one", "two", "three"]
+        nursery.cancel_scope.cancel()

@@ -263,7 +263,8 @@ class Connection:
 
 def _reply_lost(exc: RedisUnavailableError) -> ReplyLostError:
     return ReplyLostError(
-        f"{str(exc).rstrip('.')} before the reply to a command: it may or may not have run."
+        f"Lost the connection to Redis before a reply ({str(exc).rstrip('.')}):"
+        " the command may or may not have run."
     )
 
 
