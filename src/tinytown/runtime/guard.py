@@ -43,22 +43,36 @@ def marked_processes(markers: Iterable[str], *, prefix: str = "") -> dict[str, l
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read()
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rpartition(b")")[2].split()[0]
-        except OSError:
-            continue  # gone, or not ours to read
-        if state in (b"Z", b"X"):
+        env = _read(f"/proc/{name}/environ")  # (raw os calls: this runs once per round)
+        at = env.find(tag)
+        while at > 0 and env[at - 1] != 0:  # only at the start of an entry
+            at = env.find(tag, at + 1)
+        if at < 0:
             continue
-        for item in env.split(b"\0"):
-            if item.startswith(tag):
-                value = item[len(tag) :]
-                if value in wanted or (start and value.startswith(start)):
-                    found.setdefault(value.decode(), []).append(int(name))
-                break
+        end = env.find(b"\0", at)
+        value = env[at + len(tag) : end if end >= 0 else len(env)]
+        if value in wanted or (start and value.startswith(start)):
+            state = _read(f"/proc/{name}/stat").rpartition(b")")[2].split()[:1]
+            if state and state[0] not in (b"Z", b"X"):
+                found.setdefault(value.decode(), []).append(int(name))
     return found
+
+
+def _read(path: str) -> bytes:
+    """The whole of a small /proc file, or b"" when it is gone or not ours to read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def kill_marked(pids: Iterable[int], sig: int = signal.SIGKILL) -> None:
