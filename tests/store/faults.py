@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from tinytown.store.client import _open_unix
+from tinytown.store.connection import _open_unix
 
 
 class ReplyDropper:
