@@ -9,8 +9,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from tinytown.services.config import TownConfig
+
+#: Set by ``tt run --detach`` for its child: the runtime.log the child writes (rotating).
+RUNTIME_LOG_ENV = "TT_RUNTIME_LOG"
 
 
 class RotatingLog:
@@ -69,6 +75,21 @@ class RotatingLog:
         self.close()
 
 
+def runtime_echo(root: Path) -> Callable[[str], None]:
+    """Where ``tt run`` writes its lines: stdout, or for a detached runtime (``$TT_RUNTIME_LOG``
+    set by ``tt run --detach``) the runtime.log, rotating per ``runtime.log_max_bytes`` and
+    ``runtime.log_keep``. (Its stderr still goes to the file it was started with, for errors
+    at start; those are few.)"""
+    path = os.environ.get(RUNTIME_LOG_ENV)
+    if not path:
+        return lambda line: print(line, flush=True)
+    config = TownConfig.load(root)
+    log = RotatingLog(
+        path, int(config.setting("runtime.log_max_bytes")), int(config.setting("runtime.log_keep"))
+    )
+    return lambda line: log.write(f"{line}\n".encode("utf-8", "replace"))
+
+
 def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     """The live file and its rotated predecessors that exist, newest first."""
     live = Path(path)
@@ -80,4 +101,4 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     return out
 
 
-__all__ = ["RotatingLog", "rotated_files"]
+__all__ = ["RUNTIME_LOG_ENV", "RotatingLog", "rotated_files", "runtime_echo"]
