@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from tests.runtime.conftest import alive, eventually, log_pids, proc_state
 from tinytown import AgentState, Task, TaskState
@@ -90,7 +91,7 @@ async def test_interrupt_stops_the_child_and_resume_continues(town: Town, runtim
     agent = await handle.interrupt()
     assert agent.state is AgentState.PAUSED
     await eventually(lambda: _stopped(pid), timeout=20)  # T (D first under I/O load)
-    await trio.sleep(0.2)
+    # stopped by the kernel, the child cannot finish: the task is still running
     assert await task_state(town, task_id) is TaskState.RUNNING
     agent = await handle.resume()
     assert agent.state is AgentState.WORKING
@@ -107,8 +108,15 @@ async def test_paused_agent_takes_no_messages(town: Town, runtime: Runtime) -> N
     handle = await town.spawn_agent("w")
     await handle.wait(idle=True, timeout=20)
     await handle.interrupt()
+    takes: list[tuple[str, int]] = []
+    runtime.on_take = lambda agent_id, n: takes.append((agent_id, n))
+    hub = runtime.context.hub
+    token = hub.token(handle.id)
     task_id = await handle.assign("print later")
-    await trio.sleep(0.3)
+    # The actor had its chance: the wake-up reached it, and it went back to waiting.
+    await hub.wait(handle.id, token)
+    await trio.testing.wait_all_tasks_blocked(0.05)
+    assert takes == []
     assert await task_state(town, task_id) is TaskState.ASSIGNED
     assert await handle.inbox_len() == 1
     await handle.resume()
@@ -257,3 +265,15 @@ async def test_more_messages_than_one_take_are_all_handled(town: Town, runtime: 
 
 async def _stopped(pid: int) -> bool:
     return proc_state(pid) == "T"
+
+
+async def test_on_take_reports_every_take(town: Town, runtime: Runtime) -> None:
+    """The observation hook the benchmark uses: (agent id, messages taken) per take."""
+    takes: list[tuple[str, int]] = []
+    runtime.on_take = lambda agent_id, n: takes.append((agent_id, n))
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.assign("print observed")
+    await handle.wait(idle=True, timeout=20)
+    assert (handle.id, 1) in takes
+    assert sum(n for agent, n in takes if agent == handle.id) == 1  # the assignment, once

@@ -13,6 +13,7 @@ run, so a ``close``, ``kill`` or shutdown given while the actor restarts still h
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -34,7 +35,7 @@ from tinytown.runtime.context import Context
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
-from tinytown.runtime.proctree import ProcessLedger
+from tinytown.runtime.proctree import ProcessLedger, signal_tree
 from tinytown.runtime.prompt import compose
 from tinytown.services.executables import check_cli_installed
 from tinytown.store.records import Op
@@ -192,6 +193,13 @@ class AgentActor:
         agent = await self._change(lambda a: a.transition("kill"), "kill")
         await self.ctx.town.lifecycle.release_work(agent)
         return agent
+
+    def kill_now(self) -> None:
+        """A second signal: SIGKILL the round's process tree at once, without the grace
+        (the cancellation that follows reaps it). The group is still ours: the round's
+        leader is not reaped before ``run_cli`` returns and ``proc`` is cleared."""
+        if self.proc is not None:
+            signal_tree(self.proc.pid, self.proc.marker, signal.SIGKILL)
 
     def _check(self, event: str) -> None:
         if not self.life.can(event):

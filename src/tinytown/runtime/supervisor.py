@@ -211,9 +211,11 @@ class Supervisor:
                 await slot.done.wait()
 
     def abort(self) -> None:
-        """Cancel every actor now (a second SIGTERM): rounds are not waited for."""
+        """Stop every actor now (a second SIGTERM): each round's process tree gets SIGKILL
+        at once (no grace) and the actors are cancelled, leaving messages in flight."""
         for slot in list(self._slots.values()):
             slot.life.try_fire("stop")
+            slot.actor.kill_now()
             slot.scope.cancel()
 
     # -- control requests ------------------------------------------------------------
