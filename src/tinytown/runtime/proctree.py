@@ -153,9 +153,11 @@ class AgentLedger:
     agent_id: str
 
     async def record(self, entry: ProcEntry) -> None:
+        """:meth:`ProcessLedger.record` for this agent (same cancellation)."""
         await self.ledger.record(self.agent_id, entry)
 
     async def clear(self) -> None:
+        """:meth:`ProcessLedger.clear` for this agent (same cancellation)."""
         await self.ledger.clear(self.agent_id)
 
 

@@ -4,6 +4,10 @@ The lease ``tt:<town>:runtime`` (a JSON value with an expiry) says which ``tt ru
 the town. The ledger ``tt:<town>:procs`` is a hash: agent id -> JSON description of the
 process group its current round runs in (see runtime/proctree.py). Both are transient:
 snapshots never save them.
+
+Every function here is one Redis call (a command, a pipeline or a script). Cancellation:
+each is cancellable; cancelled after the request was written, the change may or may not
+have been made (each is safe to repeat).
 """
 
 from __future__ import annotations
