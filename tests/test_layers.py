@@ -89,6 +89,7 @@ def _last_name(node: ast.expr) -> str:
 
 
 def raw_redis_uses(module: Module) -> Iterator[str]:
+    chained = {id(node.value) for node in ast.walk(module.tree) if isinstance(node, ast.Attribute)}
     for node in ast.walk(module.tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             method = node.func.attr
@@ -101,7 +102,7 @@ def raw_redis_uses(module: Module) -> Iterator[str]:
             # Reading the client out of something else (town.redis, self.store.redis) hands
             # out the raw door; self.redis is an object's own field.
             owner = node.value
-            if not (isinstance(owner, ast.Name) and owner.id == "self") or _chained(module, node):
+            if not (isinstance(owner, ast.Name) and owner.id == "self") or id(node) in chained:
                 yield f"{module.where(node)}: reaches the Redis client through .redis"
         elif isinstance(node, ast.ImportFrom) and node.module:
             target = _absolute(module, node)
@@ -113,14 +114,6 @@ def raw_redis_uses(module: Module) -> Iterator[str]:
             for alias in node.names:
                 if alias.name in RAW_MODULES:
                     yield f"{module.where(node)}: imports {alias.name}"
-
-
-def _chained(module: Module, node: ast.Attribute) -> bool:
-    """Whether ``node`` (``x.redis``) is itself followed by an attribute (``x.redis.y``)."""
-    for parent in ast.walk(module.tree):
-        if isinstance(parent, ast.Attribute) and parent.value is node:
-            return True
-    return False
 
 
 def _absolute(module: Module, node: ast.ImportFrom) -> str:

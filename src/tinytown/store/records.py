@@ -61,6 +61,10 @@ class Warnings(collections.deque[str]):
         return self.total - len(self)
 
 
+def _as_warnings(items: Iterable[str]) -> Warnings:
+    return items if isinstance(items, Warnings) else Warnings(items)
+
+
 class Conflict(Exception):
     """The record changed between read and write (retried by :meth:`Store.update`)."""
 
@@ -78,7 +82,7 @@ class Store:
     redis: Redis
     keys: Keys
     #: Malformed records met while reading; front ends report them, nothing crashes.
-    warnings: Warnings = attrs.field(factory=Warnings, converter=Warnings)
+    warnings: Warnings = attrs.field(factory=Warnings, converter=_as_warnings)
     #: The town's event stream (reads and following).
     events: EventStream = attrs.field(init=False)
 
