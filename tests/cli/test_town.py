@@ -135,7 +135,7 @@ def test_config_get_set_and_errors(tt, town_dir: Path) -> None:
     assert saved["runtime"]["round_timeout"] == 90.0
     before = (town_dir / "tinytown.toml").read_text()
     assert "Unknown config key 'nope'" in user_error(tt("config", "nope"))
-    assert "needs a float" in user_error(tt("config", "runtime.round_timeout", "soon"))
+    assert "needs a number" in user_error(tt("config", "runtime.round_timeout", "soon"))
     assert (town_dir / "tinytown.toml").read_text() == before
 
 

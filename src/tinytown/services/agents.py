@@ -20,6 +20,7 @@ from tinytown.model.nicknames import nickname_for
 from tinytown.services import control
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
+from tinytown.services.text import check_text
 from tinytown.services.waiting import wait_for_agent
 from tinytown.store import indexes
 from tinytown.store.records import GuardFailed, Op, Store
@@ -118,6 +119,9 @@ class AgentService:
     ) -> Agent:
         """Register a new agent (state ``starting``); a running town starts it at once."""
         validate_agent_name(name)
+        for what, text in (("role", role), ("nickname", nickname), ("scope", scope), ("cli", cli)):
+            if text is not None:
+                check_text(text, f"the agent's {what}")
         mode = SpawnMode.parse(mode) if isinstance(mode, str) else mode
         cli_name, argv = self.config.resolve_cli(cli)
         # The rules the child's exec will use: the agents' PATH, the town root as cwd.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import tomllib
@@ -12,6 +13,7 @@ import attrs
 import tomli_w
 
 from tinytown.errors import ConfigError, NotInitializedError
+from tinytown.services.text import text_problem
 
 CONFIG_FILE = "tinytown.toml"
 
@@ -41,7 +43,54 @@ DEFAULTS: dict[str, Any] = {
     "runtime.shutdown_grace": 30.0,
     "runtime.max_restarts": 5,
     "runtime.log_tail_bytes": 4000,
+    "runtime.log_max_bytes": 10 * 1024 * 1024,  # agent logs and runtime.log rotate here
+    "runtime.log_keep": 3,  # rotated files kept (<name>.1 ... <name>.N)
 }
+
+
+#: The allowed range of each numeric setting: (lowest, whether the lowest is allowed).
+#: Timeouts and graces may be 0 (none), intervals and sizes must be positive, counts may
+#: be 0. Every value must be finite.
+RANGES: dict[str, tuple[float, bool]] = {
+    "runtime.round_timeout": (0, False),
+    "runtime.kill_grace": (0, True),
+    "runtime.heartbeat_interval": (0, False),
+    "runtime.shutdown_grace": (0, True),
+    "runtime.max_restarts": (0, True),
+    "runtime.log_tail_bytes": (0, True),
+    "runtime.log_max_bytes": (0, False),
+    "runtime.log_keep": (0, True),
+}
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """Return ``value`` if it suits setting ``key`` (its default's type and its range),
+    else raise ConfigError with one sentence naming the key."""
+    default = DEFAULTS.get(key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"Config key {key!r} needs true or false, not {value!r}.")
+        return value
+    if isinstance(default, int | float):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"Config key {key!r} needs {kind}, not {value!r}.")
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ConfigError(f"Config key {key!r} needs {kind}, not {value!r}.")
+        if not math.isfinite(value):
+            raise ConfigError(f"Config key {key!r} needs a finite number, not {value!r}.")
+        low, inclusive = RANGES.get(key, (-math.inf, True))
+        if value < low or (value == low and not inclusive):
+            bound = f"{low:g} or more" if inclusive else f"more than {low:g}"
+            raise ConfigError(f"Config key {key!r} must be {bound}, not {value!r}.")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"Config key {key!r} needs a string, not {value!r}.")
+        problem = text_problem(value)
+        if problem:
+            raise ConfigError(f"Config key {key!r} {problem}.")
+    return value
 
 
 def find_town_root(start: str | os.PathLike[str] | None = None, *, search: bool = True) -> Path:
@@ -70,17 +119,46 @@ class TownConfig:
         return str(self.data.get("name", ""))
 
     @classmethod
-    def load(cls, root: Path) -> TownConfig:
+    def load(cls, root: Path, *, check: bool = True) -> TownConfig:
+        """Read ``tinytown.toml``. With ``check`` (the default) every known setting in it
+        must suit its type and range (ConfigError names the file and the key); ``tt
+        config`` loads without it, so a bad value can be corrected."""
         path = root / CONFIG_FILE
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise NotInitializedError(f"No town at {root}; run 'tt init' first.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text: {exc.reason}.") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}.") from exc
         if not isinstance(data.get("name"), str):
             raise ConfigError(f"{path} has no 'name' string.")
-        return cls(root, data)
+        config = cls(root, data)
+        if check:
+            config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise ConfigError (naming the file and the key) for a known setting whose value
+        does not suit it."""
+        for key in DEFAULTS:
+            try:
+                value = self._lookup(key)
+            except KeyError:
+                continue
+            try:
+                check_setting(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.path}: {exc}") from None
+
+    def _lookup(self, key: str) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        return node
 
     @classmethod
     def create(cls, root: Path, name: str) -> TownConfig:
@@ -99,9 +177,20 @@ class TownConfig:
         return config
 
     def save(self) -> None:
+        """Write the file atomically (a crash never leaves half a config); the temporary
+        file never stays behind, whatever fails."""
+        try:
+            body = tomli_w.dumps(self.data).encode("utf-8")
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"Cannot write {self.path}: {exc}.") from exc
         tmp = self.path.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(self.data), encoding="utf-8")
-        tmp.replace(self.path)  # atomic: a crash never leaves half a config
+        try:
+            tmp.write_bytes(body)
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise ConfigError(f"Cannot write {self.path}: {exc.strerror or exc}.") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get(self, key: str) -> Any:
         node: Any = self.data
@@ -116,6 +205,10 @@ class TownConfig:
     def set(self, key: str, value: str) -> Any:
         """Set ``key`` from text, checked against its type; returns the stored value."""
         parsed: Any
+        for what, text in (("Config key", key), (f"The value for {key!r}", value)):
+            problem = text_problem(text)
+            if problem:  # refused before anything is written
+                raise ConfigError(f"{what} {problem}.")
         if key.startswith("agent_clis.") and key.count(".") in (1, 2):
             name = key.split(".")[1]
             if not name or not shlex.split(value):
@@ -127,7 +220,7 @@ class TownConfig:
         elif key == "name":
             raise ConfigError("The town name cannot be changed (its Redis keys carry it).")
         else:
-            parsed = _parse_like(DEFAULTS[key], key, value)
+            parsed = check_setting(key, _parse_like(DEFAULTS[key], key, value))
         if key == "redis.url" and _has_password(parsed):
             raise ConfigError(
                 "Refusing to write a password into tinytown.toml; set REDIS_URL instead."
@@ -141,11 +234,16 @@ class TownConfig:
         return parsed
 
     def setting(self, key: str) -> Any:
-        """A runtime setting with its default."""
+        """A runtime setting with its default (checked: a value that does not suit the
+        setting raises ConfigError naming the file and the key, never a crash later)."""
         try:
-            return self.get(key)
+            value = self.get(key)
         except ConfigError:
             return DEFAULTS[key]
+        try:
+            return check_setting(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
 
     def clis(self) -> dict[str, str]:
         """Every CLI preset: built-ins overridden by ``[agent_clis.<name>]``."""
@@ -180,8 +278,8 @@ def _parse_like(default: Any, key: str, value: str) -> Any:
         if isinstance(default, float):
             return float(value)
     except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"Config key {key!r} needs a {kind}, not {value!r}.") from None
+        kind = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
+        raise ConfigError(f"Config key {key!r} needs {kind}, not {value!r}.") from None
     return value
 
 

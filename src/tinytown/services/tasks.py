@@ -21,6 +21,7 @@ from tinytown.model import (
 )
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid, parse_time
 from tinytown.services.agents import AgentService
+from tinytown.services.text import check_text
 from tinytown.store import indexes
 from tinytown.store.records import Conflict, GuardFailed, Op, Store
 
@@ -105,7 +106,9 @@ class TaskService:
     # -- creating --------------------------------------------------------------------
 
     def _new(self, description: str, tags: Sequence[str], parent: str | None) -> Task:
-        description = description.strip()
+        description = check_text(description, "the task description").strip()
+        for tag in tags:
+            check_text(tag, f"tag {tag!r}")
         if not description:
             raise InvalidTransitionError("A task needs a non-empty description.")
         if len(description) > MAX_DESCRIPTION:
@@ -266,7 +269,7 @@ class TaskService:
         """Move a task to a terminal state, notify its assigner, and (``count``) add it to
         its agent's ``tasks_completed`` (the runtime counts in its own round update).
         ``sender`` signs the notice when the task has no assignee."""
-        text = text[-MAX_RESULT:]
+        text = check_text(text, "the result text")[-MAX_RESULT:]
 
         def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition(verb, result=text)

@@ -194,7 +194,7 @@ async def cmd_towns(ctx: Context, args: argparse.Namespace) -> int:
 def effective_config(config: TownConfig) -> dict[str, Any]:
     """Every setting with its effective value, and every CLI preset."""
     out: dict[str, Any] = {"name": config.name}
-    out.update({key: config.setting(key) for key in DEFAULTS})
+    out.update({key: config.get(key) for key in DEFAULTS})
     out.update({f"agent_clis.{name}": cmd for name, cmd in sorted(config.clis().items())})
     return out
 
@@ -210,7 +210,8 @@ def _config_value(config: TownConfig, key: str) -> Any:
 
 
 async def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
-    config = TownConfig.load(ctx.root())
+    # Unchecked, so a bad value written by hand can be shown and corrected here.
+    config = TownConfig.load(ctx.root(), check=False)
     if args.key is None:
         values = effective_config(config)
         if ctx.json:
