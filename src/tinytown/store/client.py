@@ -99,19 +99,23 @@ class Redis:
 
     Which failures are retried:
 
-    * Before the command was written (cannot connect, a pooled connection found closed
-      by the server, a write that did not go through): the command cannot have run.
-      A fresh connection is tried; with ``reconnect=True`` (the runtime) the client then
-      waits with exponential backoff (50 ms doubling to 2 s) until Redis is back or the
-      caller is cancelled. Without it (one-shot commands) :class:`RedisUnavailableError`.
+    * A pooled connection the server closed while it sat idle (server restart, CLIENT
+      KILL, idle timeout; checked with a zero-timeout poll before each use) is replaced
+      by a fresh one before anything is written, in both modes.
+    * Before the command was written (cannot connect, a write that did not go through):
+      the command cannot have run. With ``reconnect=True`` (the runtime) the client waits
+      with exponential backoff (50 ms doubling to 2 s) and tries again until Redis is
+      back or the caller is cancelled; without it (one-shot commands) it raises
+      :class:`RedisUnavailableError`.
     * After it was written (the reply was lost: the command may or may not have run):
-      idempotent commands (:func:`is_idempotent`: reads, PING, MULTI/EXEC around reads;
-      pipelines made only of them; scripts declared ``idempotent``; or an explicit
-      ``idempotent=True``) are retried as above. Every other command -- LPOP, RPUSH,
-      XADD, the TAKE and APPLY scripts, ... -- raises :class:`ReplyLostError` at once,
-      in both modes: running it again could do its effect twice (a second LPOP drops
-      requests, a second TAKE strands messages), so the caller recovers (re-reads the
-      state it meant to change: see ``Store.apply``) instead.
+      with ``reconnect=True``, idempotent commands (:func:`is_idempotent`: reads, PING,
+      MULTI/EXEC around reads; pipelines made only of them; scripts declared
+      ``idempotent``; or an explicit ``idempotent=True``) are retried as above. Every
+      other command -- LPOP, RPUSH, XADD, the TAKE and APPLY scripts, ... -- raises
+      :class:`ReplyLostError` at once, in both modes: running it again could do its
+      effect twice (a second LPOP drops requests, a second TAKE strands messages), so
+      the caller recovers instead (re-reads the state it meant to change: see
+      ``Store.apply``). Without ``reconnect`` every lost reply raises ReplyLostError.
 
     ``reconnected`` is set (and replaced) after the first success that follows a failure
     or a connection found dead, so the runtime can look again at what it may have missed.
