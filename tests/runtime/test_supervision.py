@@ -174,3 +174,33 @@ async def test_supervised_agents_idle_interface(
     served.supervisor.mark_busy(handle.id)
     assert served.supervisor.idle_agents() == []
     served.supervisor.mark_busy("no-such-agent")  # gone: a no-op, never a KeyError
+
+
+async def test_a_failing_supervisor_loop_restarts_and_loses_nothing(
+    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (or a lost reply) in the supervisor's mail loop: reported, the loop starts
+    again and handles the mail it held; the town goes on."""
+    from tinytown.model import Informational, Message
+    from tinytown.model.ids import SUPERVISOR_ID, new_id
+    from tinytown.runtime.supervisor import Supervisor
+
+    original = Supervisor._mail_ops
+    failed: list[str] = []
+
+    def fail_once(self: Supervisor, raw: str, msg: Message) -> list[list[str]]:
+        if not failed:
+            failed.append(msg.text)
+            raise RuntimeError("bug")
+        return original(self, raw, msg)
+
+    monkeypatch.setattr(Supervisor, "_mail_ops", fail_once)
+    message = Message.new(new_id(), SUPERVISOR_ID, Informational("hello boss"))
+    await town.store.run_ops(town.store.deliver_ops(message))
+
+    async def received() -> bool:
+        return any(m.id == message.id for m in served.mail)
+
+    await eventually(received)
+    assert failed == ["hello boss"]
+    assert await town.redis.execute("LLEN", town.keys.inflight(SUPERVISOR_ID)) == 0

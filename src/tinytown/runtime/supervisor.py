@@ -10,6 +10,7 @@ parts see only narrow interfaces: the dispatcher calls :meth:`idle_agents` and
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -58,15 +59,30 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as actors:
                 self._actor_nursery = actors
-                nursery.start_soon(ControlDesk(self.ctx, self.perform).run, actors)
-                nursery.start_soon(self._mail_loop)
-                nursery.start_soon(self._heartbeat_loop)
-                nursery.start_soon(Dispatcher(self.ctx, self).run)
+                desk = ControlDesk(self.ctx, self.perform)
+                nursery.start_soon(self._keep_running, "control", lambda: desk.run(actors))
+                nursery.start_soon(self._keep_running, "mail", self._mail_loop)
+                nursery.start_soon(self._keep_running, "heartbeat", self._heartbeat_loop)
+                nursery.start_soon(self._keep_running, "dispatch", Dispatcher(self.ctx, self).run)
                 for agent in await self.ctx.town.agents.list():
                     if not agent.state.terminal:
                         self.start_actor(agent.id)
                 task_status.started()
                 await trio.sleep_forever()
+
+    async def _keep_running(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the supervisor's loops; if it raises (a bug, a lost reply), report it
+        and start it again after a backoff, so it never takes the town down. Each loop
+        recovers its own state on start (claimed requests, mail in flight)."""
+        delay = 0.05
+        while True:
+            try:
+                await loop()
+                return
+            except Exception as exc:
+                self.ctx.report(f"supervisor: {name} loop failed ({type(exc).__name__}: {exc})")
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     # -- the narrow interfaces -----------------------------------------------------------
 
@@ -252,6 +268,7 @@ class Supervisor:
         """Receive messages addressed to the supervisor through the same :class:`Mailbox`
         as agents: answer pings, record the rest. Cancellable; unacknowledged mail stays
         in flight and is handled by the next run."""
+        self.mailbox = Mailbox(self.ctx, SUPERVISOR_ID, lambda: "supervisor")  # forget all
         held = await self.mailbox.recover()
         while True:
             token = self.ctx.hub.token(SUPERVISOR_ID)
