@@ -32,6 +32,7 @@ from tinytown.store.records import (
     Warnings,
     encode_ops,
 )
+from tinytown.store.replies import reply_waiter
 from tinytown.store.server import EmbeddedServer
 
 from .faults import ReplyDropper
@@ -573,3 +574,17 @@ async def test_connection_accessors(redis_server: EmbeddedServer) -> None:
     assert redis._idle
     await store.aclose()
     assert redis._idle == []
+
+
+async def test_reply_waiter(store: Store) -> None:
+    async with reply_waiter(store) as wait:
+        with trio.fail_after(5):
+            assert await wait("r1", 0.05) is None
+
+            async def answer() -> None:
+                await store.run_ops([["RPUSH", store.keys.reply("r1"), '{"ok": true}']])
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer)
+                assert await wait("r1", 5) == '{"ok": true}'
+    assert await store.redis.execute("EXISTS", store.keys.reply("r1")) == 0
