@@ -189,7 +189,9 @@ class AgentActor:
 
     async def record_kill(self) -> Agent:
         """Record ``stopped`` and give the work back (in-flight messages to the inbox, tasks
-        to the backlog). Called by the supervisor once the actor's run is cancelled."""
+        to the backlog). Called by the supervisor once the actor's run is cancelled, shielded
+        under a deadline. Cancellable: cancelled half-way, the agent may be recorded
+        ``stopped`` with its work not yet given back (``tt recover`` finds it)."""
         agent = await self._change(lambda a: a.transition("kill"), "kill")
         await self.ctx.town.lifecycle.release_work(agent)
         return agent

@@ -5,6 +5,10 @@ Which commands may be retried after a lost reply: reads (``LRANGE``, ``LLEN``, `
 ``HGETALL``) are idempotent. ``take`` and ``claim_control`` move entries, so a lost reply
 leaves them moved but unseen; their callers recover by reading the destination list
 (:meth:`Queues.in_flight`, :meth:`Queues.control_claimed`), which always holds them.
+
+Cancellation: every operation here is cancellable at any point (the client then drops
+its connection). A cancelled read changed nothing; a cancelled move or write may or may
+not have run on the server, and is recovered the same way as a lost reply.
 """
 
 from __future__ import annotations
