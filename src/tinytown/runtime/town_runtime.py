@@ -76,6 +76,11 @@ class Runtime:
         lease = Lease(ctx.store)
         await lease.acquire(self.report)  # also kills a crashed runtime's leftover CLIs
         try:
+            # Agents' own Redis login, never the admin password (docs/security.md).
+            warning = await town.access.prepare()
+            if warning:
+                self.report(warning)
+            ctx.agent_env = {**ctx.agent_env, **town.env_for_agents()}
             await ctx.queues.forget_control()  # requests of a dead runtime
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lease.keep, 2.0)
