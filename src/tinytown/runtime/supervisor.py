@@ -221,7 +221,8 @@ class Supervisor:
         with trio.move_on_after(grace):
             for slot in list(self._slots.values()):
                 await slot.done.wait()
-        self.abort()
+        for slot in list(self._slots.values()):
+            slot.scope.cancel()  # the process ladder: SIGTERM, kill_grace, SIGKILL
         with trio.move_on_after(grace + 10):
             for slot in list(self._slots.values()):
                 await slot.done.wait()
