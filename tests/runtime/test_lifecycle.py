@@ -96,3 +96,22 @@ async def test_changed_wakes_on_a_transition(autojump_clock: trio.testing.MockCl
         life.fire("interrupt")
         with trio.fail_after(1):
             await woke.wait()
+
+
+def test_a_round_writes_the_record_against_the_state_it_finds() -> None:
+    """A round that began before a close keeps the agent draining; one that would start
+    over a terminal record is refused (issue 9: ``work`` from ``draining`` crashed)."""
+    from tinytown.model import Agent, AgentState
+    from tinytown.runtime.outcome import round_state
+
+    def agent(state: AgentState) -> Agent:
+        return Agent(id="a" * 8, name="ann", nickname="Ann", cli="x", state=state)
+
+    for state in (AgentState.STARTING, AgentState.IDLE, AgentState.WORKING):
+        assert round_state(agent(state), "t1").state is AgentState.WORKING
+    for state in (AgentState.PAUSED, AgentState.DRAINING):
+        written = round_state(agent(state), "t1")
+        assert written.state is state and written.current_task == "t1"
+    for state in (AgentState.COLD, AgentState.STOPPED, AgentState.ERROR):
+        with pytest.raises(InvalidTransitionError):
+            round_state(agent(state), "t1")

@@ -23,7 +23,6 @@ from tinytown.errors import CliNotFoundError, InvalidTransitionError, NotFoundEr
 from tinytown.model import (
     Agent,
     AgentState,
-    Informational,
     Message,
     MessageType,
     StatusResponse,
@@ -34,6 +33,7 @@ from tinytown.model import (
 from tinytown.runtime.context import Context
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
+from tinytown.runtime.outcome import replies, round_state, verdict
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
 from tinytown.runtime.proctree import ProcessLedger, signal_tree
 from tinytown.runtime.prompt import compose
@@ -237,7 +237,7 @@ class AgentActor:
         if not tasks and not requests:  # every assignment was stale: just acknowledge
             return [], await self._finish_round(held, counted=False)
         current = tasks[0].id if tasks else None
-        agent = await self._change(lambda a: _round_state(a, current), "round")
+        agent = await self._change(lambda a: round_state(a, current), "round")
         names = await self.ctx.queues.all_agent_names()
         parent_results = await self._parent_results(agent)
         prompt = compose(
@@ -310,31 +310,20 @@ class AgentActor:
     ) -> tuple[list[Op], int]:
         """Record the round's outcome on its tasks; return the replies to its requests (to
         be sent with the acknowledgement) and how many tasks it completed."""
-        town = self.ctx.town
-        ok = result.returncode == 0 and not result.timed_out
+        ok, detail = verdict(result)
         self.failed_rounds = 0 if ok else self.failed_rounds + 1
-        if result.timed_out:
-            detail = f"timed out; stderr: {result.stderr_tail.strip()}".strip()
-        elif ok:
-            detail = result.stdout_tail.strip() or "(no output)"
-        else:
-            tail = result.stderr_tail.strip() or result.stdout_tail.strip()
-            detail = f"exit {result.returncode}: {tail}"
         completed = 0
         for task in tasks:
             try:
-                await town.tasks.finish(task.id, "complete" if ok else "fail", detail, count=False)
+                await self.ctx.town.tasks.finish(
+                    task.id, "complete" if ok else "fail", detail, count=False
+                )
                 completed += ok
             except InvalidTransitionError:
                 pass  # the CLI finished it itself (tt task complete/fail), and it counted
         ops: list[Op] = []
-        for msg in requests:
-            if msg.sender != self.id:
-                summary = f"re: {msg.text[:80]} -> {'done' if ok else 'failed'}: {detail[-1000:]}"
-                reply = Message.new(
-                    self.id, msg.sender, Informational(summary), correlation_id=msg.id
-                )
-                ops += self.ctx.store.deliver_ops(reply)
+        for reply in replies(self.id, requests, ok, detail):
+            ops += self.ctx.store.deliver_ops(reply)
         return ops, completed
 
     async def _finish_round(
@@ -390,17 +379,6 @@ class AgentActor:
         return await self.ctx.store.update(
             Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
         )
-
-
-def _round_state(agent: Agent, current: str | None) -> Agent:
-    """The record as a round starts, checked against the state it is written over: a
-    live agent works; a paused one stays paused (its process starts suspended); one that
-    is closing keeps draining while the round that already began finishes."""
-    if agent.state in (AgentState.STARTING, AgentState.IDLE, AgentState.WORKING):
-        return agent.transition("work", current_task=current)
-    if agent.state in (AgentState.PAUSED, AgentState.DRAINING):
-        return attrs.evolve(agent, current_task=current)
-    raise InvalidTransitionError(f"Agent {agent.name} is {agent.state.value}; no round starts.")
 
 
 def _gone(agent_id: str) -> Exception:
