@@ -254,7 +254,7 @@ class Chaos:
                 lines += [
                     "[[tasks]]",
                     f'id = "b{index}-t{i}"',
-                    f'description = "{work} b{index}-t{i}"',
+                    f'description = "{work}; b{index}-t{i}"',
                 ]
                 if self.rng.random() < 0.5:
                     lines.append(f'agent = "{self.rng.choice(self.agents)}"')
