@@ -40,7 +40,10 @@ async def wait_for(buffer: io.StringIO, text: str, timeout: float = 5.0) -> None
     raise AssertionError(f"{text!r} not shown; the screen got:\n{buffer.getvalue()}")
 
 
-async def test_attach_to_a_town_that_is_not_running(town_dir: Path, pipe: PipeInput) -> None:
+async def test_attach_to_a_town_that_is_not_running(
+    town_dir: Path, pipe: PipeInput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TT_AGENT_ID", "00000000-0000-4000-8000-000000000000")
     output, buffer = screen()
     pipe.send_text("list\r")
     async with trio.open_nursery() as nursery:
@@ -49,6 +52,8 @@ async def test_attach_to_a_town_that_is_not_running(town_dir: Path, pipe: PipeIn
         pipe.send_text("\x04")
     shown = buffer.getvalue()
     assert shown.count("is not running: commands work") == 1
+    # Identity goes through the command context; the process environment is not changed.
+    assert os.environ["TT_AGENT_ID"] == "00000000-0000-4000-8000-000000000000"
 
 
 async def test_run_with_repl_hosts_the_town_and_shuts_it_down(
@@ -83,9 +88,13 @@ async def test_sigterm_shuts_the_town_down(town_dir: Path, town: Town, pipe: Pip
 
 async def test_cancelling_the_repl_takes_the_prompt_down(town: Town, pipe: PipeInput) -> None:
     repl = Repl(town, input=pipe, output=DummyOutput(), history=InMemoryHistory())
-    with trio.move_on_after(0.5):
-        await repl.run()
-    assert repl.ready.is_set()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(repl.run)
+        await repl.ready.wait()
+        with trio.fail_after(5):
+            while not repl.reader.session.app.is_running:  # the prompt is up
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
     assert not repl.reader.session.app.is_running  # the prompt thread let go of the terminal
 
 

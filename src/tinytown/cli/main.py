@@ -18,6 +18,7 @@ from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output
 from tinytown.cli.parser import build_parser
 from tinytown.errors import NotInitializedError, TinytownError
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.town import Town
 from tinytown.store.client import ResponseError
 
@@ -52,6 +53,7 @@ async def run_command(
     town: Town | None = None,
     *,
     interactive: Interactive | None = None,
+    sender: str | None = None,
 ) -> int:
     """Run a command parsed by the ``tt`` parser and return its exit code; user errors are
     printed through ``out``, not raised. This is the one way both front ends run commands.
@@ -59,6 +61,9 @@ async def run_command(
     ``town``: an already connected town to use (the REPL's); otherwise one is connected
     (and closed afterwards) when the command's ``town`` default asks for it.
     ``interactive``: the console for ``attach``/``run`` (see :func:`main`).
+    ``sender``: who acts (an agent id, or the supervisor's); default: the agent whose round
+    runs this process (``TT_AGENT_ID``), else the supervisor. The REPL passes the
+    supervisor: its user is the supervisor whatever the environment says.
     Cancellation propagates (a town opened here is closed first).
     """
     ctx = Context(
@@ -68,6 +73,8 @@ async def run_command(
         town_dir=getattr(args, "town_dir", None),
         interactive=interactive,
     )
+    if sender is not None:
+        ctx.agent_id = None if sender == SUPERVISOR_ID else sender
     opened: Town | None = None
     try:
         mode = getattr(args, "town", "required")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ from tinytown.repl.core import Repl
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
-#: Variables that make a process act as an agent; the REPL acts as the supervisor.
-AGENT_VARIABLES = ("TT_AGENT_ID", "TT_AGENT_NAME", "TT_TASK_ID")
 HINT = "Type 'help' for the commands, Tab to complete; Ctrl-D leaves."
 
 
@@ -35,7 +32,6 @@ async def run_town_with_repl(
     the town at once (no grace; the terminal is restored). Raises RuntimeBusyError if the
     town already runs elsewhere. ``input``/``output``: for tests (default: the terminal).
     """
-    act_as_supervisor()
     town = await Town.connect(root)
     try:
         with _terminal_output(input, output):
@@ -67,7 +63,6 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
     prompt off the screen, restores the terminal and propagates. ``input``/``output``: for
     tests (default: the terminal).
     """
-    act_as_supervisor()
     async with await Town.connect(root) as town:
         with _terminal_output(input, output):
             console = Console(output)
@@ -83,13 +78,6 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
                 )
             console.print(HINT, "dim")
             await _repl_until_signal(repl)
-
-
-def act_as_supervisor() -> None:
-    """Forget agent identity inherited from the environment: REPL users are the supervisor
-    (``send`` is from the supervisor, ``inbox`` shows the supervisor's mail)."""
-    for name in AGENT_VARIABLES:
-        os.environ.pop(name, None)
 
 
 async def _repl_until_signal(repl: Repl) -> None:

@@ -87,7 +87,7 @@ def register(sub: Any, repl: ReplHooks) -> None:
 async def cmd_broadcast(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     body = make_body(args.kind, " ".join(args.words))
-    message, reached = await town.messages.broadcast(body, urgent=args.urgent, sender="supervisor")
+    message, reached = await town.messages.broadcast(body, urgent=args.urgent, sender=ctx.sender)
     if ctx.json:
         ctx.out.json({**record(message), "to": "*", "recipients": reached})
     else:

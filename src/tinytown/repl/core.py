@@ -34,6 +34,7 @@ from prompt_toolkit.output import Output as PtOutput
 from tinytown.cli.main import run_command
 from tinytown.cli.parser import build_parser, command_parsers
 from tinytown.errors import TinytownError
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.repl import commands
 from tinytown.repl.completer import ReplCompleter
 from tinytown.repl.console import Console, ReplOutput
@@ -213,12 +214,14 @@ class Repl:
         other_town = getattr(args, "town_dir", None)
         if other_town is None:
             args.town_dir = str(self.town.root)
-        if hasattr(args, "sender") and args.sender is None:
-            args.sender = "supervisor"  # what people send from the REPL is from the supervisor
         following = bool(getattr(args, "follow", False))  # 'events --follow' prints them all
         self.feed.paused = self.feed.paused or following
         try:
-            return await run_command(args, self.out, None if other_town else self.town)
+            # Whoever types here is the supervisor (sends from it, reads its inbox), even in
+            # a shell that an agent's round started.
+            return await run_command(
+                args, self.out, None if other_town else self.town, sender=SUPERVISOR_ID
+            )
         finally:
             if following:
                 self.feed.paused = False
