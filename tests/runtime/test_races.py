@@ -18,7 +18,7 @@ import trio.testing
 from tests.runtime.conftest import eventually
 from tinytown import AgentState, TaskState
 from tinytown.model import Message, TaskAssign, dumps, loads
-from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.ids import SUPERVISOR_ID, new_id
 from tinytown.runtime import agent_actor
 from tinytown.runtime.agent_actor import AgentActor
 from tinytown.runtime.town_runtime import Runtime
@@ -152,6 +152,26 @@ async def test_a_failing_task_start_is_a_crash_not_a_stale_assignment(
     assert agent.state is AgentState.IDLE and agent.tasks_completed == 1
     kinds = [e.kind for e in await town.messages.recent_events(100)]
     assert "crash" in kinds  # reported, not silent
+
+
+async def test_a_corrupt_task_record_is_reported_and_skipped(town: Town, served: Runtime) -> None:
+    """A corrupt record can never be started: reported (event and line), skipped, and the
+    agent goes on; unlike a refused write, retrying it would only crash-loop the agent."""
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    bad = new_id()
+    await town.redis.execute("SET", town.keys.task(bad), "{not json")
+    await town.store.run_ops(
+        town.store.deliver_ops(Message.new(SUPERVISOR_ID, handle.id, TaskAssign(bad)))
+    )
+    good = await handle.assign("print still fine")
+    agent = await handle.wait(idle=True, timeout=20)
+    assert (await town.tasks.get(good)).state is TaskState.COMPLETED
+    assert agent.state is AgentState.IDLE
+    events = await town.messages.recent_events(100)
+    assert any(e.kind == "malformed" and e.fields.get("task") == bad for e in events)
+    assert not any(e.kind == "crash" for e in events)
+    assert await inflight(town, handle.id) == []
 
 
 def lose_reply_once(

@@ -19,7 +19,12 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from tinytown.errors import CliNotFoundError, InvalidTransitionError, NotFoundError
+from tinytown.errors import (
+    CliNotFoundError,
+    InvalidTransitionError,
+    MalformedRecordError,
+    NotFoundError,
+)
 from tinytown.model import (
     Agent,
     AgentState,
@@ -268,12 +273,20 @@ class AgentActor:
                     await self.life.changed()
 
     async def _start_task(self, task_id: str) -> Task | None:
-        """Start an assigned task; None when it is stale (finished, reassigned) or gone.
-        Any other error (a malformed record, Redis refusing a write) propagates: the actor
-        restarts and the assignment, still in flight, is handled again."""
+        """Start an assigned task; None when it is stale (finished, reassigned), gone, or
+        its record is corrupt (reported: it can never be started). Any other error (Redis
+        refusing the write, an outage) propagates: the actor restarts and the assignment,
+        still in flight, is handled again."""
         try:
             return await self.ctx.town.tasks.start(task_id, self.id)
         except (InvalidTransitionError, NotFoundError):
+            return None
+        except MalformedRecordError as exc:
+            self.ctx.report(f"{self.name}: skipped the assignment of a corrupt task: {exc}")
+            event = self.ctx.store.event_op(
+                "malformed", agent=self.id, task=task_id, text=f"corrupt task: {exc}"[:300]
+            )
+            await self.ctx.store.run_ops([event])
             return None
 
     async def _run_cli(self, agent: Agent, prompt: str, task_id: str) -> RoundResult:

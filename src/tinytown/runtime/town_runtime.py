@@ -84,7 +84,7 @@ class Runtime:
             await ctx.queues.forget_control()  # requests of a dead runtime
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lease.keep, 2.0)
-                await nursery.start(ctx.hub.run, ctx.queues)
+                await nursery.start(ctx.hub.run, ctx.queues, ctx.report)
                 await nursery.start(self.supervisor.run)
                 if ctx.echo and self.echo_events:
                     nursery.start_soon(self._echo_events)
@@ -120,7 +120,9 @@ class Runtime:
                     delay = 0.05
                     who = await self._name(event.agent or "")
                     self.report(f"[{event.kind}] {who}: {one_line(event.text, 160)}")
-            except RedisUnavailableError:
+            except Exception as exc:  # an outage (or LOADING after a restart): go on
+                if not isinstance(exc, RedisUnavailableError):
+                    self.report(f"event echo: {type(exc).__name__}: {exc}; resuming")
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

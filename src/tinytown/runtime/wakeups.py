@@ -13,6 +13,7 @@ has seen.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import trio
 
@@ -73,7 +74,11 @@ class WakeHub:
         await token.event.wait()
 
     async def run(
-        self, queues: Queues, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        queues: Queues,
+        report: Callable[[str], None] | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen to the town's wake channel and dispatch until cancelled; reconnects with
         backoff, and wakes every key after each (re)subscription.
@@ -96,7 +101,9 @@ class WakeHub:
         while True:
             try:
                 await queues.listen(subscribed, self.notify)
-            except RedisUnavailableError:
+            except Exception as exc:  # e.g. LOADING after a restart: never end the town
+                if not isinstance(exc, RedisUnavailableError) and report is not None:
+                    report(f"wake-ups: {type(exc).__name__}: {exc}; subscribing again")
                 self.subscribed = trio.Event()
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
