@@ -60,3 +60,13 @@ async def test_wait_timeout_must_not_be_negative(tt, town: Town) -> None:
     assert "needs 0 seconds or more" in user_error(result, 2)
     assert "needs 0 seconds or more" in user_error(tt("wait", "bob", "--timeout", "nan"), 2)
     assert "needs 0 seconds or more" in user_error(tt("recover", "--stale", "-1"), 2)
+
+
+async def test_backlog_claim_to_a_cold_agent_is_refused(tt, town: Town) -> None:
+    cold = await town.spawn_agent("cold")
+    await town.lifecycle.apply_offline(cold.id, "close")
+    task = await town.backlog.add("print me")
+    msg = user_error(tt("backlog", "claim", task.id[:8], "cold"))
+    assert msg.startswith("Agent cold is cold and takes no work;")
+    assert [t.id for t in await town.backlog.list()] == [task.id]
+    assert "takes no work" in user_error(tt("backlog", "assign-all", "cold"))
