@@ -153,4 +153,4 @@ async def test_tt_run_waits_out_a_corrupt_lease(town: Town, tt_env: dict[str, st
         assert "unreadable value ('not json {')" in text and "Traceback" not in text
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 0, log.read_text()
