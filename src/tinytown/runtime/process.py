@@ -166,6 +166,7 @@ def _pdeathsig_prefix() -> tuple[str, ...]:
         return ()
     prefix = (setpriv, "--pdeathsig", "KILL", "--")
     try:
+        os.close(os.pidfd_open(os.getpid()))  # the kernel (or a sandbox) may refuse pidfds
         subprocess.run([*prefix, "true"], check=True, capture_output=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return ()
