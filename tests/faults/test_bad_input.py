@@ -66,10 +66,10 @@ def test_bad_setting_written_by_hand_is_refused_at_load(ft: FaultTown, value: st
     text = path.read_text()
     assert "kill_grace = 0.5" in text
     path.write_text(text.replace("kill_grace = 0.5", f"kill_grace = {value}"))
-    ft.spawn("bob")
     try:
         run = ft.tt("run", "--no-repl", timeout=15)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"tt run started with kill_grace = {value}") from None
     line = one_error_line(run)
     assert "kill_grace" in line, line
+    assert "kill_grace" in one_error_line(ft.tt("status"))  # every command loads it
