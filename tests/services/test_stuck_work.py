@@ -4,12 +4,16 @@ requeued by ``recover``; assigning to a cold, stopped or error agent is refused 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
+import trio
 
 from tinytown import AgentState, TaskState
 from tinytown.errors import InvalidTransitionError, NotFoundError
 from tinytown.model import Task, now
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services.recovery import RecoverReport
 from tinytown.services.town import Town
 from tinytown.store.records import Store
 
@@ -234,3 +238,32 @@ async def test_new_task_assign_is_guarded_the_same_way(
     assert await town.tasks.list() == []
     assert await agent.inbox_len() == 0
     _ = Task
+
+
+@pytest.fixture
+async def served(town: Town) -> AsyncIterator[Runtime]:
+    """The town's runtime, served in this process for the test."""
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        yield rt
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_running_towns_work_is_never_taken_for_stuck(town: Town, served: Runtime) -> None:
+    """With a real runtime and a scripted agent: at every stage of a task (queued, taken,
+    running, finished) recover finds nothing to requeue, and the task completes."""
+    agent = await town.spawn_agent("w")
+    await town.agents.wait("w", idle=True, timeout=20)
+    task = await town.tasks.assign("w", "sleep 0.5; print done")
+    stages = set()
+    while True:
+        current = await town.tasks.get(task.id)
+        stages.add(current.state)
+        report = await town.recovery.recover()
+        assert report == RecoverReport([], []), report
+        if current.state.terminal:
+            break
+        await trio.sleep(0.05)  # sample the stages; each sample is a full check
+    assert current.state is TaskState.COMPLETED and TaskState.RUNNING in stages
+    assert (await agent.state()).state is not AgentState.STOPPED

@@ -71,10 +71,6 @@ async def set_agent_user(store: Store, username: str, password: str) -> None:
     )
 
 
-async def delete_user(store: Store, username: str) -> None:
-    await store.redis.execute("ACL", "DELUSER", username)
-
-
 # -- snapshots (tt save / restore) ---------------------------------------------------
 
 #: How each key type is read whole.
