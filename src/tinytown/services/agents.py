@@ -27,6 +27,9 @@ from tinytown.store.records import GuardFailed, Op, Store
 
 
 class AgentService:
+    """The agent records of one town. Cancellation: every method is cancellable; each
+    change is one atomic script (done entirely or not at all)."""
+
     def __init__(self, store: Store, config: TownConfig) -> None:
         self.store = store
         self.config = config

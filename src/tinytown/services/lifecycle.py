@@ -29,6 +29,13 @@ class ControlOutcome:
 
 
 class AgentLifecycle:
+    """Control verbs and housekeeping for a town's agents.
+
+    Cancellation: every method is cancellable. Each state change is one atomic step, so
+    a cancelled call leaves each record either changed or not; a verb cancelled while
+    waiting for the running town's answer may still be applied by it.
+    """
+
     def __init__(
         self, store: Store, agents: AgentService, tasks: TaskService, recovery: RecoveryService
     ) -> None:

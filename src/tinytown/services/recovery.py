@@ -59,6 +59,13 @@ class ReclaimReport:
 
 
 class RecoveryService:
+    """Finding dead agents and stuck work, and giving the work back.
+
+    Cancellation: every method is cancellable; each mark, requeue and move is atomic on
+    its own, so a cancelled ``recover``/``reclaim`` has done some of its steps (whole) and
+    can simply be run again.
+    """
+
     def __init__(self, store: Store, agents: AgentService, tasks: TaskService) -> None:
         self.store = store
         self.agents = agents

@@ -41,7 +41,11 @@ def refuse_terminal(agent: Agent) -> None:
 
 class TaskService:
     """Tasks and their states. Who acts (``sender``: an agent id, default the supervisor)
-    is always a parameter, never read from the process environment."""
+    is always a parameter, never read from the process environment.
+
+    Cancellation: every method is cancellable; each change is one atomic script, so a
+    cancelled call has changed everything it was to change, or nothing.
+    """
 
     def __init__(self, store: Store, agents: AgentService) -> None:
         self.store = store

@@ -1,5 +1,8 @@
 """Administrative Redis operations: key scans and bulk deletes (``tt reset``), and the
-town's restricted ACL user for agents. Services call these; raw commands stay here."""
+town's restricted ACL user for agents. Services call these; raw commands stay here.
+
+Cancellation: every function is cancellable; reads change nothing, ``set_agent_user`` is
+one command, and ``unlink`` may have deleted some batches when cancelled (run it again)."""
 
 from __future__ import annotations
 

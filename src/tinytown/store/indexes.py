@@ -1,7 +1,10 @@
 """Named reads of a town's indexes and lists: the agent and task indexes, the backlog,
 inboxes and in-flight lists, the event stream. Services call these instead of raw
 Redis commands (store/records.py changes records; this module only reads, except
-:func:`return_inflight` and :func:`set_meta`)."""
+:func:`return_inflight` and :func:`set_meta`).
+
+Cancellation: every function is cancellable at any await; a cancelled read changes
+nothing, and each write is one atomic command or script (done entirely or not at all)."""
 
 from __future__ import annotations
 
