@@ -115,6 +115,8 @@ def test_start_is_private_idempotent_and_persistent(
     assert srv.start() is False
     assert pid_of(srv) == pid
     assert resp(srv, "CONFIG", "GET", "appendonly").endswith(b"$3\r\nyes\r\n")
+    # reachable only through the 0700 socket: no TCP listener (docs/security.md)
+    assert resp(srv, "CONFIG", "GET", "port").endswith(b"$1\r\n0\r\n")
 
 
 def test_data_survives_stop_and_start(tmp_path: Path, make_server: MakeServer) -> None:
