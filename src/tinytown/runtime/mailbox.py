@@ -31,14 +31,14 @@ class Mailbox:
         self._held: set[str] = set()  # raw values taken and not yet acknowledged
         self._recheck = False
         self._epoch = ctx.hub.epoch
-        self._reconnected = ctx.store.redis.reconnected
+        self._reconnected = ctx.queues.reconnected
 
     async def recover(self) -> Held:
         """Everything in flight (left by an earlier run, or not yet known to this one),
         minus what this mailbox already holds. Cancellable; nothing is moved."""
         self._recheck = False
         self._epoch = self.ctx.hub.epoch
-        self._reconnected = self.ctx.store.redis.reconnected
+        self._reconnected = self._queues.reconnected
         raws = [r for r in await self._queues.in_flight(self.id) if r not in self._held]
         return await self._hold(raws)
 

@@ -72,7 +72,7 @@ class Runtime:
         Raises RuntimeBusyError if the town already runs.
         """
         town, ctx = self.town, self.context
-        town.redis.reconnect = True  # from here on, ride out Redis outages
+        ctx.queues.ride_out_outages()
         lease = Lease(ctx.store)
         await lease.acquire(self.report)  # also kills a crashed runtime's leftover CLIs
         try:

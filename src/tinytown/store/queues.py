@@ -17,6 +17,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import trio
+
 from tinytown.store.client import Script
 from tinytown.store.records import Op, Store
 from tinytown.store.scripts import HEARTBEAT, TAKE
@@ -48,6 +50,18 @@ class Queues:
         self.store = store
         self.redis = store.redis
         self.keys = store.keys
+
+    # -- the connection ------------------------------------------------------------------
+
+    def ride_out_outages(self) -> None:
+        """From now on, wait for Redis through outages instead of failing (the runtime)."""
+        self.redis.reconnect = True
+
+    @property
+    def reconnected(self) -> trio.Event:
+        """Set (then replaced by a fresh one) each time the client reconnects after an
+        outage: keep the object and check ``is_set()`` to learn that one happened since."""
+        return self.redis.reconnected
 
     # -- inboxes and in-flight lists -------------------------------------------------
 
