@@ -307,7 +307,10 @@ class Supervisor:
         Cancellable."""
         interval = self.ctx.setting("runtime.heartbeat_interval")
         while True:
-            await self.ctx.queues.heartbeat(list(self._slots), now())
+            try:
+                await self.ctx.queues.heartbeat(list(self._slots), now())
+            except RedisUnavailableError:
+                pass  # a lost reply (the stamps may be written): the next beat refreshes them
             await trio.sleep(interval)
 
 
