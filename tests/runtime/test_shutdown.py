@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.runtime.conftest import alive, eventually, log_pids
@@ -15,12 +16,20 @@ from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
 
-async def test_the_event_echo_survives_dropped_connections(town: Town) -> None:
-    """Regression (issue 9): the echo's connection dropping ended a headless town."""
+async def test_the_event_echo_survives_dropped_connections(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (issue 9): the echo's connection dropping ended a headless town; and it
+    listed every agent for each event of an agent it did not know."""
     lines: list[str] = []
     rt = Runtime(town, lines.append)
     async with trio.open_nursery() as nursery:
         await nursery.start(rt.serve)
+
+        async def no_listing() -> None:
+            raise AssertionError("the echo listed all agents")
+
+        monkeypatch.setattr(town.agents, "list", no_listing)
         await town.spawn_agent("before")
         await eventually(lambda: _echoed(lines, "[spawn] before"))
         await town.redis.execute("CLIENT", "KILL", "TYPE", "normal")  # every other client
