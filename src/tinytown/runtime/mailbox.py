@@ -99,9 +99,9 @@ class Mailbox:
     async def _hold(self, raws: list[str]) -> Held:
         fresh = [r for r in raws if r not in self._held]
         self._held.update(fresh)
-        return await self._parse_known(fresh)
+        return await self._parse(fresh)
 
-    async def _parse_known(self, raws: list[str]) -> Held:
+    async def _parse(self, raws: list[str]) -> Held:
         held: Held = []
         bad: list[str] = []
         for raw in raws:
