@@ -58,13 +58,14 @@ async def cmd_run(ctx: Any, args: argparse.Namespace) -> int:
     root = town_path(ctx, args)
     if args.detach:
         return await _detach(ctx, root)
+    from tinytown.runtime.logfile import runtime_echo
     from tinytown.runtime.town_runtime import run_town
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_repl
     if interactive and ctx.interactive is not None:
         await ctx.interactive.host(root)
         return 0
-    await run_town(root, echo=lambda line: print(line, flush=True))
+    await run_town(root, echo=runtime_echo(root))  # stdout, or a detached run's runtime.log
     return 0
 
 
@@ -84,7 +85,7 @@ async def _detach(ctx: Any, root: Path) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives the terminal closing
                 cwd=root,
-                env=dict(os.environ),
+                env={**os.environ, "TT_RUNTIME_LOG": str(log_path)},  # it rotates the log
             )
         deadline = time.monotonic() + DETACH_TIMEOUT
         async with indexes.event_waiter(town.store) as wait_event:
