@@ -127,6 +127,7 @@ class Chaos:
             print(f"[{time.monotonic() - self.start:7.1f}s] {text}", flush=True)
 
     def tt(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
         try:
             return subprocess.run(
                 [*TT, *args],
@@ -140,6 +141,11 @@ class Chaos:
         except subprocess.TimeoutExpired:
             self.notes[f"tt {args[0]} timed out"] += 1
             return subprocess.CompletedProcess(args, 124, "", "timed out")
+        finally:
+            took = time.monotonic() - started
+            if took > 5:  # a verb that waited for something: worth knowing
+                self.notes[f"tt {args[0]} took > 5 s"] += 1
+                self.log(f"tt {' '.join(args)} took {took:.1f} s")
 
     @property
     def r(self) -> redis.Redis:
@@ -573,7 +579,7 @@ def main() -> int:
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated kinds")
     parser.add_argument("--settle", type=float, default=180.0, help="seconds to finish after")
     parser.add_argument("--background-prob", type=float, default=0.05)
-    parser.add_argument("--setsid-prob", type=float, default=0.0)
+    parser.add_argument("--setsid-prob", type=float, default=0.02)
     parser.add_argument("--base", default=None, help="parent of the temporary town directory")
     parser.add_argument("--keep", action="store_true", help="keep the town directory")
     parser.add_argument("--json", type=Path, help="also write the result here")
