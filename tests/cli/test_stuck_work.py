@@ -70,3 +70,14 @@ async def test_backlog_claim_to_a_cold_agent_is_refused(tt, town: Town) -> None:
     assert msg.startswith("Agent cold is cold and takes no work;")
     assert [t.id for t in await town.backlog.list()] == [task.id]
     assert "takes no work" in user_error(tt("backlog", "assign-all", "cold"))
+
+
+async def test_sync_push_to_a_stopped_agent_is_refused(tt, town: Town, town_dir) -> None:  # type: ignore[no-untyped-def]
+    worker = await town.spawn_agent("worker")
+    await town.lifecycle.apply_offline(worker.id, "kill")
+    (town_dir / "tasks.toml").write_text(
+        '[[tasks]]\nid = "a"\ndescription = "print a"\nagent = "worker"\n'
+    )
+    msg = user_error(tt("sync", "push"))
+    assert msg.startswith("Agent worker is stopped and takes no work;")
+    assert await town.tasks.list() == []

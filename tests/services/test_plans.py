@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tinytown.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from tinytown.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+)
 from tinytown.model import Message, Query, TaskState, loads
 from tinytown.services import persistence, plans
 from tinytown.services.config import TownConfig
@@ -183,6 +188,15 @@ async def test_unknown_agent_is_rejected_before_anything_is_applied(
     planned.write_text(PLAN.replace('agent = "worker-1"', 'agent = "nobody"'))
     before = await counts(town)
     with pytest.raises(InvalidInputError, match=r"tasks.toml:14: task 'api': field 'agent': No"):
+        await plans.push(town, planned)
+    assert await counts(town) == before
+
+
+async def test_a_stopped_agent_is_refused_and_nothing_is_applied(town: Town, planned: Path) -> None:
+    worker = await town.agents.resolve("worker-1")
+    await town.lifecycle.apply_offline(worker.id, "kill")
+    before = await counts(town)
+    with pytest.raises(InvalidTransitionError, match="worker-1 is stopped and takes no work"):
         await plans.push(town, planned)
     assert await counts(town) == before
 

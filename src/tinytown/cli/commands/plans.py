@@ -176,7 +176,7 @@ async def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     if args.direction == "push":
         if args.all:
             raise UsageError("--all only applies to 'tt sync pull'.")
-        report = await plans.push(town, path)
+        report = await plans.push(town, path, sender=ctx.sender)
         counts = report.counts()
         if ctx.json:
             lists = {name: getattr(report, name) for name in counts}
