@@ -48,7 +48,7 @@ class Town:
         self.root = config.root
         self.name = config.name
         self.url = url
-        self.redis = redis
+        self.redis = redis  # for tests and tools that inspect Redis; services use store
         self.keys = Keys(self.name)
         self.store = Store(redis, self.keys)
         self.agents = AgentService(self.store, config)
