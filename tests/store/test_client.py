@@ -653,3 +653,83 @@ def test_idempotency_table() -> None:
         ["BLPOP", "k", 0],
     ):
         assert not client_module.is_idempotent(command), command
+
+
+# -- a server that refuses before running (BUSY script, LOADING after a restart) -----------
+
+BUSY_SCRIPT = "local t = redis.call('TIME'); while true do end"
+
+
+@pytest.fixture
+async def busy_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    """A server of its own: a busy script blocks every other client of it."""
+    server = EmbeddedServer(tmp_path / ".tt")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _hold_busy(url: str, started: trio.Event) -> None:
+    async with Redis(url).dedicated() as conn:
+        await conn.send("EVAL", BUSY_SCRIPT, 0)
+        started.set()
+        reply = await conn.read_reply()
+        assert isinstance(reply, ResponseError) and "killed" in str(reply), reply
+
+
+async def _wait_busy(url: str) -> None:
+    probe = Redis(url)
+    try:
+        with trio.fail_after(10):
+            while True:
+                try:
+                    await probe.execute("PING")
+                except RedisUnavailableError as exc:
+                    if "BUSY" in str(exc):
+                        return
+                    raise
+                await trio.sleep(0.02)
+    finally:
+        await probe.aclose()
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_refused_before_running_is_retried_exactly_once(
+    busy_server: EmbeddedServer, key: str, pipelined: bool
+) -> None:
+    """A BUSY (or LOADING) reply means the command did not run: a runtime client waits
+    and runs it once, even a non-idempotent RPUSH; a one-shot client says Redis is not
+    ready instead of showing a raw error."""
+    url = busy_server.url
+    admin = Redis(url)
+    await admin.execute("CONFIG", "SET", "busy-reply-threshold", "50")
+    runtime = Redis(url, reconnect=True)
+    oneshot = Redis(url)
+    try:
+        async with trio.open_nursery() as nursery:
+            started = trio.Event()
+            nursery.start_soon(_hold_busy, url, started)
+            await started.wait()
+            await _wait_busy(url)
+            with pytest.raises(RedisUnavailableError, match="not ready"):
+                await oneshot.execute("RPUSH", key, "x")
+
+            async def push() -> None:
+                if pipelined:
+                    await runtime.pipeline([["RPUSH", key, "a"], ["RPUSH", key, "b"]])
+                else:
+                    await runtime.execute("RPUSH", key, "a")
+
+            nursery.start_soon(push)
+            with trio.fail_after(10):  # the push met BUSY and is waiting to retry
+                while not runtime._outage:
+                    await trio.sleep(0.01)
+            async with Redis(url).dedicated() as conn:
+                await conn.execute("SCRIPT", "KILL")
+        expected = ["a", "b"] if pipelined else ["a"]
+        assert await admin.execute("LRANGE", key, 0, -1) == expected
+    finally:
+        for client in (admin, runtime, oneshot):
+            await client.aclose()

@@ -153,7 +153,17 @@ class Redis:
         if not commands:
             return []
         retry = all(is_idempotent(c) for c in commands) if idempotent is None else idempotent
-        replies = await self._with_retry(lambda c: c.pipeline(commands), retry)
+
+        async def call(conn: Connection) -> list[Any]:
+            replies = await conn.pipeline(commands)
+            refused = [r for r in replies if isinstance(r, ResponseError) and _not_run(r)]
+            if refused and len(refused) == len(replies):
+                raise refused[0]  # none ran: retried like a refused single command
+            if refused:  # some ran, some were refused: the outcome is partial
+                raise ReplyLostError(f"Redis refused part of a pipeline: {refused[0]}.")
+            return replies
+
+        replies = await self._with_retry(call, retry)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
@@ -237,9 +247,15 @@ class Redis:
                 self._outage = True
                 if not self.reconnect or self._closed:
                     raise
-            except ResponseError:
+            except ResponseError as exc:
                 self._release(conn)
-                raise
+                if not _not_run(exc):
+                    raise
+                # The server refused before running it (still loading its data after a
+                # restart, or busy with a script): like a failed write, safe to retry.
+                self._outage = True
+                if not self.reconnect or self._closed:
+                    raise RedisUnavailableError(f"Redis is not ready: {exc}.") from exc
             except BaseException:
                 await conn.aclose()
                 raise
@@ -260,3 +276,8 @@ class Redis:
                 conn.stream.socket.close()
             return
         self._idle.append(conn)
+
+
+def _not_run(exc: ResponseError) -> bool:
+    """True for error replies that mean the server did not run the command at all."""
+    return str(exc).startswith(("LOADING", "BUSY ", "MASTERDOWN", "TRYAGAIN"))
