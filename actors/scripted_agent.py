@@ -14,6 +14,7 @@ word is separated from its arguments by the first space). Empty directives are s
     sleep SECONDS       sleep (fractions allowed)
     fail [CODE]         print "failing" to stderr and exit with CODE (default 1) at once
     hang                sleep forever (until killed)
+    waitfile PATH       wait until PATH exists (a test's go-ahead: no timing luck)
     grandchild SECONDS  start `sleep SECONDS` as a child in our process group, without waiting;
                         prints "grandchild-pid <pid>" (the child inherits stdout and stderr)
     pid                 print "agent-pid <pid>"
@@ -96,6 +97,9 @@ def execute(text: str, task_id: str | None, prompt: str) -> None:
     elif word == "hang":
         while True:
             time.sleep(3600)
+    elif word == "waitfile" and rest:
+        while not os.path.exists(rest):
+            time.sleep(0.01)
     elif word == "grandchild":
         float(rest)  # validate before starting anything
         child = subprocess.Popen(["sleep", rest], stdin=subprocess.DEVNULL)

@@ -31,7 +31,8 @@ async def test_detached_town_obeys_control_verbs_from_other_processes(town: Town
 
         assert tt("spawn", "ann").returncode == 0
         assert tt("wait", "ann", "--idle", "--timeout", "20").returncode == 0
-        assigned = tt("assign", "ann", "pid; sleep 1; print from ann")
+        go = town.root / "go-ahead"  # the round cannot end before it is interrupted
+        assigned = tt("assign", "ann", f"pid; waitfile {go}; print from ann")
         assert assigned.returncode == 0, assigned.stderr
         pid = (await eventually(lambda: _pid_from_log(town, "ann")))[0]  # type: ignore[index]
 
@@ -40,6 +41,7 @@ async def test_detached_town_obeys_control_verbs_from_other_processes(town: Town
         assert "not running" not in paused.stdout
         await eventually(lambda: _stopped(pid), timeout=20)  # T (D first under I/O load)
         assert tt("resume", "ann").returncode == 0
+        go.touch()
         assert tt("wait", "ann", "--idle", "--timeout", "20").returncode == 0
         tasks = json.loads(tt("tasks", "--json").stdout)
         assert [t["state"] for t in tasks] == ["completed"]

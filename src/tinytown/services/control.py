@@ -12,6 +12,7 @@ from tinytown.errors import RuntimeNotRunningError, TimeoutExpiredError
 from tinytown.model import new_id
 from tinytown.services.localproc import is_local, is_running
 from tinytown.store.records import Store
+from tinytown.store.replies import reply_waiter
 
 #: How long a command waits for the runtime to answer a control request.
 REPLY_TIMEOUT = 10.0
@@ -62,7 +63,7 @@ async def runtime_holder(store: Store) -> LeaseHolder | None:
     A lease whose holder was a process on this host (same boot) that is gone counts as
     not running at once, without waiting for its expiry. Cancellable.
     """
-    raw = await store.redis.execute("GET", store.keys.runtime)
+    raw = await store.get_raw(store.keys.runtime)
     if not raw:
         return None
     holder = parse_lease(raw)
@@ -84,14 +85,12 @@ async def request(store: Store, verb: str, timeout: float = REPLY_TIMEOUT, **arg
     await store.run_ops(
         [["RPUSH", store.keys.control, payload], ["PUBLISH", store.keys.wake, CONTROL_WAKE]]
     )
-    reply_key = store.keys.reply(request_id)
     deadline = trio.current_time() + timeout
-    async with store.redis.dedicated() as conn:
+    async with reply_waiter(store) as wait:
         while (left := deadline - trio.current_time()) > 0:
-            wait = max(0.01, min(REPLY_SLICE, left))
-            reply = await conn.execute("BLPOP", reply_key, f"{wait:.3f}")
-            if reply is not None:
-                return json.loads(reply[1])
+            raw = await wait(request_id, max(0.01, min(REPLY_SLICE, left)))
+            if raw is not None:
+                return json.loads(raw)
             if await runtime_holder(store) is None:
                 raise RuntimeNotRunningError(
                     f"The runtime of town {store.keys.town} stopped before answering"
