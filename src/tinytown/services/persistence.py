@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 SNAPSHOT_FORMAT = "tinytown-snapshot"
 SNAPSHOT_VERSION = 1
-#: Key suffixes that are transient (the runtime lease, control replies): never saved.
-TRANSIENT = ("runtime", "reply:")
+#: Key suffixes that are transient (lease, process ledger, control queue and replies): never saved.
+TRANSIENT = ("runtime", "reply:", "procs", "control")
 TYPES = admin.READABLE_TYPES
 CHUNK = 500  # values per command when writing long lists/hashes back
 
