@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -43,8 +43,8 @@ async def run_town_with_repl(
             async with trio.open_nursery() as nursery:
                 served = trio.Event()
                 await nursery.start(_serve, runtime, served)
-                console.print(HINT, "dim")
-                await _repl_until_signal(repl)
+                # The hint says the town is ready: only once SIGTERM is handled gracefully.
+                await _repl_until_signal(repl, lambda: console.print(HINT, "dim"))
                 console.print("Shutting down the town (Ctrl-C to stop at once)…", "dim")
                 async with trio.open_nursery() as shutdown:
                     await shutdown.start(_cancel_on_signal, nursery.cancel_scope)
@@ -80,11 +80,14 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
             await _repl_until_signal(repl)
 
 
-async def _repl_until_signal(repl: Repl) -> None:
-    """Run the REPL until the user leaves or SIGTERM arrives."""
+async def _repl_until_signal(repl: Repl, ready: Callable[[], None] | None = None) -> None:
+    """Run the REPL until the user leaves or SIGTERM arrives; ``ready`` is called once
+    SIGTERM is being handled."""
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(_cancel_on_signal, scope, (signal.SIGTERM,))
+            if ready:
+                ready()
             await repl.run()
             nursery.cancel_scope.cancel()
 

@@ -32,6 +32,7 @@ from tinytown.errors import CliNotFoundError
 from tinytown.runtime.guard import process_guard
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
+from tinytown.services.executables import executable_found
 
 # How long the pipes may stay open after the main child exited (a grandchild holding them).
 _PIPE_GRACE = 1.0
@@ -147,14 +148,7 @@ def _missing(prog: str) -> CliNotFoundError:
 
 
 def _require_executable(prog: str, cwd: str | os.PathLike[str], env: Mapping[str, str]) -> None:
-    if os.sep in prog:
-        # Relative paths are resolved by exec after the child chdir()s into cwd.
-        path = os.path.join(cwd, prog)
-        ok = os.path.isfile(path) and os.access(path, os.X_OK)
-    else:
-        # Same lookup subprocess does: the child's PATH, or os.defpath when it has none.
-        ok = shutil.which(prog, path=os.pathsep.join(os.get_exec_path(dict(env)))) is not None
-    if not ok:
+    if not executable_found(prog, cwd=cwd, env=env):  # the one check, same rules as spawn's
         raise _missing(prog)
 
 
