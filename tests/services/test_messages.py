@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from tinytown.errors import InvalidInputError, NotFoundError
-from tinytown.model import Query, TaskBody, dumps, new_id
+from tinytown.model import Informational, Query, TaskBody, dumps, new_id
 from tinytown.model.message import MAX_MESSAGE_BYTES
 from tinytown.services.messages import Event
 from tinytown.services.town import Town
@@ -108,3 +108,14 @@ async def test_follow_events_of_a_one_shot_town_survives_a_dropped_connection(
         await town.store.redis.execute("XADD", events, "*", "agent", "a1", "text", "three")
         assert await until(3) == ["one", "two", "three"]
         nursery.cancel_scope.cancel()
+
+
+async def test_text_that_is_not_utf8_is_refused_before_anything_is_sent(town: Town) -> None:
+    """API callers get the same clean refusal as the command line: one InvalidInputError,
+    nothing delivered (a surrogate-escaped byte would otherwise fail inside the client)."""
+    handle = await town.spawn_agent("utf", "scripted")
+    with pytest.raises(InvalidInputError, match="not valid UTF-8 text"):
+        await town.messages.send(handle.id, Informational("bad \udcff byte"))
+    with pytest.raises(InvalidInputError, match="not valid UTF-8 text"):
+        await town.messages.broadcast(Informational("bad \udcff byte"))
+    assert await handle.inbox_len() == 0

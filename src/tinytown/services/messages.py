@@ -23,6 +23,7 @@ from tinytown.model import (
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.model.message import MAX_MESSAGE_BYTES, Body
 from tinytown.services.agents import AgentService
+from tinytown.services.text import check_text
 from tinytown.store.events import Event
 from tinytown.store.records import GuardFailed, Op, Store
 
@@ -177,11 +178,12 @@ class MessageService:
 def _encode(message: Message) -> str:
     """The message's JSON (the one encoding it gets), refused when over the size limit."""
     payload = dumps(message)
-    # Characters never outnumber bytes: encode to count only when it could matter.
-    if len(payload) * 4 > MAX_MESSAGE_BYTES and not payload.isascii():
-        size = len(payload.encode())
-    else:
-        size = len(payload)
+    size = len(payload)
+    if not payload.isascii():
+        check_text(payload, "the message")  # e.g. bytes that were not UTF-8 (API callers)
+        # Characters never outnumber bytes: encode to count only when it could matter.
+        if size * 4 > MAX_MESSAGE_BYTES:
+            size = len(payload.encode())
     if size > MAX_MESSAGE_BYTES:
         raise InvalidInputError(f"Message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes.")
     return payload
