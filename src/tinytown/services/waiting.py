@@ -31,7 +31,7 @@ async def wait_for_agent(
     if timeout is not None and not timeout >= 0:  # also refuses NaN
         raise InvalidInputError(f"A timeout must be 0 seconds or more, not {timeout:g}.")
     with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-        async with indexes.event_waiter(store) as wait:
+        async with store.events.waiter() as wait:
             last = await store.events.last_id()
             while True:
                 current = await store.get(Agent, store.keys.agent(agent.id))

@@ -10,7 +10,8 @@ sort before the last id seen and are not yielded).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 import trio
@@ -22,6 +23,8 @@ from tinytown.store.client import Connection, Redis
 PAGE = 500
 #: How long one XREAD blocks before it is issued again (a long block holds no resource).
 BLOCK_MS = 30_000
+#: ``wait(after, block_ms)``: the newest event id once one is newer than ``after``.
+EventWait = Callable[[str, int], Awaitable[str]]
 #: Backoff between reconnection attempts of a follower.
 RETRY_MIN = 0.05
 RETRY_MAX = 2.0
@@ -91,6 +94,24 @@ class EventStream:
                     out.append(event)
             cursor = "(" + batch[-1][0]
         return list(reversed(out[:count]))
+
+    @contextlib.asynccontextmanager
+    async def waiter(self) -> AsyncIterator[EventWait]:
+        """A blocking wait for new events on a connection of its own (closed on exit).
+
+        The yielded ``wait(after, block_ms)`` blocks until an event newer than ``after``
+        arrives or ``block_ms`` pass, and returns the newest id seen (``after`` if none).
+        For waiting on *something* to happen (``tt wait``, ``tt run --detach``); to read
+        the events themselves, use :meth:`follow`. Cancellable: the connection is then
+        discarded.
+        """
+        async with self.redis.dedicated() as conn:
+
+            async def wait(after: str, block_ms: int) -> str:
+                reply = await conn.execute("XREAD", "BLOCK", block_ms, "STREAMS", self.key, after)
+                return reply[0][1][-1][0] if reply else after
+
+            yield wait
 
     async def follow(
         self, since: str = "$", *, reconnect: bool = True, block_ms: int = BLOCK_MS

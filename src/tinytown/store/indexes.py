@@ -8,8 +8,7 @@ nothing, and each write is one atomic command or script (done entirely or not at
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -113,31 +112,6 @@ async def backlog_ids(store: Store, start: int = 0, stop: int = -1) -> list[str]
 async def raw_records(store: Store, keys: Sequence[str]) -> list[str | None]:
     """The raw JSON of several records in one round trip (None where absent)."""
     return list(await store.redis.execute("MGET", *keys)) if keys else []
-
-
-# -- the event stream ----------------------------------------------------------------
-
-
-EventWait = Callable[[str, int], Awaitable[str]]
-
-
-@contextlib.asynccontextmanager
-async def event_waiter(store: Store) -> AsyncIterator[EventWait]:
-    """A blocking wait for new events on a connection of its own (closed on exit).
-
-    The yielded ``wait(after, block_ms)`` blocks until an event newer than ``after``
-    arrives or ``block_ms`` pass, and returns the newest id seen (``after`` if none).
-    Cancellable: the connection is then discarded.
-    """
-    async with store.redis.dedicated() as conn:
-
-        async def wait(after: str, block_ms: int) -> str:
-            reply = await conn.execute(
-                "XREAD", "BLOCK", block_ms, "STREAMS", store.keys.events, after
-            )
-            return reply[0][1][-1][0] if reply else after
-
-        yield wait
 
 
 async def set_meta(store: Store, name: str, created_at: str, layout: str) -> None:

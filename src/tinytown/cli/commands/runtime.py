@@ -14,7 +14,6 @@ from tinytown.errors import RuntimeBusyError, TinytownError
 from tinytown.services import control
 from tinytown.services.config import find_town_root
 from tinytown.services.town import Town
-from tinytown.store import indexes
 
 DETACH_TIMEOUT = 20.0
 
@@ -88,7 +87,7 @@ async def _detach(ctx: Any, root: Path) -> int:
                 env={**os.environ, "TT_RUNTIME_LOG": str(log_path)},  # it rotates the log
             )
         deadline = time.monotonic() + DETACH_TIMEOUT
-        async with indexes.event_waiter(town.store) as wait_event:
+        async with town.store.events.waiter() as wait_event:
             last = await town.store.events.last_id()
             while time.monotonic() < deadline:
                 holder = await control.runtime_holder(town.store)
