@@ -31,13 +31,15 @@ AGENT_COMMANDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-async def scan(store: Store, pattern: str) -> list[str]:
-    """Every key matching ``pattern``, by SCAN (never KEYS), sorted, without duplicates."""
+async def scan(store: Store, pattern: str, *, kind: str | None = None) -> list[str]:
+    """Every key matching ``pattern`` (and holding a ``kind`` value: ``hash``, ``list``
+    ..., when given), by SCAN (never KEYS), sorted, without duplicates."""
     keys: set[str] = set()
     cursor = "0"
+    typed: list[Arg] = ["TYPE", kind] if kind else []
     while True:
         cursor, batch = await store.redis.execute(
-            "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+            "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, *typed
         )
         keys.update(batch)
         if str(cursor) == "0":
@@ -146,6 +148,23 @@ async def key_type(store: Store, key: str) -> str:
 async def hash_fields(store: Store, key: str) -> dict[str, str]:
     flat = await store.redis.execute("HGETALL", key)
     return dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+async def hashes(store: Store, keys: Sequence[str]) -> list[dict[str, str]]:
+    """Every field of each hash in ``keys``, in one round trip: an empty dict where the
+    key is absent or no longer a hash."""
+    if not keys:
+        return []
+    replies = await store.redis.pipeline([["HGETALL", k] for k in keys])
+    out: list[dict[str, str]] = []
+    for flat in replies:
+        if isinstance(flat, ResponseError):
+            out.append({})
+            continue
+        out.append(
+            dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+        )
+    return out
 
 
 async def guards_hold(store: Store, guards: Sequence[tuple[Sequence[Arg], Any]]) -> bool:
