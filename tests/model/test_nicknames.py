@@ -41,3 +41,17 @@ def test_non_uuid_is_still_deterministic() -> None:
 def test_distribution() -> None:
     names = {nickname_for(str(uuid.uuid4())) for _ in range(2000)}
     assert len(names) >= 250
+
+
+def test_candidates_start_with_own_name_and_are_deterministic() -> None:
+    from itertools import islice
+
+    from tinytown.model.nicknames import nickname_candidates
+
+    agent_id = "00000005-ffff-4fff-8fff-ffffffffffff"
+    first = list(islice(nickname_candidates(agent_id), len(NICKNAMES) + 2))
+    assert first[0] == nickname_for(agent_id) == NICKNAMES[5]
+    assert first[1] == NICKNAMES[6]
+    assert len(set(first[: len(NICKNAMES)])) == len(NICKNAMES)  # every name once, then numbered
+    assert first[len(NICKNAMES)] == f"{NICKNAMES[5]}2"
+    assert first == list(islice(nickname_candidates(agent_id), len(NICKNAMES) + 2))

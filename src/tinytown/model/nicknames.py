@@ -3,13 +3,16 @@
 ``NICKNAMES`` holds popular first names given to babies in the United States in the 1920s
 (boys first, then girls, roughly by popularity). ``nickname_for`` maps an agent id onto one of
 them, so the same agent always gets the same nickname on every machine and in every process.
-Nicknames are for display only and are not unique: two agents may share one.
+Within a town nicknames are unique: ``nickname_candidates`` lists the names to try in a
+fixed order (the agent's own first, then the next ones in the list, then numbered ones), and
+the agent service takes the first one no other agent of the town holds.
 """
 
 from __future__ import annotations
 
 import string
 import zlib
+from collections.abc import Iterator
 
 # fmt: off
 NICKNAMES: tuple[str, ...] = (
@@ -71,3 +74,17 @@ def nickname_for(agent_id: str) -> str:
     else:
         number = zlib.crc32(agent_id.encode("utf-8"))
     return NICKNAMES[number % len(NICKNAMES)]
+
+
+def nickname_candidates(agent_id: str) -> Iterator[str]:
+    """Every nickname ``agent_id`` may get, in order: its own (:func:`nickname_for`), then
+    the following names of the list (wrapping around), then the same with 2, 3, ...
+    appended. Endless and deterministic: the same id always yields the same sequence."""
+    start = NICKNAMES.index(nickname_for(agent_id))
+    order = NICKNAMES[start:] + NICKNAMES[:start]
+    yield from order
+    number = 2
+    while True:
+        for name in order:
+            yield f"{name}{number}"
+        number += 1

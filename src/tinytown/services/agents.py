@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import builtins
 
+import attrs
+
 from tinytown.errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
@@ -16,7 +18,7 @@ from tinytown.errors import (
 )
 from tinytown.model import Agent, AgentState, SpawnMode, dumps, new_id, now, validate_agent_name
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
-from tinytown.model.nicknames import nickname_for
+from tinytown.model.nicknames import nickname_candidates, nickname_for
 from tinytown.services import control
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
@@ -24,6 +26,9 @@ from tinytown.services.text import check_text
 from tinytown.services.waiting import wait_for_agent
 from tinytown.store import indexes
 from tinytown.store.records import GuardFailed, Op, Store
+
+#: Tries to reserve a nickname when concurrent spawns keep taking the chosen one.
+NICKNAME_ATTEMPTS = 50
 
 
 class AgentService:
@@ -146,23 +151,71 @@ class AgentService:
             current_scope=scope,
             max_rounds=max_rounds,
         )
-        ops: builtins.list[Op] = [
-            ["HSET", self.keys.agents, name, agent_id],
-            self.store.event_op("spawn", agent=agent_id, text=f"spawned {name} ({cli_name})"),
-        ]
-        try:
-            await self.store.apply(
-                self.keys.agent(agent_id),
-                expected=None,
-                new=dumps(agent),
-                ops=ops,
-                guards=[(["HEXISTS", self.keys.agents, name], 0)],
+        for _attempt in range(NICKNAME_ATTEMPTS):
+            index, taken, backfill = await self._nicknames_taken()
+            if nickname is not None:
+                holder = taken.get(nickname.lower())
+                if holder is not None:
+                    raise AlreadyExistsError(
+                        f"The nickname {nickname!r} is taken by agent"
+                        f" {await self._name_of(holder)}; choose another."
+                    )
+            else:
+                chosen = next(c for c in nickname_candidates(agent_id) if c.lower() not in taken)
+                agent = attrs.evolve(agent, nickname=chosen)
+            low = agent.nickname.lower()
+            stale = index.get(low)  # an entry of a deleted agent is free to take over
+            nick_guard = (
+                (["HEXISTS", self.keys.nicknames, low], 0)
+                if stale is None
+                else (["HGET", self.keys.nicknames, low], stale)
             )
-        except GuardFailed:
-            raise AlreadyExistsError(f"An agent named {name!r} already exists.") from None
+            ops: builtins.list[Op] = [
+                ["HSET", self.keys.agents, name, agent_id],
+                ["HSET", self.keys.nicknames, low, agent_id],
+                *backfill,
+                self.store.event_op("spawn", agent=agent_id, text=f"spawned {name} ({cli_name})"),
+            ]
+            try:
+                await self.store.apply(
+                    self.keys.agent(agent_id),
+                    expected=None,
+                    new=dumps(agent),
+                    ops=ops,
+                    guards=[(["HEXISTS", self.keys.agents, name], 0), nick_guard],
+                )
+                break
+            except GuardFailed as failed:
+                if failed.index == 0:
+                    raise AlreadyExistsError(f"An agent named {name!r} already exists.") from None
+                # Another spawn took this nickname meanwhile: look again.
+        else:
+            raise AlreadyExistsError(f"Could not reserve a nickname for {name!r}; try again.")
         if await control.runtime_holder(self.store):
             await control.notify(self.store, "reconcile", agent_id=agent_id)
         return agent
+
+    async def _nicknames_taken(
+        self,
+    ) -> tuple[dict[str, str], dict[str, str], builtins.list[Op]]:
+        """(the nickname index as stored, lower-case nickname -> id of every existing
+        agent, ops that index agents recorded before the index existed)."""
+        index = await indexes.nickname_index(self.store)
+        agent_ids = set((await indexes.agent_index(self.store)).values())
+        taken = {nick: i for nick, i in index.items() if i in agent_ids}
+        missing = agent_ids - set(taken.values())
+        backfill: builtins.list[Op] = []
+        if missing:  # e.g. agents migrated or restored from a snapshot
+            for agent in await self.store.mget(Agent, [self.keys.agent(i) for i in missing]):
+                low = agent.nickname.lower()
+                if low not in taken:
+                    taken[low] = agent.id
+                    backfill.append(["HSETNX", self.keys.nicknames, low, agent.id])
+        return index, taken, backfill
+
+    async def _name_of(self, agent_id: str) -> str:
+        agent = await self.store.get(Agent, self.keys.agent(agent_id))
+        return agent.name if agent else agent_id
 
     # -- offline state changes --------------------------------------------------------
 

@@ -39,6 +39,19 @@ async def agent_exists(store: Store, agent_id: str) -> bool:
     return bool(await store.redis.execute("EXISTS", store.keys.agent(agent_id)))
 
 
+async def nickname_index(store: Store) -> dict[str, str]:
+    """Lower-case nickname -> agent id (entries of deleted agents may linger)."""
+    return _pairs(await store.redis.execute("HGETALL", store.keys.nicknames))
+
+
+async def answered_questions(store: Store, message_ids: Sequence[str]) -> set[str]:
+    """Which of ``message_ids`` were replied to (``tt reply``), in one round trip."""
+    if not message_ids:
+        return set()
+    scores = await store.redis.execute("ZMSCORE", store.keys.answered, *message_ids)
+    return {m for m, s in zip(message_ids, scores, strict=True) if s is not None}
+
+
 async def queue_counts(store: Store, agent_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
     """Agent id -> (queued, in flight) message counts, in one round trip."""
     ids = list(agent_ids)

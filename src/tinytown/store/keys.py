@@ -68,6 +68,16 @@ class Keys:
         return f"{self.prefix}agents"
 
     @property
+    def nicknames(self) -> str:
+        """Hash: lower-case nickname -> agent id (nicknames are unique in a town)."""
+        return f"{self.prefix}nicknames"
+
+    @property
+    def answered(self) -> str:
+        """Sorted set: ids of questions to the supervisor that were replied to (by time)."""
+        return f"{self.prefix}answered"
+
+    @property
     def tasks(self) -> str:
         """Sorted set: task id scored by creation time (the task index)."""
         return f"{self.prefix}tasks"
