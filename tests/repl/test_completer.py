@@ -8,7 +8,8 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from tinytown.model import Agent, AgentState, Task, new_id
+from tinytown.model import BUILTIN_ROLES, Agent, AgentState, Task, new_id
+from tinytown.repl.commands import REFUSED
 from tinytown.repl.completer import ReplCompleter
 from tinytown.repl.core import build_repl_parser
 from tinytown.repl.snapshot import Snapshot
@@ -22,8 +23,11 @@ def completer() -> ReplCompleter:
         Agent(new_id(), "alice", "Dorothy", "claude", state=AgentState.IDLE),
         Agent(new_id(), "bob", "James", "claude", state=AgentState.WORKING),
     )
-    snap = Snapshot(town="t", agents=agents, open_tasks=(OPEN,), loaded=True)
-    return ReplCompleter(build_repl_parser(cast(Any, None)), lambda: snap)
+    clis = (("claude", "claude --print"), ("codex", "codex exec"), ("mybot", "./bot.sh"))
+    snap = Snapshot(town="t", agents=agents, open_tasks=(OPEN,), clis=clis, loaded=True)
+    return ReplCompleter(
+        build_repl_parser(cast(Any, None)), lambda: snap, hidden=frozenset(REFUSED)
+    )
 
 
 def complete(completer: ReplCompleter, text: str) -> list[str]:
@@ -49,6 +53,16 @@ def complete(completer: ReplCompleter, text: str) -> list[str]:
         ("watch --agent ", ["alice", "bob"]),
         ("help ta", ["tasks", "task"]),
         ("help task s", ["show"]),
+        ("spawn x --cli ", ["claude", "codex", "mybot"]),
+        ("spawn x --cli m", ["mybot"]),
+        ("spawn x -c co", ["codex"]),
+        ("spawn x --role te", ["tester"]),
+        ("spawn x --role ", list(BUILTIN_ROLES)),
+        ("ru", []),  # 'run' is refused in the REPL, so never offered
+        ("at", []),
+        ("dow", []),
+        ("ini", []),
+        ("help ru", []),
         ("nonsense ", []),
         ("list ", []),
     ],

@@ -48,6 +48,10 @@ async def test_an_error_is_one_line_and_the_repl_goes_on(driver: Driver) -> None
         ("send 'unclosed", "error: Cannot read that line"),
         ("task", "error: the following arguments are required: COMMAND (see 'help task')"),
         ("run", "error: The REPL cannot host the town"),
+        ("attach", "error: You are in the REPL already."),
+        ("init", "error: This town exists already"),
+        ("down", "error: 'down' would stop the town this REPL is on"),
+        ("tt down", "error: 'down' would stop the town this REPL is on"),
     ]:
         await driver.command(line, expect)
         lines = await settle(driver)
@@ -79,6 +83,28 @@ async def test_exit_leaves(driver: Driver) -> None:
     driver.pipe.send_text("exit\r")
     with trio.fail_after(3):
         await driver.done.wait()
+
+
+async def test_ctrl_z_is_ignored(driver: Driver) -> None:
+    await driver.command("li\x1ast", "No agents")  # no ^Z typed into the line
+    assert not [line for line in await settle(driver) if "error" in line]
+    assert not driver.done.is_set()
+
+
+async def test_cli_presets_of_the_config_file_complete(driver: Driver, town: Town) -> None:
+    completer = driver.repl.reader.session.completer
+    assert completer is not None
+
+    def complete(text: str) -> list[str]:
+        found = completer.get_completions(Document(text, len(text)), CompleteEvent(True))
+        return [c.text for c in found]
+
+    assert "claude" in complete("spawn x --cli ")
+    assert complete("spawn x --cli scr") == ["scripted"]  # [agent_clis.scripted]
+    # Added to tinytown.toml after the REPL started (as 'tt config' in a shell does).
+    town.config.set("agent_clis.reviewbot", "echo review")
+    await driver.repl.keeper.refresh()
+    assert complete("spawn x --cli rev") == ["reviewbot"]
 
 
 async def test_ctrl_c_at_the_prompt_clears_the_line(driver: Driver, town: Town) -> None:
@@ -162,6 +188,9 @@ async def test_help(driver: Driver) -> None:
     listing = "\n".join(driver.out.lines)
     for name in ("spawn", "assign", "broadcast", "watch", "exit"):
         assert f"  {name} " in listing
+    listed = {line.split()[0] for line in driver.out.lines if line.startswith("  ")}
+    assert {"spawn", "broadcast", "demo"} <= listed
+    assert not listed & {"run", "attach", "down", "init"}  # refused inside: not listed
     await driver.command("help task show", "usage: tt task show")
     await driver.command("help nothing", "error: No command 'nothing'")
     await driver.command("spawn --help", "usage: tt spawn")

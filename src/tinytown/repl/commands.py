@@ -12,7 +12,7 @@ import argparse
 from typing import Any, Protocol
 
 from tinytown.cli.context import Context, UsageError
-from tinytown.cli.output import add_json_flag, event_line, plural, record
+from tinytown.cli.output import add_json_flag, plural, record
 from tinytown.cli.parser import command_help, command_parsers
 from tinytown.repl.completer import COMMAND_METAVAR
 from tinytown.repl.feed import Feed, stream_tail
@@ -20,6 +20,25 @@ from tinytown.services.messages import make_body
 
 #: Commands of the REPL itself, in the order ``help`` lists them.
 REPL_COMMANDS = ("broadcast", "watch", "help", "exit", "quit")
+
+#: ``tt`` commands that make no sense inside the REPL, with the one line that refuses them.
+#: ``help`` and completion leave them out. (``run --detach`` is still accepted: it starts
+#: the town in the background from a ``tt attach`` session.)
+REFUSED = {
+    "attach": "You are in the REPL already.",
+    "run": "The REPL cannot host the town; use 'tt run' in a shell, or 'run --detach' here.",
+    "init": "This town exists already; run 'tt init' in a shell to make another.",
+    "down": "'down' would stop the town this REPL is on; leave (Ctrl-D), then 'tt down'.",
+}
+
+
+def refusal(words: list[str]) -> str | None:
+    """The line refusing a command line (its words, without ``tt``), or None if allowed."""
+    if not words or words[0] not in REFUSED:
+        return None
+    if words[0] == "run" and "--detach" in words:
+        return None
+    return REFUSED[words[0]]
 
 
 class ReplHooks(Protocol):
@@ -106,7 +125,7 @@ async def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
     names = await ctx.names()
     recent = await town.messages.recent_events(args.count, agent=agent) if args.count else []
     for event in recent:
-        ctx.out.line(event_line(event, names))
+        ctx.out.event(event, names)
     since = recent[-1].id if recent else await stream_tail(town)
     ctx.out.line("Watching events (Ctrl-C to stop)…")
     feed.paused = True
@@ -114,7 +133,7 @@ async def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
         async for event in town.messages.follow_events(since=since, agent=agent):
             if event.agent and event.agent not in names:
                 names = await ctx.names(refresh=True)
-            ctx.out.line(event_line(event, names))
+            ctx.out.event(event, names)
     finally:
         feed.paused = False
     return 0
@@ -134,7 +153,7 @@ async def cmd_help(ctx: Context, args: argparse.Namespace) -> int:
     width = max(len(name) for name in entries)
     ctx.out.line("Commands (as in the shell, without 'tt'):")
     for name, text in entries.items():
-        if name not in REPL_COMMANDS:
+        if name not in REPL_COMMANDS and name not in REFUSED:
             ctx.out.line(f"  {name:<{width}}  {text}")
     ctx.out.line("REPL only:")
     for name in REPL_COMMANDS:

@@ -1,5 +1,6 @@
 """Tab completion from the ``tt`` parser itself: commands, subcommands, options, choices,
-agent names and the short ids of unfinished tasks.
+agent names, the short ids of unfinished tasks, CLI presets (``--cli``) and built-in roles
+(``--role``).
 
 Runs in the prompt thread: it reads the parser (built once, never changed afterwards) and
 the latest :class:`~tinytown.repl.snapshot.Snapshot` (swapped in by the trio side); it
@@ -17,6 +18,7 @@ from prompt_toolkit.document import Document
 
 from tinytown.cli.output import clip
 from tinytown.cli.parser import command_help, command_parsers
+from tinytown.model import BUILTIN_ROLES
 from tinytown.repl.snapshot import Snapshot
 
 #: Metavars whose values are agents, with whether ``supervisor`` is a valid value.
@@ -34,11 +36,19 @@ def split_words(text: str) -> list[str]:
 
 
 class ReplCompleter(Completer):
-    """Completes a REPL line; ``snapshot`` returns the latest view of the town."""
+    """Completes a REPL line; ``snapshot`` returns the latest view of the town; ``hidden``:
+    commands never offered (those the REPL refuses)."""
 
-    def __init__(self, parser: argparse.ArgumentParser, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        parser: argparse.ArgumentParser,
+        snapshot: Callable[[], Snapshot],
+        *,
+        hidden: frozenset[str] = frozenset(),
+    ) -> None:
         self.parser = parser
         self.snapshot = snapshot
+        self.hidden = hidden
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent
@@ -50,7 +60,7 @@ class ReplCompleter(Completer):
             words = words[1:]
         parser, rest = self._descend(words)
         if command_parsers(parser) and not rest:
-            yield from _matching(current, command_help(parser).items())
+            yield from _matching(current, self._commands(parser))
             return
         if command_parsers(parser):
             return  # an unknown command: nothing sensible to offer
@@ -70,11 +80,21 @@ class ReplCompleter(Completer):
             parser = child
         return parser, []
 
+    def _commands(self, parser: argparse.ArgumentParser) -> Iterable[tuple[str, str]]:
+        entries = command_help(parser).items()
+        if parser is not self.parser:
+            return entries
+        return [(name, text) for name, text in entries if name not in self.hidden]
+
     def _values(self, action: argparse.Action, rest: list[str]) -> Iterable[tuple[str, str]]:
         if action.choices is not None and not isinstance(action.choices, dict):
             return [(str(c), "") for c in action.choices]
-        metavar = str(action.metavar or action.dest).upper()
         snap = self.snapshot()
+        if action.option_strings and action.dest == "cli":
+            return [(name, clip(command, 40)) for name, command in snap.clis]
+        if action.option_strings and action.dest == "role":
+            return [(role, "built-in role") for role in BUILTIN_ROLES]
+        metavar = str(action.metavar or action.dest).upper()
         if metavar in AGENT_METAVARS:
             agents = [(a.name, f"{a.nickname} · {a.state.value}") for a in snap.agents]
             if AGENT_METAVARS[metavar]:
@@ -86,7 +106,7 @@ class ReplCompleter(Completer):
             ]
         if metavar == COMMAND_METAVAR:
             parser, leftover = self._descend([w for w in rest if not w.startswith("-")])
-            return [] if leftover else command_help(parser).items()
+            return [] if leftover else self._commands(parser)
         return []
 
 

@@ -44,11 +44,6 @@ from tinytown.repl.snapshot import REFRESH_INTERVAL, SnapshotKeeper
 from tinytown.repl.toolbar import make_toolbar
 from tinytown.services.town import Town
 
-#: Commands that make no sense inside the REPL, with the reason given.
-REFUSED = {
-    "attach": "You are in the REPL already.",
-    "run": "The REPL cannot host the town; use 'tt run' in a shell, or 'run --detach' here.",
-}
 _SEE_HELP = re.compile(r"\(see '(?:tt )?(.*?) ?--help'\)")
 
 
@@ -84,7 +79,9 @@ class Repl:
         self.reader = PromptReader(
             self.console,
             message=f"{town.name}> ",
-            completer=ReplCompleter(self.parser, lambda: self.keeper.current),
+            completer=ReplCompleter(
+                self.parser, lambda: self.keeper.current, hidden=frozenset(commands.REFUSED)
+            ),
             toolbar=make_toolbar(lambda: self.keeper.current),
             history=history if history is not None else history_for(town.root),
             input=input,
@@ -182,8 +179,9 @@ class Repl:
         if not words:
             return None
         known = command_parsers(self.parser)
-        if words[0] in REFUSED and not (words[0] == "run" and "--detach" in words):
-            self.out.error(REFUSED[words[0]])
+        refused = commands.refusal(words)
+        if refused is not None:
+            self.out.error(refused)
             return None
         if words[0] not in known and not words[0].startswith("-"):
             close = difflib.get_close_matches(words[0], list(known), n=1)

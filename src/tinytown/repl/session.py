@@ -21,6 +21,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output as PtOutput
 
 from tinytown.repl.console import Console
@@ -48,6 +49,18 @@ def history_for(root: Path) -> History:
     return FileHistory(str(path))
 
 
+def key_bindings() -> KeyBindings:
+    """The REPL's own keys: Ctrl-Z does nothing (suspending would stop the whole process,
+    the town's runtime included; without this binding it would insert a ``^Z``)."""
+    bindings = KeyBindings()
+
+    @bindings.add("c-z")
+    def _ignore(event: KeyPressEvent) -> None:
+        pass
+
+    return bindings
+
+
 class PromptReader:
     """Reads lines with a prompt-toolkit session, one worker-thread call per line."""
 
@@ -72,6 +85,7 @@ class PromptReader:
             input=input,
             output=output or console.output,
             enable_suspend=False,  # Ctrl-Z would stop the whole process, runtime included
+            key_bindings=key_bindings(),  # ... and is ignored rather than typed
         )
 
     async def read(self) -> str | Key:

@@ -17,6 +17,7 @@ import trio
 from tinytown.errors import TinytownError
 from tinytown.model import Agent, AgentState, Task
 from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.services.config import TownConfig
 from tinytown.services.control import LeaseHolder
 from tinytown.services.town import Town
 
@@ -26,9 +27,11 @@ REFRESH_INTERVAL = 3.0
 
 @attrs.frozen
 class Snapshot:
-    """The town as last seen: agents, unfinished tasks, and who runs it."""
+    """The town as last seen: agents, unfinished tasks, who runs it, and its CLI presets
+    (name, command), built-ins and ``[agent_clis.*]`` of ``tinytown.toml`` as last read."""
 
     town: str = ""
+    clis: tuple[tuple[str, str], ...] = ()
     agents: tuple[Agent, ...] = ()
     open_tasks: tuple[Task, ...] = ()
     runtime: LeaseHolder | None = None
@@ -57,17 +60,28 @@ class Snapshot:
 
 
 async def take_snapshot(town: Town) -> Snapshot:
-    """Read the town's agents, unfinished tasks and runtime lease. Cancellable."""
+    """Read the town's agents, unfinished tasks, runtime lease and CLI presets (from
+    ``tinytown.toml`` as it is now: ``tt config`` may have added one). Cancellable."""
     agents = await town.agents.list()
     tasks = await town.tasks.list()
     holder = await town.runtime()
     return Snapshot(
         town=town.name,
+        clis=tuple(sorted(_clis(town).items())),
         agents=tuple(agents),
         open_tasks=tuple(t for t in tasks if not t.state.terminal),
         runtime=holder,
         loaded=True,
     )
+
+
+def _clis(town: Town) -> dict[str, str]:
+    """The presets of the town's config file as it is now; those loaded at connect time if
+    it cannot be read (a half-edited file must not stop the snapshot)."""
+    try:
+        return TownConfig.load(town.root, check=False).clis()
+    except (TinytownError, OSError):
+        return town.config.clis()
 
 
 class SnapshotKeeper:
