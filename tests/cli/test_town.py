@@ -205,3 +205,18 @@ def test_common_errors(tt, tt_in: RunIn, town_dir: Path, tmp_path: Path) -> None
     assert "the following arguments are required: NAME" in user_error(usage, 2)
     assert usage.stderr.startswith("usage: tt spawn")
     assert ok(version).startswith("tt ")
+
+
+def test_config_set_keeps_the_users_comments(tt, town_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path = town_dir / "tinytown.toml"
+    text = path.read_text()
+    text = "# Written by hand: keep me.\n" + text.replace(
+        "[runtime]\n", "[runtime]  # tuned for CI\n# graces in seconds\n"
+    )
+    path.write_text(text)
+    assert ok(tt("config", "runtime.kill_grace", "2")) == "runtime.kill_grace = 2.0\n"
+    assert ok(tt("config", "agent_clis.echo", "echo hi")) == "agent_clis.echo = echo hi\n"
+    after = path.read_text()
+    assert after.startswith("# Written by hand: keep me.\n")
+    assert "[runtime]  # tuned for CI\n# graces in seconds\n" in after
+    assert after.replace("kill_grace = 2.0", "kill_grace = 1.0").startswith(text)

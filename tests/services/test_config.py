@@ -115,3 +115,68 @@ async def test_services_refuse_text_that_is_not_utf8_before_writing(town: Town) 
         await town.agents.spawn("w", role="\udcff")
     assert await town.tasks.list() == [] and await town.agents.list() == []
     _ = math
+
+
+HAND_WRITTEN = """\
+# Our town: keep this comment.
+name = "cfg-town"
+default_cli = "claude"  # the usual one
+
+[runtime]
+# rounds are long here
+round_timeout = 1800.0
+kill_grace = 5.0  # seconds
+
+[agent_clis.mine]
+command = "echo mine"   # odd spacing kept
+"""
+
+
+def test_set_keeps_comments_and_formatting(tmp_path: Path) -> None:
+    (tmp_path / "tinytown.toml").write_text(HAND_WRITTEN)
+    config = TownConfig.load(tmp_path)
+    config.set("runtime.kill_grace", "2")
+    config.set("agent_clis.other", "echo other")
+    config.set("agent.idle_timeout_secs", "30")
+    text = (tmp_path / "tinytown.toml").read_text()
+    expected = HAND_WRITTEN.replace("kill_grace = 5.0  # seconds", "kill_grace = 2.0  # seconds")
+    assert text.startswith(expected), text  # every comment and the spacing kept
+    assert TownConfig.load(tmp_path).data["agent_clis"]["other"] == {"command": "echo other"}
+    assert TownConfig.load(tmp_path).setting("agent.idle_timeout_secs") == 30
+
+
+def test_save_changes_only_what_differs(tmp_path: Path) -> None:
+    (tmp_path / "tinytown.toml").write_text(HAND_WRITTEN)
+    config = TownConfig.load(tmp_path)
+    config.save()
+    assert (tmp_path / "tinytown.toml").read_text() == HAND_WRITTEN
+    del config.data["agent_clis"]["mine"]
+    config.save()
+    assert "mine" not in (tmp_path / "tinytown.toml").read_text()
+    assert "# rounds are long here" in (tmp_path / "tinytown.toml").read_text()
+
+
+def test_refresh_rereads_a_changed_file_and_keeps_settings_on_a_bad_one(tmp_path: Path) -> None:
+    (tmp_path / "tinytown.toml").write_text(HAND_WRITTEN)
+    running = TownConfig.load(tmp_path)
+    assert running.refresh() is False  # unchanged: one stat, nothing read
+    TownConfig.load(tmp_path).set("agent_clis.new", "echo new")  # another process: tt config
+    assert "new" not in running.clis()
+    assert running.refresh() is True and running.clis()["new"] == "echo new"
+    (tmp_path / "tinytown.toml").write_text(HAND_WRITTEN + "\n[runtime\n")
+    with pytest.raises(ConfigError, match=r"tinytown\.toml is not valid TOML"):
+        running.refresh()
+    assert running.clis()["new"] == "echo new"  # the settings in use stay
+
+
+def test_a_missing_cli_is_explained_with_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "tinytown.toml").write_text(HAND_WRITTEN)
+    config = TownConfig.load(tmp_path)
+    path = tmp_path / "tinytown.toml"
+    assert config.explain_missing_cli("nope", "nope") == (
+        f"CLI 'nope' is not defined in {path}, and no program 'nope' is installed or on PATH."
+    )
+    assert f"CLI 'mine' (preset as of {path}) needs 'echo'" in config.explain_missing_cli(
+        "mine", "echo"
+    )
+    assert "built-in preset" in config.explain_missing_cli("claude", "claude")

@@ -80,13 +80,14 @@ class AgentActor:
         self.name = agent.name
         if agent.state.terminal or self.life.state in (Life.KILLED, Life.STOPPING):
             return
+        self.ctx.refresh_config()  # a CLI added with `tt config` since the town started
         cli_name, self.argv = self.ctx.config.resolve_cli(agent.cli)
         try:
             check_cli_installed(
                 self.argv, cli_name, cwd=self.ctx.workdir(agent), env=self.ctx.agent_env
             )
-        except CliNotFoundError as exc:
-            reason = str(exc)
+        except CliNotFoundError:
+            reason = self.ctx.config.explain_missing_cli(cli_name, self.argv[0])
             await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
         held = await self.mailbox.recover()

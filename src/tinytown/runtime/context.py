@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from tinytown.errors import ConfigError
 from tinytown.model import Agent, Message
 from tinytown.runtime.wakeups import WakeHub
 from tinytown.services.config import TownConfig
@@ -43,6 +44,16 @@ class Context:
         """One line for the person running the town (when an echo is attached)."""
         if self.echo:
             self.echo(f"{dt.datetime.now():%H:%M:%S} {text}")
+
+    def refresh_config(self) -> None:
+        """Re-read ``tinytown.toml`` if it changed (one stat; called per spawn, restart or
+        reconcile request and per actor start). A file that became invalid is reported
+        and the settings in use stay."""
+        try:
+            if self.config.refresh():
+                self.report(f"config: re-read {self.config.path}")
+        except ConfigError as exc:
+            self.report(f"config: {exc} (keeping the settings in use)")
 
     def setting(self, key: str) -> float:
         """A numeric runtime setting."""

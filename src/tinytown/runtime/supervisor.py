@@ -242,6 +242,8 @@ class Supervisor:
         agent_id, verb = request.agent_id, request.verb
         agents = self.ctx.town.agents
         slot = self._slots.get(agent_id)
+        if verb in (Verb.RECONCILE, Verb.RESTART):
+            self.ctx.refresh_config()  # `tt config` may have added the agent's CLI
         if verb is Verb.RECONCILE:
             agent = await agents.get(agent_id)
             if not agent.state.terminal:

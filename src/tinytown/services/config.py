@@ -1,4 +1,10 @@
-"""``tinytown.toml``: the town's configuration file, and the CLI presets."""
+"""``tinytown.toml``: the town's configuration file, and the CLI presets.
+
+The file is the user's: ``tt config KEY VALUE`` (and :meth:`TownConfig.save`) edit it with
+tomlkit, which keeps comments, order and formatting; only the changed values move. A
+running town re-reads it when it changed (:meth:`TownConfig.refresh`, an ``os.stat``
+per spawn, restart or reconcile request and per actor start; no polling).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import tomli_w
+import tomlkit
+import tomlkit.exceptions
 
 from tinytown.errors import ConfigError, NotInitializedError
+from tinytown.services import legacy
 from tinytown.services.text import text_problem
 
 CONFIG_FILE = "tinytown.toml"
@@ -45,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "runtime.log_tail_bytes": 4000,
     "runtime.log_max_bytes": 10 * 1024 * 1024,  # agent logs and runtime.log rotate here
     "runtime.log_keep": 3,  # rotated files kept (<name>.1 ... <name>.N)
+    # Rust Tinytown's ``[agent] idle_timeout_secs``: an agent idle this long goes cold
+    # (0 = never).
+    "agent.idle_timeout_secs": 0,
 }
 
 
@@ -60,6 +71,7 @@ RANGES: dict[str, tuple[float, bool]] = {
     "runtime.log_tail_bytes": (0, True),
     "runtime.log_max_bytes": (0, False),
     "runtime.log_keep": (0, True),
+    "agent.idle_timeout_secs": (0, True),
 }
 
 
@@ -103,12 +115,26 @@ def find_town_root(start: str | os.PathLike[str] | None = None, *, search: bool 
     raise NotInitializedError(f"No town at {here} (no {CONFIG_FILE} found); run 'tt init' first.")
 
 
+Stamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> Stamp | None:
+    """What tells that the file changed: inode (an atomic replace), mtime and size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 @attrs.define
 class TownConfig:
     """The parsed ``tinytown.toml`` of one town."""
 
     root: Path
     data: dict[str, Any]
+    #: The file's stamp when ``data`` was read (None: not read from the file).
+    stamp: Stamp | None = attrs.field(default=None, eq=False)
 
     @property
     def path(self) -> Path:
@@ -124,6 +150,7 @@ class TownConfig:
         must suit its type and range (ConfigError names the file and the key); ``tt
         config`` loads without it, so a bad value can be corrected."""
         path = root / CONFIG_FILE
+        stamp = _stamp(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -134,10 +161,31 @@ class TownConfig:
             raise ConfigError(f"{path} is not valid TOML: {exc}.") from exc
         if not isinstance(data.get("name"), str):
             raise ConfigError(f"{path} has no 'name' string.")
-        config = cls(root, data)
+        config = cls(root, data, stamp)
         if check:
             config.check()
         return config
+
+    def changed(self) -> bool:
+        """Whether the file on disk is not the one ``data`` was read from (one stat)."""
+        return _stamp(self.path) != self.stamp
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed since it was read; return whether it did.
+
+        Everything sharing this object (the runtime's context, the agent service) sees
+        the new settings. A changed file that is not a valid town config raises
+        ConfigError naming the file, and the settings in use stay as they were."""
+        if not self.changed():
+            return False
+        fresh = TownConfig.load(self.root)
+        if fresh.name != self.name:
+            raise ConfigError(
+                f"{self.path}: the town name changed from {self.name!r} to {fresh.name!r};"
+                " a running town keeps its name (its Redis keys carry it)."
+            )
+        self.data, self.stamp = fresh.data, fresh.stamp
+        return True
 
     def check(self) -> None:
         """Raise ConfigError (naming the file and the key) for a known setting whose value
@@ -177,10 +225,23 @@ class TownConfig:
         return config
 
     def save(self) -> None:
-        """Write the file atomically (a crash never leaves half a config); the temporary
-        file never stays behind, whatever fails."""
+        """Write ``data`` to the file, keeping the user's comments and formatting: the
+        file is parsed with tomlkit and only the values that differ are changed, added or
+        removed. Atomic (a crash never leaves half a config); the temporary file never
+        stays behind, whatever fails."""
         try:
-            body = tomli_w.dumps(self.data).encode("utf-8")
+            existing = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            existing = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Cannot read {self.path}: {exc}.") from exc
+        try:
+            doc = tomlkit.parse(existing)
+        except tomlkit.exceptions.TOMLKitError:
+            doc = tomlkit.document()  # unreadable by hand: written afresh from the data
+        try:
+            _merge(doc, self.data)
+            body = tomlkit.dumps(doc).encode("utf-8")
         except (UnicodeEncodeError, TypeError, ValueError) as exc:
             raise ConfigError(f"Cannot write {self.path}: {exc}.") from exc
         tmp = self.path.with_suffix(".toml.tmp")
@@ -191,6 +252,7 @@ class TownConfig:
             raise ConfigError(f"Cannot write {self.path}: {exc.strerror or exc}.") from exc
         finally:
             tmp.unlink(missing_ok=True)
+        self.stamp = _stamp(self.path)
 
     def get(self, key: str) -> Any:
         node: Any = self.data
@@ -254,9 +316,27 @@ class TownConfig:
                 out[name] = command
         return out
 
+    def explain_missing_cli(self, cli: str, program: str) -> str:
+        """Why CLI ``cli`` (whose program ``program`` is not found) cannot run, naming the
+        config file that was used, in one sentence."""
+        if cli not in self.clis():
+            return (
+                f"CLI {cli!r} is not defined in {self.path}, and no program {program!r}"
+                " is installed or on PATH."
+            )
+        origin = "built-in preset" if cli in BUILTIN_CLIS and not self._custom(cli) else "preset"
+        return (
+            f"CLI {cli!r} ({origin} as of {self.path}) needs {program!r}, which is not"
+            " installed or not on PATH."
+        )
+
+    def _custom(self, cli: str) -> bool:
+        return cli in (self.data.get("agent_clis") or {})
+
     def resolve_cli(self, cli: str | None) -> tuple[str, list[str]]:
         """(preset name or raw command, argv) for ``cli``, default ``default_cli``."""
         cli = cli or str(self.data.get("default_cli") or "claude")
+        cli = legacy.preset_for(cli, self.clis())  # Rust's full command lines -> presets
         command = self.clis().get(cli, cli)
         try:
             argv = shlex.split(command)
@@ -265,6 +345,27 @@ class TownConfig:
         if not argv:
             raise ConfigError(f"CLI {cli!r} has an empty command.")
         return cli, argv
+
+
+def _merge(doc: Any, data: dict[str, Any]) -> None:
+    """Make the tomlkit table ``doc`` hold ``data``, touching only what differs (so the
+    comments and layout around unchanged values stay)."""
+    for key in [k for k in doc if k not in data]:
+        del doc[key]
+    for key, value in data.items():
+        current = doc.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, value)
+        elif key not in doc or _plain(current) != value or type(_plain(current)) is not type(
+            value
+        ):
+            doc[key] = value
+
+
+def _plain(value: Any) -> Any:
+    """A tomlkit item as plain Python (``unwrap``), anything else as it is."""
+    unwrap = getattr(value, "unwrap", None)
+    return unwrap() if callable(unwrap) else value
 
 
 def _parse_like(default: Any, key: str, value: str) -> Any:

@@ -142,6 +142,10 @@ class Town:
         max_rounds: int | None = None,
         scope: str | None = None,
     ) -> AgentHandle:
+        """Create an agent (``starting``; a running town starts its actor). The town's
+        ``tinytown.toml`` is re-read first if it changed, so a CLI preset added meanwhile
+        (``tt config agent_clis.NAME ...``) is known."""
+        self.config.refresh()
         agent = await self.agents.spawn(
             name,
             cli,
