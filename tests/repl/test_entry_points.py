@@ -22,8 +22,10 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from tinytown.cli.commands.attach import cmd_attach, register
 from tinytown.cli.context import Context, UsageError
 from tinytown.errors import TinytownError
+from tinytown.model import Task
 from tinytown.repl.app import attach, run_town_with_repl
 from tinytown.repl.core import Repl
+from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
 
@@ -52,6 +54,7 @@ async def test_attach_to_a_town_that_is_not_running(
         pipe.send_text("\x04")
     shown = buffer.getvalue()
     assert shown.count("is not running: commands work") == 1
+    assert "Detached; the town is not running." in shown
     # Identity goes through the command context; the process environment is not changed.
     assert os.environ["TT_AGENT_ID"] == "00000000-0000-4000-8000-000000000000"
 
@@ -71,8 +74,76 @@ async def test_run_with_repl_hosts_the_town_and_shuts_it_down(
             while (await handle.state()).state.value != "idle":
                 await trio.sleep(0.02)
         pipe.send_text("\x04")
-    assert "Shutting down the town" in buffer.getvalue()
+    assert "Leaving: no rounds in progress; the town stops now." in buffer.getvalue()
+    assert "Town stopped." in buffer.getvalue()
     assert await town.runtime() is None  # the lease was released
+
+
+async def wait_working(town: Town, name: str) -> None:
+    with trio.fail_after(15):
+        while True:
+            try:
+                if (await (await town.agent(name)).state()).state.value == "working":
+                    return
+            except TinytownError:
+                pass  # not spawned yet
+            await trio.sleep(0.02)
+
+
+async def test_leaving_with_a_round_in_progress_says_what_happens(
+    town_dir: Path, town: Town, pipe: PipeInput, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    output, buffer = screen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+        await wait_for(buffer, "Ctrl-D leaves")
+        pipe.send_text(f"spawn carol\rassign carol 'waitfile {go}; complete ok'\r")
+        await wait_working(town, "carol")
+        pipe.send_text("\x04")
+        await wait_for(
+            buffer, "Leaving: 1 round in progress (carol) finishes within 30 s (runtime.shutdown"
+        )
+        assert "Town stopped" not in buffer.getvalue()
+        go.touch()  # the round may finish now
+    assert "Town stopped: 1 round in progress (carol) finished (" in buffer.getvalue()
+    assert (await town.tasks.list())[0].state.value == "completed"
+
+
+async def test_a_round_past_the_grace_is_cancelled_and_said_so(
+    town_dir: Path, town: Town, pipe: PipeInput
+) -> None:
+    town.config.set("runtime.shutdown_grace", "0.5")
+    output, buffer = screen()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+            await wait_for(buffer, "Ctrl-D leaves")
+            pipe.send_text("spawn carol\rassign carol hang\r")
+            await wait_working(town, "carol")
+            pipe.send_text("\x04")
+    shown = buffer.getvalue()
+    assert "Leaving: 1 round in progress (carol) finishes within 0.5 s" in shown
+    assert "Town stopped: rounds still running after 0.5 s were cancelled; their messages" in shown
+
+
+async def test_leaving_attach_says_the_town_keeps_running(
+    runtime: Runtime, town_dir: Path, town: Town, pipe: PipeInput, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    carol = await town.spawn_agent("carol")
+    await carol.assign(Task.new(f"waitfile {go}; complete ok"))
+    await wait_working(town, "carol")
+    output, buffer = screen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: attach(town_dir, input=pipe, output=output))
+        await wait_for(buffer, "Ctrl-D leaves")
+        pipe.send_text("\x04")
+    assert "Detached; the town keeps running (1 round in progress (carol) go on)." in (
+        buffer.getvalue()
+    )
+    assert await town.runtime() is not None
+    go.touch()
 
 
 async def test_sigterm_shuts_the_town_down(town_dir: Path, town: Town, pipe: PipeInput) -> None:
@@ -82,7 +153,7 @@ async def test_sigterm_shuts_the_town_down(town_dir: Path, town: Town, pipe: Pip
             nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
             await wait_for(buffer, "Ctrl-D leaves")
             os.kill(os.getpid(), signal.SIGTERM)
-    assert "Shutting down the town" in buffer.getvalue()
+    assert "Leaving: no rounds in progress" in buffer.getvalue()
     assert await town.runtime() is None
 
 

@@ -13,12 +13,19 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output as PtOutput
 from prompt_toolkit.patch_stdout import patch_stdout
 
+from tinytown.cli.output import plural
+from tinytown.errors import TinytownError
+from tinytown.model import AgentState
 from tinytown.repl.console import Console
 from tinytown.repl.core import Repl
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
 HINT = "Type 'help' for the commands, Tab to complete; Ctrl-D leaves."
+#: How long leaving waits for Redis to say what is still going on.
+LEAVE_QUERY_TIMEOUT = 2.0
+#: Agent states in which a round is in progress.
+IN_A_ROUND = frozenset({AgentState.WORKING, AgentState.DRAINING})
 
 
 async def run_town_with_repl(
@@ -27,8 +34,9 @@ async def run_town_with_repl(
     """Host the town at ``root`` in this process, with the REPL in the foreground.
 
     Returns once the user leaves (Ctrl-D, ``exit``) or SIGTERM arrives, after the town has
-    shut down gracefully (rounds in progress get ``runtime.shutdown_grace`` seconds). A
-    Ctrl-C or SIGTERM during that shutdown skips the grace. Cancellation stops the REPL and
+    shut down gracefully (rounds in progress get ``runtime.shutdown_grace`` seconds); on
+    leaving it prints what will happen (which rounds are still in progress) and, once the
+    town has stopped, the outcome. A Ctrl-C or SIGTERM during that shutdown skips the grace. Cancellation stops the REPL and
     the town at once (no grace; the terminal is restored). Raises RuntimeBusyError if the
     town already runs elsewhere. ``input``/``output``: for tests (default: the terminal).
     """
@@ -45,12 +53,17 @@ async def run_town_with_repl(
                 await nursery.start(_serve, runtime, served)
                 # The hint says the town is ready: only once SIGTERM is handled gracefully.
                 await _repl_until_signal(repl, lambda: console.print(HINT, "dim"))
-                console.print("Shutting down the town (Ctrl-C to stop at once)…", "dim")
+                rounds = await _rounds_in_progress(town)
+                grace = runtime.context.setting("runtime.shutdown_grace")
+                console.print(leaving_line(rounds, grace))
+                started = trio.current_time()
                 async with trio.open_nursery() as shutdown:
                     await shutdown.start(_cancel_on_signal, nursery.cancel_scope)
                     runtime.shutdown_requested.set()
                     await served.wait()
                     shutdown.cancel_scope.cancel()
+            aborted = nursery.cancel_scope.cancelled_caught
+            console.print(stopped_line(rounds, grace, trio.current_time() - started, aborted))
     finally:
         await town.aclose()
 
@@ -59,7 +72,8 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
     """Open the REPL on the town at ``root``, whether a runtime hosts it (in this process,
     another one, or none: then it says so once and still works).
 
-    Returns when the user leaves (Ctrl-D, ``exit``) or on SIGTERM. Cancellation takes the
+    Returns when the user leaves (Ctrl-D, ``exit``) or on SIGTERM, after one line saying
+    what goes on (``Detached; the town keeps running …``). Cancellation takes the
     prompt off the screen, restores the terminal and propagates. ``input``/``output``: for
     tests (default: the terminal).
     """
@@ -78,6 +92,68 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
                 )
             console.print(HINT, "dim")
             await _repl_until_signal(repl)
+            running: bool | None = None  # unknown if Redis does not answer
+            with trio.move_on_after(LEAVE_QUERY_TIMEOUT):
+                try:
+                    running = await town.runtime() is not None
+                except (TinytownError, OSError):
+                    pass
+            rounds = await _rounds_in_progress(town) if running else []
+            console.print(detached_line(running, rounds))
+
+
+def leaving_line(rounds: list[str] | None, grace: float) -> str:
+    """What leaving ``tt run``'s REPL does, given the agents with a round in progress
+    (None: unknown, Redis did not answer)."""
+    if rounds == []:
+        return "Leaving: no rounds in progress; the town stops now."
+    what = "rounds in progress finish" if rounds is None else _rounds(rounds)
+    if rounds is not None:
+        what += " finishes" if len(rounds) == 1 else " finish"
+    return (
+        f"Leaving: {what} within {grace:g} s (runtime.shutdown_grace), then the town"
+        " stops. Ctrl-C stops it at once."
+    )
+
+
+def stopped_line(rounds: list[str] | None, grace: float, elapsed: float, aborted: bool) -> str:
+    """The outcome, once the town ``tt run`` hosted has stopped."""
+    requeue = "their messages are delivered again by the next 'tt run'"
+    if aborted:
+        return f"Town stopped at once: rounds in progress were cancelled; {requeue}."
+    if rounds == []:
+        return "Town stopped."
+    if elapsed < grace:
+        what = "rounds in progress" if rounds is None else _rounds(rounds)
+        return f"Town stopped: {what} finished ({elapsed:.1f} s)."
+    return f"Town stopped: rounds still running after {grace:g} s were cancelled; {requeue}."
+
+
+def detached_line(running: bool | None, rounds: list[str] | None) -> str:
+    """What leaving ``tt attach`` leaves behind (``running`` None: unknown)."""
+    if running is None:
+        return "Detached."
+    if not running:
+        return "Detached; the town is not running."
+    going_on = f" ({_rounds(rounds)} go on)" if rounds else ""
+    return f"Detached; the town keeps running{going_on}."
+
+
+def _rounds(agents: list[str]) -> str:
+    names = ", ".join(agents[:5]) + (", …" if len(agents) > 5 else "")
+    return f"{plural(len(agents), 'round')} in progress ({names})"
+
+
+async def _rounds_in_progress(town: Town) -> list[str] | None:
+    """Names of the agents in a round now (working or draining), or None if Redis does not
+    answer within :data:`LEAVE_QUERY_TIMEOUT`. Cancellable."""
+    with trio.move_on_after(LEAVE_QUERY_TIMEOUT):
+        try:
+            agents = await town.agents.list()
+        except (TinytownError, OSError):
+            return None
+        return [a.name for a in agents if a.state in IN_A_ROUND]
+    return None
 
 
 async def _repl_until_signal(repl: Repl, ready: Callable[[], None] | None = None) -> None:
