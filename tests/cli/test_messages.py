@@ -88,22 +88,22 @@ async def test_events_and_history(tt, town: Town) -> None:
     )
     lines = ok(everything).splitlines()
     kinds = [line.split()[1] for line in lines]
-    assert kinds == ["spawn", "spawn", "assign", "message", "complete"]
-    assert lines[3].split(" ", 1)[1] == "message bob query from alice: Ready?"
-    assert lines[4].endswith(f"complete alice task {task.id[:8]} completed: Shipped")
+    assert kinds == ["[spawn]", "[spawn]", "[assign]", "[message]", "[complete]"]
+    assert lines[3].split(" ", 1)[1] == "[message] query from alice to bob: Ready?"
+    assert lines[4].endswith(f"[complete] alice: task {task.id[:8]} completed: Shipped")
 
     assert [line.split()[1] for line in ok(last_two).splitlines()] == [
-        "message", "complete"
+        "[message]", "[complete]"
     ]  # fmt: skip
     events = ok_json(about_bob)
     assert [(e["kind"], e["agent_name"]) for e in events] == [("spawn", "bob"), ("message", "bob")]
     assert events[0]["id"] == bob_spawned
     since = [line.split()[1] for line in ok(after).splitlines()]
-    assert since == ["assign", "message", "complete"]
+    assert since == ["[assign]", "[message]", "[complete]"]
 
     kinds = [line.split()[1] for line in ok(history).splitlines()]
-    assert kinds == ["assign", "message", "complete"]
-    assert ok(only_bob).split(" ", 1)[1] == "message bob query from alice: Ready?\n"
+    assert kinds == ["[assign]", "[message]", "[complete]"]
+    assert ok(only_bob).split(" ", 1)[1] == "[message] query from alice to bob: Ready?\n"
 
 
 async def test_events_follow(tt_env: dict[str, str], town_dir: Path, town: Town) -> None:
@@ -119,12 +119,12 @@ async def test_events_follow(tt_env: dict[str, str], town_dir: Path, town: Town)
     try:
         with trio.fail_after(20):
             first = await trio.to_thread.run_sync(follower.stdout.readline)  # type: ignore[union-attr]
-            assert first.split()[1:3] == ["spawn", "alice"]
+            assert first.split(" ", 1)[1] == "[spawn] spawned alice (scripted)\n"
             await town.messages.send("alice", make_body("info", "Hello follower"))
             second = await trio.to_thread.run_sync(follower.stdout.readline)  # type: ignore[union-attr]
         assert (
             second.split(" ", 1)[1]
-            == "message alice informational from supervisor: Hello follower\n"
+            == "[message] from supervisor to alice: Hello follower\n"
         )
         follower.send_signal(signal.SIGINT)
         _, err = await trio.to_thread.run_sync(lambda: follower.communicate(timeout=10))

@@ -22,11 +22,11 @@ def event(kind: str, **fields: str) -> Event:
 
 def test_mail_reads_from_the_sender() -> None:
     line = feed_line(
-        event("mail", agent=SUPERVISOR_ID, sender=ALICE, type="informational", text="done"),
+        event("message", agent=SUPERVISOR_ID, sender=ALICE, type="informational", text="done"),
         NAMES,
     )
     assert line.endswith(" [mail] from alice: done")
-    query = event("mail", agent=SUPERVISOR_ID, sender=ALICE, type="query", text="why?")
+    query = event("message", agent=SUPERVISOR_ID, sender=ALICE, type="query", text="why?")
     assert feed_line(query, NAMES).endswith(" [mail] query from alice: why?")
 
 
@@ -44,9 +44,16 @@ def test_routine_events_stay_out_of_the_feed() -> None:
     assert is_notable(event("state", state="error"), running=True)
     assert not is_notable(event("state", state="working"), running=True)
     assert not is_notable(event("message", agent=ALICE), running=False)
-    to_supervisor = event("message", agent=SUPERVISOR_ID)
-    assert is_notable(to_supervisor, running=False)  # nobody turns it into "mail"
-    assert not is_notable(to_supervisor, running=True)  # the "mail" event will show it
+
+
+def test_supervisor_mail_is_shown_once() -> None:
+    """The message to the supervisor is shown as it is sent, running or not; the
+    runtime's ``mail`` event for the same message is not shown again."""
+    to_supervisor = event("message", agent=SUPERVISOR_ID, sender=ALICE, text="hi")
+    taken = event("mail", agent=SUPERVISOR_ID, sender=ALICE, text="hi")
+    for running in (True, False):
+        assert is_notable(to_supervisor, running=running)
+        assert not is_notable(taken, running=running)
 
 
 def test_toolbar() -> None:

@@ -125,7 +125,7 @@ async def test_ctrl_c_cancels_the_running_command(driver: Driver) -> None:
 async def test_watch_shows_events_live_and_pauses_the_feed(driver: Driver, town: Town) -> None:
     await driver.command("watch", "Watching events")
     wendy = await town.spawn_agent("wendy")
-    await driver.out.wait_for("spawn wendy spawned wendy")
+    await driver.out.wait_for("[spawn] spawned wendy")
     assert driver.repl.cancel_command()
     await driver.out.wait_for("(cancelled)")
     assert not driver.repl.feed.paused

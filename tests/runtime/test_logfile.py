@@ -81,7 +81,7 @@ async def test_a_detached_runtime_rotates_its_log(tt: TtRunner, town: Town) -> N
         log = town.root / ".tt" / "logs" / "runtime.log"
 
         async def rotated() -> bool:
-            return "[spawn] w7" in log.read_text(errors="replace")
+            return "[spawn] spawned w7" in log.read_text(errors="replace")
 
         await eventually(rotated, timeout=20)
         files = rotated_files(log)

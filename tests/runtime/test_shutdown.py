@@ -31,10 +31,10 @@ async def test_the_event_echo_survives_dropped_connections(
 
         monkeypatch.setattr(town.agents, "list", no_listing)
         await town.spawn_agent("before")
-        await eventually(lambda: _echoed(lines, "[spawn] before"))
+        await eventually(lambda: _echoed(lines, "[spawn] spawned before"))
         await town.redis.execute("CLIENT", "KILL", "TYPE", "normal")  # every other client
         await town.spawn_agent("after")
-        await eventually(lambda: _echoed(lines, "[spawn] after"))
+        await eventually(lambda: _echoed(lines, "[spawn] spawned after"))
         nursery.cancel_scope.cancel()
 
 

@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from tinytown.model import converter
-from tinytown.model.ids import SUPERVISOR_ID, age_seconds, parse_time
+from tinytown.model.ids import age_seconds, parse_time
+from tinytown.services import eventformat
+from tinytown.services.eventformat import clock as clock
+from tinytown.services.eventformat import cut
+from tinytown.services.eventformat import name_for as name_for
+from tinytown.services.eventformat import one_line as one_line
+from tinytown.services.eventformat import short as short
 
 
 class Output:
@@ -46,6 +52,11 @@ class Output:
         """Aligned columns separated by two spaces; None prints as ``-``."""
         self.line("\n".join(table_lines(rows, headers)))
 
+    def event(self, event: Any, names: Mapping[str, str]) -> None:
+        """One event as the shared event line; events no line shows (``mail``) print nothing."""
+        if eventformat.shown(event):
+            self.line(eventformat.event_line(event, names))
+
     def warn(self, text: str) -> None:
         print(f"tt: warning: {text}", file=self.stderr, flush=True)
 
@@ -70,30 +81,9 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 # -- formatting helpers shared by the commands -------------------------------------------
 
 
-def one_line(text: str) -> str:
-    """Collapse whitespace and newlines into single spaces."""
-    return " ".join(str(text).split())
-
-
 def clip(text: str | None, width: int = 60) -> str:
-    """One line, at most ``width`` characters (an ellipsis marks the cut)."""
-    flat = one_line(text or "")
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def short(ident: str | None) -> str:
-    """The first 8 characters of an id, or ``-``."""
-    return ident[:8] if ident else "-"
-
-
-def clock(stamp: str | None) -> str:
-    """``HH:MM:SS`` in local time for an RFC 3339 timestamp."""
-    if not stamp:
-        return "--:--:--"
-    try:
-        return parse_time(stamp).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        return "--:--:--"
+    """One line, at most ``width`` characters, cut at a word boundary and marked with ``…``."""
+    return cut(text, width)
 
 
 def stamp_local(stamp: str | None) -> str:
@@ -135,25 +125,9 @@ def record(obj: object) -> Any:
     return converter.unstructure(obj)
 
 
-def name_for(agent_id: str | None, names: Mapping[str, str]) -> str:
-    """A person-readable name for an agent id: its name, ``supervisor``, or a short id."""
-    if not agent_id:
-        return "-"
-    if agent_id == SUPERVISOR_ID:
-        return "supervisor"
-    return names.get(agent_id) or short(agent_id)
-
-
 def event_line(event: Any, names: Mapping[str, str]) -> str:
-    """``HH:MM:SS kind agent text`` for an event of the town's stream."""
-    fields: Mapping[str, str] = event.fields
-    who = name_for(fields.get("agent"), names) if fields.get("agent") else "-"
-    text = one_line(fields.get("text", ""))
-    sender = fields.get("sender")
-    if sender and event.kind in ("message", "broadcast"):
-        kind = fields.get("type")
-        text = f"{kind + ' ' if kind else ''}from {name_for(sender, names)}: {text}"
-    return f"{clock(fields.get('at'))} {event.kind} {who} {text}".rstrip()
+    """``HH:MM:SS [kind] who: text``: the shared event line (services/eventformat.py)."""
+    return eventformat.event_line(event, names)
 
 
 def event_record(event: Any, names: Mapping[str, str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Notable events and supervisor mail, printed above the prompt as they happen.
 
 A background trio task follows the town's event stream (blocking ``XREAD``, no polling)
-and prints the events a person at the console cares about: mail for the supervisor, task
+and prints, in the shared event format (services/eventformat.py), the events a person at
+the console cares about: mail for the supervisor (once), task
 outcomes, crashes, spawns, control verbs, the runtime starting and stopping. Routine
 chatter (agent-to-agent messages, rounds starting, idle/working flips) is left to
 ``watch`` and ``events``. While ``watch`` runs, the feed holds back so nothing prints twice.
@@ -13,18 +14,17 @@ from collections.abc import Mapping
 
 import trio
 
-from tinytown.cli.output import clock, name_for, one_line
 from tinytown.errors import TinytownError
-from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.repl.console import Console
 from tinytown.repl.snapshot import SnapshotKeeper
+from tinytown.services.eventformat import event_line, is_mail, shown
 from tinytown.services.messages import Event
 from tinytown.services.town import Town
 
-#: Event kinds always shown.
+#: Event kinds always shown. (A ``mail`` event repeats the ``message`` event of the same
+#: mail, which is shown instead: services/eventformat.py.)
 NOTABLE = frozenset(
     {
-        "mail",
         "broadcast",
         "complete",
         "fail",
@@ -45,31 +45,22 @@ REFRESHING = frozenset({"spawn", "state", "prune", "runtime", "assign", "complet
 RETRY_DELAY = 1.0
 
 
-def is_notable(event: Event, running: bool) -> bool:
-    """Whether the feed shows ``event``; ``running``: whether a runtime hosts the town."""
+def is_notable(event: Event, running: bool = True) -> bool:
+    """Whether the feed shows ``event``. Mail for the supervisor is shown once, as it is
+    sent (whether or not a runtime hosts the town: ``running`` no longer matters)."""
+    if not shown(event):
+        return False
     if event.kind in NOTABLE:
         return True
     if event.kind == "state":
         return event.fields.get("state") in NOTABLE_STATES
-    # Without a runtime nobody turns mail into "mail" events: show it as it is sent.
-    return event.kind == "message" and event.agent == SUPERVISOR_ID and not running
+    return is_mail(event)
 
 
 def feed_line(event: Event, names: Mapping[str, str]) -> str:
-    """``HH:MM:SS [kind] who: text``; mail reads ``HH:MM:SS [mail] from alice: text``."""
-    fields = event.fields
-    text = one_line(fields.get("text", ""))
-    if event.kind in ("mail", "message"):
-        kind = fields.get("type", "")
-        what = "" if kind in ("", "task", "informational") else f"{kind} "
-        body = f"{what}from {name_for(fields.get('sender'), names)}: {text}"
-        return f"{clock(event.at)} [mail] {body}"
-    who = name_for(event.agent, names) if event.agent else ""
-    if event.kind == "broadcast":
-        who = f"from {name_for(fields.get('sender'), names)}"
-    if not who or text.startswith(who) or who in text.split():
-        return f"{clock(event.at)} [{event.kind}] {text}".rstrip()
-    return f"{clock(event.at)} [{event.kind}] {who}: {text}".rstrip()
+    """The shared event line: ``HH:MM:SS [kind] who: text``; mail reads
+    ``HH:MM:SS [mail] from alice: text``."""
+    return event_line(event, names)
 
 
 async def stream_tail(town: Town) -> str:

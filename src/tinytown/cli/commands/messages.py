@@ -10,7 +10,6 @@ from tinytown.cli.output import (
     add_json_flag,
     clip,
     clock,
-    event_line,
     event_record,
     plural,
     record,
@@ -90,7 +89,9 @@ def register(sub: Any) -> None:
         "events",
         help="show (and follow) the town's event stream",
         description=(
-            "Print the most recent events, oldest first, as 'HH:MM:SS kind agent text'.\n"
+            "Print the most recent events, oldest first, as 'HH:MM:SS [kind] agent: text'\n"
+            "(the format of the REPL and of 'tt run'; short ids; a message to the supervisor\n"
+            "reads '[mail] from AGENT: text' once). "
             "--follow then keeps printing new ones until Ctrl-C (with --json: one JSON\n"
             "object per line)."
         ),
@@ -250,7 +251,7 @@ async def _print_events(ctx: Context, events: list[Event], stream: bool = False)
         if stream:
             ctx.out.json_line(event_record(event, names))
         elif not ctx.json:
-            ctx.out.line(event_line(event, names))
+            ctx.out.event(event, names)  # the shared format; a repeated "mail" prints nothing
     if ctx.json and not stream:
         ctx.out.json([event_record(e, names) for e in events])
 
