@@ -98,15 +98,15 @@ def work(args: argparse.Namespace, rng: random.Random, directives: list[str]) ->
             seconds = float(rest)
         elif word == "hang":
             seconds = float("inf")
-    if seconds == float("inf"):
-        while True:
-            time.sleep(3600)
     if rng.random() < args.background_prob:
         # Left running in our process group: the runtime's end-of-round sweep must kill it.
         subprocess.Popen(child_argv(args, 30), stdin=subprocess.DEVNULL)
     if rng.random() < args.setsid_prob:
-        # Leaves our process group: only a tree-wide tracker (cgroup, subreaper) finds it.
+        # Leaves our process group: only a tree-wide tracker (marker, cgroup) finds it.
         subprocess.Popen(child_argv(args, 30), stdin=subprocess.DEVNULL, start_new_session=True)
+    if seconds == float("inf"):
+        while True:
+            time.sleep(3600)
     if rng.random() < args.child_prob:
         subprocess.run(child_argv(args, seconds), stdin=subprocess.DEVNULL, check=False)
     else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
-from tests.faults.faultkit import FaultTown, alive, town_processes, until
+from tests.faults.faultkit import LEDGER_AGENT, FaultTown, alive, town_processes, until
 
 
 def test_kill_9_of_tt_run_takes_the_cli_and_its_grandchild(ft: FaultTown) -> None:
@@ -46,6 +47,29 @@ def test_kill_9_of_tt_run_takes_the_cli_and_its_grandchild(ft: FaultTown) -> Non
     assert done["attempts"] >= 2  # redone after the crash (at least once), and counted
     ft.wait_state("w", "idle")
     assert ft.inflight("w") == 0
+
+
+def test_kill_9_of_tt_run_takes_a_setsid_grandchild_too(ft: FaultTown) -> None:
+    ft.add_cli(
+        "escaper",
+        f"{sys.executable} {LEDGER_AGENT} --ledger {ft.root / 'ledger.jsonl'} --setsid-prob 1",
+    )
+    ft.spawn("w", cli="escaper")
+    run = ft.start_run()
+    ft.wait_state("w", "idle")
+    ft.assign("w", "hang")
+    # the CLI and its grandchild, which left the CLI's process group and session
+    tree = until(lambda: len(found := town_processes(ft.root)) >= 2 and found, 20, what="tree")
+    sessions = {os.getsid(pid) for pid in tree}
+    assert len(sessions) == 2, "the grandchild did not call setsid()"
+    ft.unwatch(run.pid)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    until(
+        lambda: not town_processes(ft.root),
+        5,
+        what=lambda: f"{town_processes(ft.root)} alive after kill -9 of tt run (was {tree})",
+    )
 
 
 def test_second_sigterm_during_shutdown_kills_the_agents_trees(ft: FaultTown) -> None:
