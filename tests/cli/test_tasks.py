@@ -127,6 +127,7 @@ async def test_backlog(tt, town: Town) -> None:
     lines = ok(tt("backlog", "list")).splitlines()
     assert [line.split()[0] for line in lines] == ["ID", first["id"][:8], second[:8], third[:8]]
     assert lines[1].split()[1:] == ["pending", "-", "docs", "Write", "docs"]
+    assert ok(tt("backlog")).splitlines() == lines  # alone, it lists the backlog
 
     assert "No agent named 'ghost'" in user_error(tt("backlog", "claim", first["id"], "ghost"))
     assert len(await town.backlog.list()) == 3  # nothing was taken out
@@ -138,5 +139,6 @@ async def test_backlog(tt, town: Town) -> None:
     )
     assert ok(tt("backlog", "assign-all", "bob")) == "Assigned 1 task to bob.\n"
     assert ok_json(tt("backlog", "list", "--json")) == []
+    assert ok(tt("backlog")) == "The backlog is empty.\n"
     assert [t.id for t in await town.tasks.list(agent=bob.id)] == [third]
     assert (await town.tasks.get(second)).state is TaskState.CANCELLED

@@ -110,9 +110,11 @@ def register(sub: Any) -> None:
         "backlog",
         help="tasks waiting for an agent",
         description="The backlog: tasks waiting"
-        " for an agent. A running town hands them to idle agents whose role or tags match.",
+        " for an agent. A running town hands them to idle agents whose role or tags match.\n"
+        "Without a command: list it (as 'tt backlog list').",
     )
-    verbs = backlog.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    backlog.set_defaults(handler=cmd_backlog_list, town="required")
+    verbs = backlog.add_subparsers(title="commands", metavar="COMMAND", required=False)
     p = verbs.add_parser(
         "add", help="add a task to the backlog", description="Add a task to the backlog."
     )
