@@ -142,7 +142,15 @@ async def test_dry_run_changes_nothing_and_real_run_converts(town: Town, old: Ol
     assert {m for m in report.migrated if "backlog" not in m[0]} == {
         m for m in preview.migrated if "backlog" not in m[0]
     }
-    assert await old.values() == before_old  # old keys are left in place
+    # Moved: each migrated record's old key is gone; what could not move stays.
+    after_old = await old.values()
+    assert after_old[f"tt:agent:{agent_id}"] == [] and after_old[f"tt:task:{task_id}"] == []
+    assert after_old[f"tt:task:{done_id}"] == []
+    assert after_old[f"tt:task:{bad_id}"] == before_old[f"tt:task:{bad_id}"]  # malformed
+    assert after_old[f"tt:urgent:{agent_id}"] == []
+    assert after_old[f"tt:inbox:{agent_id}"] == before_old[f"tt:inbox:{agent_id}"]  # bad entry
+    assert after_old["tt:backlog"] == [done_id]  # not pending: it could not move
+    assert f"tt:task:{task_id}" in report.removed and f"tt:inbox:{agent_id}" in report.kept
 
     agent = await town.agents.resolve("legacy")
     assert agent.id == agent_id and agent.tasks_completed == 3 and agent.rounds_completed == 7
@@ -166,10 +174,42 @@ async def test_dry_run_changes_nothing_and_real_run_converts(town: Town, old: Ol
         await town.tasks.get(bad_id)
     assert f"tt:task:{task_id}" in report.old_keys
 
-    again = await migrate(town)  # idempotent: everything is now there, nothing overwritten
+    again = await migrate(town)  # idempotent: nothing left to move, nothing overwritten
     assert [m for m in again.migrated if m[0] != "tt:backlog"] == []
-    assert {key for key, _ in again.skipped} >= {f"tt:task:{task_id}", f"tt:agent:{agent_id}"}
     assert [t.id for t in await town.backlog.list()] == [task_id]
+
+
+async def test_keep_old_copies_and_leaves_the_old_keys(town: Town, old: OldKeys) -> None:
+    agent_id, task_id = ids(2)
+    await old.hset(f"tt:agent:{agent_id}", id=agent_id, name="keeper", state="idle")
+    await old.hset(
+        f"tt:task:{task_id}", id=task_id, description="Kept", state="pending", tags="[]"
+    )
+    await old.rpush("tt:backlog", task_id)
+    before_old = await old.values()
+    report = await migrate(town, keep_old=True)
+    assert await old.values() == before_old
+    assert report.removed == [] and set(report.kept) >= {
+        f"tt:agent:{agent_id}",
+        f"tt:task:{task_id}",
+        "tt:backlog",
+    }
+    assert (await town.agents.resolve("keeper")).id == agent_id
+    assert [t.id for t in await town.backlog.list()] == [task_id]
+
+
+async def test_a_record_changed_meanwhile_is_not_moved(town: Town, old: OldKeys) -> None:
+    """The move's guards hold the old record as read: a change in between keeps it."""
+    from tinytown.services import migrate as migration
+
+    agent_id = ids(1)[0]
+    key = await old.hset(f"tt:agent:{agent_id}", id=agent_id, name="racer", state="idle")
+    fields, unchanged = await migration._read_record(town, key)
+    await town.redis.execute("HSET", key, "state", "working")  # a Rust loop writes
+    assert not await migration.admin.guards_hold(town.store, unchanged)
+    report = await migrate(town)  # reads afresh: moves the current content
+    assert (await town.agents.resolve("racer")).state.value == "working"
+    assert report.removed == [key]
 
 
 async def test_existing_keys_are_not_overwritten(town: Town, old: OldKeys) -> None:

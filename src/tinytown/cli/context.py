@@ -12,6 +12,7 @@ from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output, name_for
 from tinytown.errors import NotInitializedError, TinytownError
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid
+from tinytown.services import legacy
 from tinytown.services.config import find_town_root
 from tinytown.services.town import Town
 from tinytown.store import indexes
@@ -41,7 +42,7 @@ def agent_from_env() -> str | None:
     """The agent whose round runs this process (``TT_AGENT_ID``, set by the runtime for
     an agent's CLI), or None. The front end reads it; services get it as a parameter."""
     agent_id = os.environ.get("TT_AGENT_ID", "").strip().lower()
-    return agent_id if is_uuid(agent_id) else None
+    return agent_id if is_uuid(agent_id) else legacy.agent_id_from_env()  # Rust's variable
 
 
 async def connect_town(town_dir: str | None) -> Town:

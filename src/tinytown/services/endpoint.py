@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 
+from tinytown.services import legacy
 from tinytown.services.config import TownConfig
 from tinytown.store.server import EmbeddedServer
 
 
 def redis_url(config: TownConfig) -> str | None:
     """An external server's URL (``REDIS_URL`` or ``[redis] url``), else None (embedded)."""
-    return os.environ.get("REDIS_URL") or (config.data.get("redis") or {}).get("url") or None
+    url = os.environ.get("REDIS_URL") or (config.data.get("redis") or {}).get("url") or None
+    return legacy.url_with_password(url)  # Rust's TINYTOWN_REDIS_PASSWORD
 
 
 def embedded_server(config: TownConfig) -> EmbeddedServer:

@@ -9,9 +9,9 @@
   line (``codex --dangerously-bypass-approvals-and-sandbox``) maps to its preset, as
   Rust's ``normalize_cli_reference`` does: exact preset name, then a preset's exact
   command, then the preset whose program it runs with a subset of that preset's arguments.
-* **``TINYTOWN_*`` variables**, honoured as Rust does: ``TINYTOWN_AGENT_ID`` /
-  ``TINYTOWN_AGENT_NAME`` (who acts; ``TT_AGENT_ID`` wins) and ``TINYTOWN_REDIS_PASSWORD``
-  (the password of an external Redis whose URL has none).
+* **``TINYTOWN_*`` variables**, honoured as Rust does: ``TINYTOWN_AGENT_ID`` (who acts;
+  ``TT_AGENT_ID`` wins) and ``TINYTOWN_REDIS_PASSWORD`` (the password of an external
+  Redis whose URL has none). ``TINYTOWN_AGENT_NAME`` is not read (the runtime sets ids).
 * **Display labels.** Rust prints agents as ``Nickname [role]`` (``Nickname [name]``
   without a role) and accepts that label wherever an agent reference is.
 
@@ -219,9 +219,9 @@ async def hash_tasks(store: Store, keys: Sequence[str] | None = None) -> list[Ta
     return out
 
 
-async def hash_agent(store: Store, agent_id: str, presets: Mapping[str, str] | None = None) -> (
-    Agent | None
-):
+async def hash_agent(
+    store: Store, agent_id: str, presets: Mapping[str, str] | None = None
+) -> Agent | None:
     """The agent with ``agent_id`` if its record is a Rust hash, else None."""
     found = await hash_agents(store, presets, [store.keys.agent(agent_id)])
     return found[0] if found else None
@@ -265,9 +265,7 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
         if name == program and preset and set(argv[1:]) <= set(preset[1:]):
             return name
     for name, preset in parsed:  # a preset of another name running that program
-        if preset and os.path.basename(preset[0]) == program and set(argv[1:]) <= set(
-            preset[1:]
-        ):
+        if preset and os.path.basename(preset[0]) == program and set(argv[1:]) <= set(preset[1:]):
             return name
     return cli
 
@@ -277,7 +275,6 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
 #: Rust's variables and what they set here (documented in docs/plans.md).
 ENV_MAPPING: dict[str, str] = {
     "TINYTOWN_AGENT_ID": "TT_AGENT_ID (who acts; TT_AGENT_ID wins)",
-    "TINYTOWN_AGENT_NAME": "the acting agent by name, when no id is set",
     "TINYTOWN_REDIS_PASSWORD": "the password of an external Redis URL that has none",
 }
 
@@ -287,11 +284,6 @@ def agent_id_from_env(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     agent_id = env.get("TINYTOWN_AGENT_ID", "").strip().lower()
     return agent_id if is_uuid(agent_id) else None
-
-
-def agent_name_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    return env.get("TINYTOWN_AGENT_NAME", "").strip() or None
 
 
 def url_with_password(url: str | None, env: Mapping[str, str] | None = None) -> str | None:

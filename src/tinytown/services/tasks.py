@@ -20,6 +20,7 @@ from tinytown.model import (
     loads,
 )
 from tinytown.model.ids import SUPERVISOR_ID, is_uuid, parse_time
+from tinytown.services import legacy
 from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
 from tinytown.store import indexes
@@ -64,6 +65,8 @@ class TaskService:
         """Tasks in creation order, filtered by state, tag and agent id."""
         ids = await indexes.task_ids(self.store)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
+        if not self.store.reconnect:  # one-shot commands also show Rust hash-format tasks
+            tasks += sorted(await legacy.hash_tasks(self.store), key=lambda t: t.created_at)
         return [
             t
             for t in tasks
@@ -73,7 +76,12 @@ class TaskService:
         ]
 
     async def get(self, task_id: str) -> Task:
-        task = await self.store.get(Task, self.keys.task(task_id))
+        try:
+            task = await self.store.get(Task, self.keys.task(task_id))
+        except Exception as exc:
+            if not legacy.is_wrongtype(exc):
+                raise
+            task = await legacy.hash_task(self.store, task_id)
         if task is None:
             raise NotFoundError(f"No task with id {task_id}.")
         return task

@@ -80,14 +80,25 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "migrate",
-        help="convert the old global keys (tt:<type>:<id>) into this town",
+        help="move Rust Tinytown records into this town (old global keys; --hash: 0.10 hashes)",
         description=(
-            "Convert agents, tasks, inboxes and the backlog of the old layout without towns"
-            " into this town's keys and format. Existing keys are never overwritten; the old"
-            " keys are left in place."
+            "Move agents, tasks, inboxes and the backlog of the old layout without towns"
+            " (tt:<type>:<id>) into this town's keys and format: each record is written and"
+            " its old key removed in one atomic step (--keep-old keeps the old keys). With"
+            " --hash, convert this town's Rust 0.10 records (agents and tasks stored as"
+            " Redis hashes) into JSON records in place. Existing records are never"
+            " overwritten; --dry-run lists what would be done."
         ),
     )
-    p.add_argument("--dry-run", action="store_true", help="show what would be done")
+    p.add_argument("--dry-run", action="store_true", help="list what would be done")
+    p.add_argument(
+        "--hash",
+        action="store_true",
+        help="convert this town's Rust 0.10 hash-format agents and tasks to JSON records",
+    )
+    p.add_argument(
+        "--keep-old", action="store_true", help="copy the old global keys instead of moving them"
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_migrate, town="required")
 
@@ -258,21 +269,35 @@ async def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
-    report = await migration.migrate(town, dry_run=args.dry_run)
+    if args.hash and args.keep_old:
+        raise UsageError("--keep-old applies to the old global keys, not to --hash.")
+    if args.hash:
+        report = await migration.migrate_hashes(town, dry_run=args.dry_run)
+    else:
+        report = await migration.migrate(town, dry_run=args.dry_run, keep_old=args.keep_old)
+    left = 0 if args.hash else await migration.legacy_count(town)
     if ctx.json:
         ctx.out.json(
             {
                 "dry_run": report.dry_run,
+                "hash": args.hash,
                 "migrated": [{"old": o, "new": n} for o, n in report.migrated],
                 "skipped": [{"old": o, "reason": r} for o, r in report.skipped],
                 "malformed": [{"old": o, "reason": r} for o, r in report.malformed],
                 "old_keys": report.old_keys,
+                "removed": report.removed,
+                "kept": report.kept,
+                "hash_records": left,
             }
         )
         return 0
-    verb = "would migrate" if report.dry_run else "migrated"
+    verb = (
+        ("would convert" if report.dry_run else "converted")
+        if args.hash
+        else ("would migrate" if report.dry_run else "migrated")
+    )
     for old, new in report.migrated:
-        ctx.out.line(f"{verb} {old} -> {new}")
+        ctx.out.line(f"{verb} {old}" if old == new else f"{verb} {old} -> {new}")
     for old, reason in report.skipped:
         ctx.out.line(f"skipped {old}: {reason}")
     for old, reason in report.malformed:
@@ -281,13 +306,16 @@ async def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
         f"{'Dry run: ' if report.dry_run else ''}{len(report.migrated)} {verb},"
         f" {len(report.skipped)} skipped, {len(report.malformed)} malformed."
     )
-    if report.dry_run or not report.old_keys:
-        return 0
-    keys = report.old_keys
-    listed = " ".join(keys[:HINT_KEYS]) + (" ..." if len(keys) > HINT_KEYS else "")
-    ctx.out.line(
-        f"The old keys were left in place. Once the town looks right, delete them with:"
-        f" redis-cli DEL {listed}"
-        + (" ('tt migrate --dry-run --json' lists them all)" if len(keys) > HINT_KEYS else "")
-    )
+    if report.removed:
+        ctx.out.line(f"Removed {plural(len(report.removed), 'old key')}.")
+    if report.kept:
+        keys = report.kept
+        listed = " ".join(keys[:HINT_KEYS]) + (" ..." if len(keys) > HINT_KEYS else "")
+        why = "(--keep-old)" if args.keep_old else "(they hold entries that could not move)"
+        ctx.out.line(f"Kept {plural(len(keys), 'old key')} {why}: {listed}")
+    if left:
+        ctx.out.line(
+            f"This town also has {plural(left, 'record')} in Rust 0.10's hash format:"
+            " convert them with 'tt migrate --hash' (--dry-run first to list them)."
+        )
     return 0
