@@ -151,6 +151,30 @@ async def test_log_file_has_header_output_and_footer(tmp_path: Path) -> None:
     assert text.index("line-one") < text.index("no-newline")
 
 
+async def test_log_keeps_stdout_and_stderr_lines_apart(tmp_path: Path) -> None:
+    """Half a stdout line, then a stderr line, then the rest: whole lines in the log,
+    stderr marked, never ``partial outputError: ...`` run together."""
+    log = tmp_path / "agent.log"
+    code = (
+        "import sys, time\n"
+        "sys.stdout.write('partial output'); sys.stdout.flush(); time.sleep(0.2)\n"
+        "sys.stderr.write('Error: boom\\nsecond'); sys.stderr.flush(); time.sleep(0.2)\n"
+        "sys.stdout.write(' continued\\n'); sys.stdout.flush()\n"
+        "sys.stdout.write('x' * 70000 + 'tail')\n"
+    )
+    prompt = "# Tinytown: round 7 for agent alice (Alice), town t\n"
+    result = await _run(tmp_path, [PY, "-c", code], log_path=log, prompt=prompt)
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith(f"--- round 7 pid={result.pid} started ")
+    body = lines[1:-1]
+    assert "partial output continued" in body
+    assert "err| Error: boom" in body and "err| second" in body
+    assert not any("partialoutputError" in ln or "outputError" in ln for ln in body)
+    # A line longer than the buffer is broken into whole lines, nothing lost.
+    assert "x" * 65536 in body and "x" * (70000 - 65536) + "tail" in body
+    assert lines[-1].startswith(f"--- round 7 pid={result.pid} exited returncode=0 after ")
+
+
 async def test_timeout_terminates_and_reports_timed_out(tmp_path: Path) -> None:
     code = "import time; print('working', flush=True); time.sleep(30)"
     # The child dies on SIGTERM, so the long grace is never used.

@@ -32,6 +32,7 @@ from tinytown.errors import CliNotFoundError
 from tinytown.runtime.guard import process_guard
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
+from tinytown.runtime.prompt import round_number
 from tinytown.services.executables import executable_found
 
 # How long the pipes may stay open after the main child exited (a grandchild holding them).
@@ -124,21 +125,49 @@ class _Tail:
         return self._buf.decode("utf-8", errors="replace")
 
 
+#: Prefix of each line the CLI wrote on stderr, in the round log (stdout lines have none).
+ERR_PREFIX = b"err| "
+#: A line longer than this is written out in pieces (each ended with a newline).
+_LINE_MAX = 65536
+
+
 class _Log:
-    """The round log (rotating); remembers whether the output so far ended a line."""
+    """The round log (rotating), written in whole lines only: stdout and stderr are
+    line-buffered apart, so a line of one never runs into a line of the other; stderr
+    lines start with :data:`ERR_PREFIX`. A partial last line is ended at the round's end."""
 
     def __init__(self, file: RotatingLog) -> None:
         self._file = file
-        self._at_line_start = True
+        self._partial = {False: bytearray(), True: bytearray()}  # is stderr -> unfinished line
 
-    def write(self, data: bytes | bytearray) -> None:
-        if data:
-            # Blocking write + flush: local appends are fast, a thread hop per chunk is not.
-            self._file.write(data)
-            self._at_line_start = data.endswith(b"\n")
+    def write(self, data: bytes | bytearray, err: bool = False) -> None:
+        buf = self._partial[err]
+        buf += data
+        end = buf.rfind(b"\n")
+        if end >= 0:
+            self._emit(bytes(buf[: end + 1]), err)
+            del buf[: end + 1]
+        while len(buf) > _LINE_MAX:  # no newline in sight: bounded memory, a marked break
+            self._emit(bytes(buf[:_LINE_MAX]) + b"\n", err)
+            del buf[:_LINE_MAX]
+
+    def _emit(self, lines: bytes, err: bool) -> None:
+        if err:
+            lines = b"".join(ERR_PREFIX + line for line in lines.splitlines(keepends=True))
+        # Blocking write + flush: local appends are fast, a thread hop per chunk is not.
+        self._file.write(lines)
+
+    def finish(self) -> None:
+        """End both streams' unfinished lines (the round is over)."""
+        for err, buf in self._partial.items():
+            if buf:
+                self._emit(bytes(buf) + b"\n", err)
+                buf.clear()
 
     def line(self, text: str) -> None:
-        self.write(text.encode() if self._at_line_start else b"\n" + text.encode())
+        """A line of our own (header, footer) after every whole line of the CLI's."""
+        self.finish()
+        self._file.write(text.encode())
 
 
 def _missing(prog: str) -> CliNotFoundError:
@@ -250,10 +279,10 @@ async def _feed_stdin(stream: trio.abc.SendStream, data: bytes) -> None:
         await stream.aclose()  # EOF tells the child the prompt is complete
 
 
-async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log) -> None:
+async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log, err: bool) -> None:
     while chunk := await stream.receive_some(_CHUNK):
         tail.add(chunk)
-        log.write(chunk)
+        log.write(chunk, err)
 
 
 async def _pump_io(
@@ -271,8 +300,8 @@ async def _pump_io(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_feed_stdin, proc.stdin, prompt)
             async with trio.open_nursery() as readers:
-                readers.start_soon(_pump, proc.stdout, tails[0], log)
-                readers.start_soon(_pump, proc.stderr, tails[1], log)
+                readers.start_soon(_pump, proc.stdout, tails[0], log, False)
+                readers.start_soon(_pump, proc.stderr, tails[1], log, True)
             eof.set()
 
 
@@ -310,6 +339,7 @@ async def run_cli(
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     log_keep: int = DEFAULT_LOG_KEEP,
     ledger: RoundLedger | None = None,
+    round_no: int | None = None,
     task_status: trio.TaskStatus[RunningProcess] = trio.TASK_STATUS_IGNORED,
 ) -> RoundResult:
     """Run ``argv`` once with ``prompt`` on stdin and return how the round ended.
@@ -317,10 +347,12 @@ async def run_cli(
     The child gets ``env`` plus ``TT_ROUND=<fresh uuid>`` (the marker its descendants
     inherit) and ``cwd``, and leads a new process group; on Linux it is SIGKILLed if this
     process dies. ``prompt`` is written to its stdin, which is then closed (a child that
-    never reads it is fine). stdout and stderr are drained concurrently, appended to
-    ``log_path`` (parents created; a header and footer line frame the round; the file
-    rotates at ``log_max_bytes`` keeping ``log_keep`` old files) as chunks arrive, and only
-    the last ``tail_bytes`` of each are kept. Once the process exists,
+    never reads it is fine). stdout and stderr are drained concurrently and appended to
+    ``log_path`` in whole lines, each stream line-buffered apart, stderr lines prefixed
+    ``err| `` (parents created; a header line ``--- round N pid=P started ... ---`` and a
+    footer frame the round, N being ``round_no`` or else the round the prompt names; the
+    file rotates at ``log_max_bytes`` keeping ``log_keep`` old files); only the last
+    ``tail_bytes`` of each stream are kept in memory. Once the process exists,
     ``task_status.started()`` receives a :class:`RunningProcess` for suspend/resume, and
     the group is recorded in ``ledger`` (if given) until it has been reaped.
 
@@ -350,6 +382,9 @@ async def run_cli(
     marker = guard.new_marker()
     child_env = {**env, MARKER_ENV: marker}
     _require_executable(args[0], cwd, child_env)
+    if round_no is None:
+        round_no = round_number(prompt)
+    label = "round" if round_no is None else f"round {round_no}"
     with RotatingLog(log_path, log_max_bytes, log_keep) as log_file:
         log = _Log(log_file)
         try:
@@ -368,7 +403,8 @@ async def run_cli(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_pump_io, io_scope, proc, prompt.encode(), log, tails, eof)
                 try:
-                    log.line(f"--- round pid={proc.pid} started {_utc_stamp()} argv={args!r} ---\n")
+                    stamp = _utc_stamp()
+                    log.line(f"--- {label} pid={proc.pid} started {stamp} argv={args!r} ---\n")
                     task_status.started(handle)
                     with handle._deadline:
                         if ledger is not None:
@@ -402,7 +438,7 @@ async def run_cli(
                     if stream is not None:
                         await stream.aclose()
             duration = trio.current_time() - started
-            log.line(f"--- round pid={proc.pid} {outcome} after {duration:.3f}s ---\n")
+            log.line(f"--- {label} pid={proc.pid} {outcome} after {duration:.3f}s ---\n")
     if cancelled:
         await trio.lowlevel.checkpoint()
     killed = timed_out or cancelled
@@ -416,4 +452,4 @@ async def run_cli(
     )
 
 
-__all__ = ["RoundLedger", "RoundResult", "RunningProcess", "run_cli"]
+__all__ = ["ERR_PREFIX", "RoundLedger", "RoundResult", "RunningProcess", "run_cli"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from tinytown.model import Agent, Message, Task
@@ -9,6 +10,13 @@ from tinytown.model.enums import SpawnMode
 
 CONTEXT_BEGIN = "<<<BEGIN PARENT CONTEXT>>>"
 CONTEXT_END = "<<<END PARENT CONTEXT>>>"
+_TITLE = re.compile(r"# Tinytown: round (\d+) ")
+
+
+def round_number(prompt: str) -> int | None:
+    """The round a prompt made by :func:`compose` is for (its first line), else None."""
+    match = _TITLE.match(prompt)
+    return int(match.group(1)) if match else None
 
 
 def one_line(text: str, limit: int = 4000) -> str:
