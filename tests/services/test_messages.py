@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tinytown.errors import InvalidInputError, NotFoundError
-from tinytown.model import Informational, Query, TaskBody, dumps, new_id
+from tinytown.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError
+from tinytown.model import Informational, Message, Query, TaskBody, dumps, new_id
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import MAX_MESSAGE_BYTES
 from tinytown.services.messages import Event
 from tinytown.services.town import Town
@@ -119,3 +120,61 @@ async def test_text_that_is_not_utf8_is_refused_before_anything_is_sent(town: To
     with pytest.raises(InvalidInputError, match="not valid UTF-8 text"):
         await town.messages.broadcast(Informational("bad \udcff byte"))
     assert await handle.inbox_len() == 0
+
+
+# -- questions and replies -------------------------------------------------------------
+
+
+async def test_reply_is_correlated_delivered_and_marks_the_question_answered(
+    town: Town,
+) -> None:
+    asker = await town.spawn_agent("asker")
+    question = await town.messages.send("supervisor", Query("which db?"), sender="asker")
+    other = await town.messages.send("supervisor", Informational("fyi"), sender="asker")
+    assert [m.id for m in await town.messages.questions_waiting()] == [question.id]
+    reply = await town.messages.reply(question.id[:6], "postgres")
+    assert (reply.recipient, reply.sender) == (asker.id, SUPERVISOR_ID)
+    assert reply.correlation_id == question.id
+    assert isinstance(reply.body, Informational) and reply.text == "postgres"
+    queued, _ = await town.messages.inbox("asker")
+    assert [(m.id, m.correlation_id) for m in queued] == [(reply.id, question.id)]
+    assert await town.messages.questions_waiting() == []
+    assert [m.id for m in await town.messages.questions()] == [question.id]
+    # Any message the supervisor received can be answered; the asker is who sent it.
+    again = await town.messages.reply(other.id, "ok", sender="asker")
+    assert (again.sender, again.recipient) == (asker.id, asker.id)
+
+
+async def test_reply_refusals_change_nothing(town: Town) -> None:
+    asker = await town.spawn_agent("asker")
+    question = await town.messages.send("supervisor", Query("which db?"), sender="asker")
+    mine = await town.messages.send("supervisor", Query("note to self"))
+    for bad, error in (
+        ("ab", InvalidInputError),  # too short
+        ("zzzz", InvalidInputError),  # not hex
+        ("ffffffff-ffff", NotFoundError),
+        (mine.id, InvalidInputError),  # the supervisor asked itself: nobody to answer
+    ):
+        with pytest.raises(error):
+            await town.messages.reply(bad, "answer")
+    with pytest.raises(InvalidInputError):
+        await town.messages.reply(question.id, "  ")
+    # Two questions sharing a prefix are ambiguous until the prefix is long enough.
+    twins = [
+        Message(f"abcd{n}000-0000-4000-8000-000000000000", asker.id, SUPERVISOR_ID, Query("?"))
+        for n in (1, 2)
+    ]
+    await town.store.run_ops(
+        [["RPUSH", town.keys.inbox(SUPERVISOR_ID), dumps(m)] for m in twins]
+    )
+    with pytest.raises(AmbiguousReferenceError, match="abcd1000, abcd2000"):
+        await town.messages.reply("abcd", "which one?")
+    assert (await town.messages.reply("abcd2", "this one")).correlation_id == twins[1].id
+    await town.store.run_ops([["DEL", town.keys.inbox(asker.id)]])
+    queued, _ = await town.messages.inbox(asker.id)
+    assert queued == []
+    # The asker is gone: refused, and the question still waits.
+    await town.store.run_ops([["DEL", town.keys.agent(asker.id)]])
+    with pytest.raises(NotFoundError, match="no longer exists"):
+        await town.messages.reply(question.id, "too late")
+    assert question.id in [m.id for m in await town.messages.questions_waiting()]

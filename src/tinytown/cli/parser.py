@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "agents",
     "tasks",
     "messages",
+    "questions",
     "recovery",
     "plans",
     "runtime",

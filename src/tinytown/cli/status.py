@@ -55,6 +55,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         "agents": [],
         "tasks": dict(Counter(t.state.value for t in tasks)),
         "backlog": len(backlog),
+        "questions_waiting": [m.id for m in await town.messages.questions_waiting()],
     }
     for agent in agents:
         entry = record(agent)
@@ -120,6 +121,13 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     out.line()
     out.line(f"Tasks:   {_task_summary(data['tasks'])}")
     out.line(f"Backlog: {plural(data['backlog'], 'task')}")
+    if data["questions_waiting"]:  # agents wait for a person: say how to answer
+        ids = ", ".join(q[:8] for q in data["questions_waiting"][:5])
+        more = ", …" if len(data["questions_waiting"]) > 5 else ""
+        out.line(
+            f"Questions waiting: {len(data['questions_waiting'])}"
+            f' (tt reply ID "answer"; ID: {ids}{more})'
+        )
     if args.tasks:
         _print_task_breakdown(ctx, data)
     if args.deep:

@@ -57,6 +57,11 @@ def is_notable(event: Event, running: bool = True) -> bool:
     return is_mail(event)
 
 
+def is_question(event: Event) -> bool:
+    """Whether ``event`` is a question (a ``query``) reaching the supervisor."""
+    return event.fields.get("type") == "query" and is_mail(event)
+
+
 def feed_line(event: Event, names: Mapping[str, str]) -> str:
     """The shared event line: ``HH:MM:SS [kind] who: text``; mail reads
     ``HH:MM:SS [mail] from alice: text``."""
@@ -110,4 +115,9 @@ class Feed:
             return
         if any(i and i not in snap.names for i in (event.agent, event.fields.get("sender"))):
             snap = await self.keeper.refresh()  # an agent spawned since the last look
+        if is_question(event):  # someone waits for an answer: ring the bell, say how
+            mid = event.fields.get("message_id", "")[:8]
+            line = feed_line(event, snap.names).replace("[mail] query ", "[question] ", 1)
+            self.console.print(f'{line}  (answer: reply {mid} "...")\a', "warning")
+            return
         self.console.print(feed_line(event, snap.names), "event")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import attrs
 
-from tinytown.errors import InvalidInputError, MalformedRecordError, NotFoundError
+from tinytown.errors import (
+    AmbiguousReferenceError,
+    InvalidInputError,
+    MalformedRecordError,
+    NotFoundError,
+)
 from tinytown.model import (
     AckType,
     Confirmation,
@@ -24,11 +30,15 @@ from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.model.message import MAX_MESSAGE_BYTES, Body
 from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
+from tinytown.store import indexes
 from tinytown.store.events import Event
 from tinytown.store.records import GuardFailed, Op, Store
 
 #: Supervisor mail kept for ``tt inbox supervisor``.
 MAIL_KEEP = 1000
+#: Answered question ids kept (the mail they answer is capped at MAIL_KEEP too).
+ANSWERED_KEEP = 1000
+HEX_OR_HYPHEN = frozenset("0123456789abcdef-")
 
 __all__ = ["MAIL_KEEP", "Event", "MessageService", "make_body"]
 
@@ -95,6 +105,88 @@ class MessageService:
             )
         except GuardFailed:
             raise NotFoundError(f"No agent with id {to} in town {self.keys.town}.") from None
+        return message
+
+    # -- questions -------------------------------------------------------------------
+
+    async def questions(self) -> list[Message]:
+        """Every ``query`` the supervisor received and still keeps (its mail, inbox and
+        in-flight list), oldest first, each once. Cancellable (nothing changes)."""
+        queued, inflight = await self.inbox(SUPERVISOR_ID)
+        seen: dict[str, Message] = {}
+        for msg in queued + inflight:
+            if msg.type is MessageType.QUERY:
+                seen.setdefault(msg.id, msg)
+        return sorted(seen.values(), key=lambda m: m.created_at)
+
+    async def questions_waiting(self) -> list[Message]:
+        """The supervisor's questions nobody has replied to yet (``tt reply``), oldest
+        first. Cancellable (nothing changes)."""
+        asked = await self.questions()
+        answered = await indexes.answered_questions(self.store, [m.id for m in asked])
+        return [m for m in asked if m.id not in answered]
+
+    async def find_question(self, ref: str) -> Message:
+        """The message to the supervisor whose id is ``ref`` or starts with it (4 or more
+        hex digits). Raises InvalidInputError, NotFoundError, AmbiguousReferenceError."""
+        wanted = ref.strip().lower()
+        if len(wanted.replace("-", "")) < 4 or any(c not in HEX_OR_HYPHEN for c in wanted):
+            raise InvalidInputError(
+                f"{ref!r} is not a message id (give the id, or 4 or more of its first hex digits)."
+            )
+        queued, inflight = await self.inbox(SUPERVISOR_ID)
+        found: dict[str, Message] = {}
+        for msg in queued + inflight:
+            if msg.id.startswith(wanted):
+                found.setdefault(msg.id, msg)
+        if not found:
+            raise NotFoundError(f"No message {ref} in the supervisor's mail.")
+        if len(found) > 1:
+            ids = ", ".join(sorted(m.id[:8] for m in found.values()))
+            raise AmbiguousReferenceError(f"Message id {ref!r} is ambiguous: {ids}.")
+        return next(iter(found.values()))
+
+    async def reply(self, question_id: str, text: str, *, sender: str | None = None) -> Message:
+        """Answer a message the supervisor received (a ``query``, usually): an
+        ``informational`` message with ``correlation_id`` = the question's id, delivered
+        to the asker's inbox atomically (like :meth:`send`), and the question recorded as
+        answered in the same step. ``question_id`` may be a unique prefix (4+ hex digits).
+
+        Raises InvalidInputError (bad id, empty text, a question the supervisor asked
+        itself), NotFoundError (no such message; the asker is gone),
+        AmbiguousReferenceError. Not retried after a lost reply (ReplyLostError: the reply
+        may or may not have been delivered). Cancellable like :meth:`send`.
+        """
+        question = await self.find_question(question_id)
+        if not text.strip():
+            raise InvalidInputError("A reply needs some text.")
+        if question.sender == SUPERVISOR_ID:
+            raise InvalidInputError(
+                f"Message {question.id[:8]} was sent by the supervisor itself; there is no"
+                " agent to reply to."
+            )
+        message = Message.new(
+            await self.sender_id(sender),
+            question.sender,
+            Informational(text),
+            correlation_id=question.id,
+        )
+        payload = _encode(message)
+        ops = [
+            *self.store.deliver_ops(message, payload=payload),
+            ["ZADD", self.keys.answered, str(time.time()), question.id],
+            ["ZREMRANGEBYRANK", self.keys.answered, "0", str(-ANSWERED_KEEP - 1)],
+        ]
+        try:
+            await self.store.apply(
+                self.keys.meta,
+                ops=ops,
+                guards=[(["EXISTS", self.keys.agent(question.sender)], 1)],
+            )
+        except GuardFailed:
+            raise NotFoundError(
+                f"The agent that asked {question.id[:8]} ({question.sender[:8]}) no longer exists."
+            ) from None
         return message
 
     async def broadcast(
