@@ -44,7 +44,10 @@ async def test_reclaim_moves_every_message_of_a_dead_agent(town: Town) -> None:
     before = await town.messages.inbox("dead")
     assert sum(map(len, before)) == 4  # listing consumed nothing
     report = await svc.reclaim(to="alive")
-    assert report.moved_messages == 4
+    # The kill already requeued the task: its assignment message is spent, not moved.
+    assert (report.delivered, report.spent_assignments) == ({"alive": 3}, 1)
+    assert (report.requeued_tasks, report.assigned_tasks) == (0, 0)
+    assert report.moved_messages == 3
     queued, _inflight = await town.messages.inbox("alive")
     assert {m.id for m in queued} == {m.id for m in sent}
     assert all(m.recipient == alive.id for m in queued)
@@ -79,7 +82,7 @@ async def test_reclaim_cli_lists_first_then_moves(town: Town, tt) -> None:  # ty
     assert len((await town.messages.inbox("dead"))[0]) == 1  # listing moved nothing
     moved = tt("reclaim", "--to", "alive")
     assert moved.returncode == 0, moved.stderr
-    assert "Moved 1 message" in moved.stdout
+    assert moved.stdout == "Moved 1 message to alive.\n"
     assert [m.text for m in (await town.messages.inbox("alive"))[0]] == ["still there?"]
     bad = tt("reclaim", "--to", "nobody")
     assert bad.returncode == 1 and bad.stderr.startswith("tt: ") and "Traceback" not in bad.stderr
@@ -98,3 +101,28 @@ async def test_prune_removes_the_agent_but_never_its_work(town: Town) -> None:
     assert (await town.tasks.get(task.id)).state is TaskState.PENDING
     mail, _ = await town.messages.inbox("supervisor")
     assert question.id in [m.id for m in mail]
+
+
+async def test_reclaim_says_exactly_what_moved_where(town: Town, tt) -> None:  # type: ignore[no-untyped-def]
+    """The task was requeued by the kill: B gets nothing, and the output says so."""
+    await town.spawn_agent("a")
+    await town.spawn_agent("b")
+    task = await town.tasks.assign("a", "print work")
+    assert tt("kill", "a").returncode == 0
+    assert (await town.tasks.get(task.id)).state is TaskState.PENDING
+    moved = tt("reclaim", "--from", "a", "--to", "b")
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout == (
+        "Dropped 1 task assignment whose task had already left the agent (requeued when it"
+        " was killed, or finished).\n"
+    )
+    assert await town.messages.inbox("b") == ([], [])
+    assert tt("reclaim", "--from", "a", "--to", "b").stdout == "Nothing to move.\n"
+    # A task whose agent vanished goes to the new agent; a note to the dead agent too.
+    gone = await town.spawn_agent("gone")
+    orphan = await town.tasks.assign("gone", "print more")
+    await town.redis.execute("DEL", town.keys.agent(gone.id))
+    await town.messages.send("a", Informational("fyi"))
+    report = await town.recovery.reclaim(to="b")
+    assert (report.delivered, report.assigned_tasks, report.spent_assignments) == ({"b": 1}, 1, 0)
+    assert (await town.tasks.get(orphan.id)).assigned_to == (await town.agents.resolve("b")).id

@@ -12,7 +12,7 @@ from tinytown.services import control
 from tinytown.services.agents import AgentService
 from tinytown.services.tasks import TaskService
 from tinytown.store import indexes
-from tinytown.store.records import Op, Store
+from tinytown.store.records import GuardFailed, Op, Store
 
 #: An agent whose heartbeat is older than this (seconds) has lost its runtime.
 STALE_AFTER = 30.0
@@ -49,13 +49,35 @@ class Reclaimable:
 
     messages: list[tuple[Agent, str, Message]]  # (dead agent, list key, message)
     tasks: list[Task]
+    #: (list key, message id) -> the message exactly as stored (what a move removes)
+    raws: dict[tuple[str, str], str] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen
 class ReclaimReport:
-    moved_messages: int
+    """Exactly what ``reclaim`` moved, and where."""
+
+    #: destination (an agent's name, or ``supervisor``) -> messages moved into its inbox
+    delivered: dict[str, int]
+    #: task assignments removed whose task had already left the dead agent (requeued by
+    #: the kill, finished, reassigned): nothing to deliver, the task is where it belongs
+    spent_assignments: int
+    #: tasks put back in the backlog
     requeued_tasks: int
+    #: tasks given to the ``to`` agent
+    assigned_tasks: int
+    #: where the work was sent: the ``to`` agent's name, or ``backlog``
     destination: str
+
+    @property
+    def moved_messages(self) -> int:
+        return sum(self.delivered.values())
+
+    @property
+    def nothing(self) -> bool:
+        return not (
+            self.delivered or self.spent_assignments or self.requeued_tasks or self.assigned_tasks
+        )
 
 
 class RecoveryService:
@@ -186,11 +208,13 @@ class RecoveryService:
                 )
             dead = [chosen]
         messages: list[tuple[Agent, str, Message]] = []
+        raws: dict[tuple[str, str], str] = {}
         for agent in dead:
             for key in (self.keys.inflight(agent.id), self.keys.inbox(agent.id)):
                 for raw in await indexes.raw_list(self.store, key):
                     try:
                         messages.append((agent, key, loads(Message, raw)))
+                        raws[(key, messages[-1][2].id)] = raw
                     except MalformedRecordError as exc:
                         self.store.warnings.append(str(exc))
         dead_ids = {a.id for a in dead}
@@ -201,7 +225,7 @@ class RecoveryService:
             and t.assigned_to
             and (t.assigned_to in dead_ids or (not from_agent and t.assigned_to not in by_id))
         ]
-        return Reclaimable(messages, tasks)
+        return Reclaimable(messages, tasks, raws)
 
     async def reclaim(
         self, *, to: str | None = None, from_agent: str | None = None
@@ -214,33 +238,53 @@ class RecoveryService:
         if target and target.state.terminal:
             raise InvalidTransitionError(f"Agent {target.name} is {target.state.value}.")
         found = await self.reclaimable(from_agent)
-        moved = 0
+        moving = {t.id for t in found.tasks}
+        delivered: dict[str, int] = {}
+        spent = 0
         for agent, key, msg in found.messages:
-            ops: list[Op] = [["LREM", key, "1", dumps(msg)]]
-            if msg.type is not MessageType.TASK_ASSIGN:
+            raw = found.raws.get((key, msg.id)) or dumps(msg)
+            ops: list[Op] = []
+            assignment = msg.type is MessageType.TASK_ASSIGN
+            if not assignment:
                 recipient = target.id if target else SUPERVISOR_ID
                 ops += self.store.deliver_ops(attrs.evolve(msg, recipient=recipient), event=False)
-            # else: an assignment's effect is its task, which is moved below (or was
-            # already requeued when the agent stopped); the message itself is spent.
+            # else: an assignment's effect is its task, which is moved below (or already
+            # left the agent, e.g. requeued by the kill); the message itself is spent.
             ops.append(
                 self.store.event_op(
                     "reclaim", agent=agent.id, text=f"{msg.type.value} from {agent.name}"
                 )
             )
-            await self.store.run_ops(ops)
-            moved += 1
-        requeued = 0
+            try:  # removed (the guard) and delivered in one step, only if still there
+                await self.store.apply(
+                    self.keys.meta, ops=ops, guards=[(["LREM", key, "1", raw], 1)]
+                )
+            except GuardFailed:
+                continue  # taken or moved meanwhile by someone else: not ours to move
+            if not assignment:
+                where = target.name if target else "supervisor"
+                delivered[where] = delivered.get(where, 0) + 1
+            elif getattr(msg.body, "task_id", None) not in moving:
+                spent += 1
+        requeued = assigned = 0
         for task in found.tasks:
             try:
-                if target:
-                    await self.tasks.requeue(task.id, why="reclaimed")
-                    await self.tasks.assign_existing(task.id, target.id)
-                else:
-                    await self.tasks.requeue(task.id, why="reclaimed from a dead agent")
-                requeued += 1
+                await self.tasks.requeue(
+                    task.id, why="reclaimed" if target else "reclaimed from a dead agent"
+                )
             except InvalidTransitionError:
                 continue
-        return ReclaimReport(moved, requeued, target.name if target else "backlog")
+            if target:
+                try:
+                    await self.tasks.assign_existing(task.id, target.id)
+                    assigned += 1
+                    continue
+                except InvalidTransitionError:
+                    pass  # e.g. taken from the backlog meanwhile: it is requeued
+            requeued += 1
+        return ReclaimReport(
+            delivered, spent, requeued, assigned, target.name if target else "backlog"
+        )
 
 
 def _holds(raws: list[str], task_id: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, clip, duration, plural, record, short
-from tinytown.services.recovery import STALE_AFTER, RecoveryService, StuckTask
+from tinytown.services.recovery import STALE_AFTER, ReclaimReport, RecoveryService, StuckTask
 
 
 def register(sub: Any) -> None:
@@ -142,10 +142,30 @@ async def cmd_reclaim(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     report = await service.reclaim(to=args.to, from_agent=args.from_agent)
     if ctx.json:
-        ctx.out.json(record(report))
+        ctx.out.json({**record(report), "moved_messages": report.moved_messages})
         return 0
-    ctx.out.line(
-        f"Moved {plural(report.moved_messages, 'message')} and requeued"
-        f" {plural(report.requeued_tasks, 'task')} to {report.destination}."
-    )
+    for line in reclaim_lines(report):
+        ctx.out.line(line)
     return 0
+
+
+def reclaim_lines(report: ReclaimReport) -> list[str]:
+    """What moved where, one line per destination ("Nothing to move." when nothing)."""
+    if report.nothing:
+        return ["Nothing to move."]
+    lines = [
+        f"Moved {plural(n, 'message')} to "
+        + ("the supervisor's inbox" if where == "supervisor" else where)
+        + "."
+        for where, n in report.delivered.items()
+    ]
+    if report.assigned_tasks:
+        lines.append(f"Assigned {plural(report.assigned_tasks, 'task')} to {report.destination}.")
+    if report.requeued_tasks:
+        lines.append(f"Requeued {plural(report.requeued_tasks, 'task')} to the backlog.")
+    if report.spent_assignments:
+        lines.append(
+            f"Dropped {plural(report.spent_assignments, 'task assignment')} whose task had"
+            " already left the agent (requeued when it was killed, or finished)."
+        )
+    return lines
