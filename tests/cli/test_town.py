@@ -43,12 +43,13 @@ async def test_init_status_towns_down_on_embedded_redis(
     towns = ok_json(tt_in("towns", "--json", cwd=project, env=embedded))
     assert [(t["name"], t["reachable"], t["agents"]) for t in towns] == [("demo-town", True, 0)]
 
-    # A runtime holds the town: down refuses and the server keeps running.
+    # A runtime holds the town: down asks it to stop first; one that never answers (here a
+    # lease of another host) makes down fail, and the server keeps running.
     town = await Town.connect(project)
     try:
         await town.redis.execute("SET", town.keys.runtime, LEASE)
-        msg = user_error(tt_in("down", cwd=project, env=embedded))
-        assert "stop 'tt run' first" in msg and "pid 4242 on otherhost" in msg
+        msg = user_error(tt_in("down", "--timeout", "1", cwd=project, env=embedded))
+        assert "did not answer the shutdown request within 1 s" in msg
         assert await town.redis.execute("PING") == "PONG"
         await town.redis.execute("DEL", town.keys.runtime)
     finally:
@@ -59,14 +60,14 @@ async def test_init_status_towns_down_on_embedded_redis(
     towns = ok_json(tt_in("towns", "--json", cwd=project, env=embedded))
     assert towns[0]["reachable"] is False  # checked without starting the server again
     assert not EmbeddedServer(project / ".tt").is_running()
-    assert "is not running" in ok(tt_in("down", cwd=project, env=embedded))
+    assert "is not running and its Redis is stopped" in ok(tt_in("down", cwd=project, env=embedded))
 
 
 def test_down_with_external_redis_and_towns_table(tt_in: RunIn, tmp_path: Path) -> None:
     root = tmp_path / "ext"
     root.mkdir()
     assert "(external)" in ok(tt_in("init", cwd=root))
-    assert "external Redis; nothing to stop" in ok(tt_in("down", cwd=root))
+    assert "uses an external Redis; it keeps running" in ok(tt_in("down", cwd=root))
     table = ok(tt_in("towns", cwd=root)).splitlines()
     assert table[0].split() == ["NAME", "REDIS", "AGENTS", "PATH"]
     assert table[1].split() == ["ext", "reachable", "0", str(root)]

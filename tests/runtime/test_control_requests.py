@@ -12,7 +12,7 @@ import trio
 from tinytown import AgentState
 from tinytown.errors import InvalidInputError
 from tinytown.model.control import ControlRequest, Verb, parse_request
-from tinytown.model.ids import new_id
+from tinytown.model.ids import SUPERVISOR_ID, new_id
 from tinytown.runtime.agent_actor import AgentActor
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
@@ -35,6 +35,8 @@ AGENT = new_id()
         json.dumps({"verb": "kill"}),  # no agent
         json.dumps({"verb": "kill", "agent_id": "../../etc"}),
         json.dumps({"verb": "kill", "agent_id": 5}),
+        json.dumps({"verb": "shutdown", "agent_id": AGENT}),  # the town's, not an agent's
+        json.dumps({"verb": "shutdown", "now": "yes"}),
     ],
 )
 def test_malformed_requests_are_refused_with_one_sentence(raw: str) -> None:
@@ -51,6 +53,14 @@ def test_a_well_formed_request() -> None:
     # an id that is not one of ours is not used as a key name
     odd = parse_request(json.dumps({"id": "x:y", "verb": "kill", "agent_id": AGENT}))
     assert odd.id is None
+
+
+def test_a_shutdown_request_is_for_the_town() -> None:
+    rid = new_id()
+    parsed = parse_request(json.dumps({"id": rid, "verb": "shutdown", "now": True}))
+    assert parsed == ControlRequest(Verb.SHUTDOWN, SUPERVISOR_ID, rid, now=True)
+    assert parsed.wants_reply and parsed.verb.town_wide
+    assert not parse_request(json.dumps({"verb": "shutdown"})).now
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from tinytown.errors import InvalidInputError
-from tinytown.model.ids import is_uuid
+from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 
 
 class Verb(enum.Enum):
@@ -25,6 +25,14 @@ class Verb(enum.Enum):
     RESTART = "restart"
     #: Sent by ``tt spawn``/``restart`` without waiting: "look at this agent's record".
     RECONCILE = "reconcile"
+    #: ``tt stop`` / ``tt down``: the whole town shuts down (``now``: rounds are cancelled
+    #: at once, as on a second signal). Addressed to the supervisor, not an agent.
+    SHUTDOWN = "shutdown"
+
+    @property
+    def town_wide(self) -> bool:
+        """A verb for the town itself: it names no agent."""
+        return self is Verb.SHUTDOWN
 
 
 @attrs.frozen
@@ -32,8 +40,10 @@ class ControlRequest:
     """One parsed control request."""
 
     verb: Verb
-    agent_id: str
+    agent_id: str  # the supervisor's id for a town-wide verb
     id: str | None = None
+    #: ``shutdown`` only: skip the grace (cancel rounds in progress at once).
+    now: bool = False
 
     @property
     def wants_reply(self) -> bool:
@@ -51,6 +61,13 @@ def parse_request(raw: str) -> ControlRequest:
         parsed = Verb(verb)
     except ValueError:
         raise InvalidInputError(f"Unknown control verb {verb[:40]!r}.") from None
+    now = data.get("now", False)
+    if not isinstance(now, bool):
+        raise InvalidInputError(f"Control request {verb} has a 'now' that is not true/false.")
+    if parsed.town_wide:
+        if data.get("agent_id", SUPERVISOR_ID) != SUPERVISOR_ID:
+            raise InvalidInputError(f"Control request {verb} is for the town, not an agent.")
+        return ControlRequest(parsed, SUPERVISOR_ID, request_id(raw), now=now)
     agent_id = data.get("agent_id")
     if not isinstance(agent_id, str) or not is_uuid(agent_id):
         raise InvalidInputError(f"Control request {verb} has no valid agent id.")

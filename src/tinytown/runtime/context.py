@@ -38,6 +38,8 @@ class Context:
         self.on_take: Callable[[str, int], None] | None = None
         #: Called with each message the supervisor receives (front ends keep recent mail).
         self.on_mail: Callable[[Message], None] | None = None
+        #: Asks the town to shut down (``tt stop``; True: at once). Set by the runtime.
+        self.on_shutdown: Callable[[bool], None] | None = None
         self.agent_env = {**os.environ, **town.env_for_agents()}  # computed once, not per round
 
     def report(self, text: str) -> None:

@@ -16,7 +16,12 @@ from typing import Any
 import attrs
 import trio
 
-from tinytown.errors import InvalidTransitionError, NotFoundError, RedisUnavailableError
+from tinytown.errors import (
+    InvalidTransitionError,
+    NotFoundError,
+    RedisUnavailableError,
+    RuntimeNotRunningError,
+)
 from tinytown.model import Agent, Message, StatusResponse, now
 from tinytown.model.control import ControlRequest, Verb
 from tinytown.model.ids import SUPERVISOR_ID
@@ -96,6 +101,10 @@ class Supervisor:
             for agent_id, slot in self._slots.items()
             if slot.life.state is Life.IDLE and slot.life.idle_since is not None
         ]
+
+    def rounds_in_progress(self) -> list[str]:
+        """Names of the agents whose CLI round runs now (paused ones included)."""
+        return [slot.actor.name for slot in self._slots.values() if slot.actor.proc is not None]
 
     def mark_busy(self, agent_id: str) -> None:
         slot = self._slots.get(agent_id)
@@ -240,6 +249,12 @@ class Supervisor:
     async def perform(self, request: ControlRequest) -> dict[str, Any]:
         """Carry out one control request; raise a TinytownError to refuse it. Cancellable."""
         agent_id, verb = request.agent_id, request.verb
+        if verb is Verb.SHUTDOWN:
+            if self.ctx.on_shutdown is None:
+                raise RuntimeNotRunningError("This town cannot be stopped from outside.")
+            self.ctx.on_shutdown(request.now)
+            grace = 0.0 if request.now else self.ctx.setting("runtime.shutdown_grace")
+            return {"ok": True, "grace": grace, "rounds": self.rounds_in_progress()}
         agents = self.ctx.town.agents
         slot = self._slots.get(agent_id)
         if verb in (Verb.RECONCILE, Verb.RESTART):

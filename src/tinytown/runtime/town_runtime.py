@@ -17,8 +17,8 @@ from tinytown.model import Message
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.context import Context, Echo
 from tinytown.runtime.lease import Lease
-from tinytown.runtime.prompt import one_line
 from tinytown.runtime.supervisor import CLEANUP_DEADLINE, Supervisor
+from tinytown.services.eventformat import event_text, shown
 from tinytown.services.town import Town
 
 #: Names cached by the event echo before the cache starts over (bounded memory).
@@ -33,6 +33,7 @@ class Runtime:
         self.town = town
         self.context = Context(town, echo)
         self.context.on_mail = self._on_mail
+        self.context.on_shutdown = self.request_shutdown
         self.echo_events = echo_events  # a REPL shows events its own way
         self.supervisor = Supervisor(self.context)
         self.shutdown_requested = trio.Event()
@@ -55,6 +56,17 @@ class Runtime:
         """Stop at once (a second signal): shut down without waiting for rounds."""
         self.shutdown_requested.set()
         self.supervisor.abort()
+
+    def request_shutdown(self, now: bool = False) -> None:
+        """Stop the town as a signal would (``tt stop`` through the control queue):
+        gracefully (rounds get ``runtime.shutdown_grace``), or with ``now`` at once (as
+        a second signal). A request while shutting down gracefully may still say now."""
+        if now:
+            self.report("stop requested: stopping rounds now")
+            self.abort()
+        elif not self.shutdown_requested.is_set():
+            self.report("stop requested")
+            self.shutdown_requested.set()
 
     def _on_mail(self, msg: Message) -> None:
         self.mail = [*self.mail[-(MAIL_KEPT - 1) :], msg]
@@ -118,8 +130,9 @@ class Runtime:
                 async for event in self.town.messages.follow_events(since=last):
                     last = event.id
                     delay = 0.05
-                    who = await self._name(event.agent or "")
-                    self.report(f"[{event.kind}] {who}: {one_line(event.text, 160)}")
+                    if shown(event):  # the shared format (services/eventformat.py)
+                        ids = (event.agent or "", event.fields.get("sender", ""))
+                        self.report(event_text(event, {i: await self._name(i) for i in ids}))
             except Exception as exc:  # an outage (or LOADING after a restart): go on
                 if not isinstance(exc, RedisUnavailableError):
                     self.report(f"event echo: {type(exc).__name__}: {exc}; resuming")

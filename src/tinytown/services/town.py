@@ -12,9 +12,17 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+import attrs
 import trio
 
-from tinytown.errors import ConfigError, RedisUnavailableError
+from tinytown.errors import (
+    ConfigError,
+    RedisUnavailableError,
+    RuntimeBusyError,
+    RuntimeNotRunningError,
+    TimeoutExpiredError,
+    TinytownError,
+)
 from tinytown.model import SpawnMode, now
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services import control
@@ -40,6 +48,25 @@ from tinytown.store.records import Store
 LAYOUT_VERSION = "1"
 
 
+class TownStoppedError(RedisUnavailableError):
+    """The town's embedded Redis is not running and the command was not to start it."""
+
+    def __init__(self, town: str, root: Path) -> None:
+        super().__init__(
+            f"Town {town} is stopped (its Redis is not running; data kept in {root}/.tt)."
+        )
+        self.town = town
+
+
+@attrs.frozen
+class StopRequest:
+    """What the running town said when asked to stop."""
+
+    holder: control.LeaseHolder  # the runtime that was asked
+    grace: float  # seconds rounds in progress get (0: cancelled at once)
+    rounds: list[str]  # agents whose round was in progress
+
+
 class Town:
     """A connected town. Use as ``async with await Town.connect(path) as town:``."""
 
@@ -58,6 +85,8 @@ class Town:
         self.recovery = RecoveryService(self.store, self.agents, self.tasks)
         self.lifecycle = AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
         self.access = AgentAccess(self.store, url)
+        #: Whether opening the town started its embedded Redis (front ends say so).
+        self.started_server = False
 
     # -- opening ---------------------------------------------------------------------
 
@@ -92,20 +121,26 @@ class Town:
     ) -> Town:
         """Open the town at ``path`` (or the nearest ancestor with ``tinytown.toml``).
 
-        Starts the embedded Redis if it is not running (unless ``start_server`` is false).
+        Starts the embedded Redis if it is not running (``started_server`` then says so);
+        with ``start_server`` false a stopped one raises TownStoppedError instead (read-only
+        commands: they report a stopped town rather than start it).
         With ``reconnect`` (the runtime), commands ride out Redis outages.
         """
         root = find_town_root(path, search=search)
         config = TownConfig.load(root)
         validate_town_name(config.name)
         url = redis_url(config)
+        started = False
         if url is None:
             server = embedded_server(config)
             if start_server:
-                await trio.to_thread.run_sync(server.start)
+                started = await trio.to_thread.run_sync(server.start)
+            elif not await trio.to_thread.run_sync(server.is_running):
+                raise TownStoppedError(config.name, root)
             url = server.url
         redis = Redis(url, reconnect=reconnect)
         town = cls(config, redis, url)
+        town.started_server = started
         if not reconnect:
             try:
                 await indexes.ping(town.store)
@@ -176,6 +211,47 @@ class Town:
     async def runtime(self) -> control.LeaseHolder | None:
         """Who runs the town now (None when it is not running)."""
         return await control.runtime_holder(self.store)
+
+    async def request_stop(
+        self, *, now: bool = False, timeout: float = control.REPLY_TIMEOUT
+    ) -> StopRequest | None:
+        """Ask the running town (on this host or another) to shut down, as SIGTERM would:
+        rounds in progress get ``runtime.shutdown_grace`` seconds, or with ``now`` are
+        cancelled at once (as a second signal). Returns what it said, or None when no
+        runtime holds the town. Does not wait for the town to stop
+        (:meth:`wait_stopped`). Raises RuntimeBusyError for an unreadable lease. Cancellable:
+        the request may still be carried out."""
+        holder = await control.runtime_holder(self.store)
+        if holder is None:
+            return None
+        if holder.corrupt:
+            raise RuntimeBusyError(f"Town {self.name} has {holder.describe()}.")
+        try:
+            reply = await control.request(self.store, "shutdown", timeout, now=now)
+        except RuntimeNotRunningError:
+            return StopRequest(holder, 0.0, [])  # it stopped before it could answer
+        if not reply.get("ok"):
+            raise TinytownError(str(reply.get("error") or "The town refused to stop."))
+        rounds = [str(name) for name in reply.get("rounds") or []]
+        return StopRequest(holder, float(reply.get("grace") or 0.0), rounds)
+
+    async def wait_stopped(self, holder: control.LeaseHolder, timeout: float) -> None:
+        """Return once the runtime ``holder`` no longer holds the town (its lease released
+        or expired). Blocks on the event stream (a stopping runtime says so there), never
+        polls. Raises TimeoutExpiredError after ``timeout`` seconds. Cancellable."""
+        with trio.move_on_after(timeout):
+            async with self.store.events.waiter() as wait_event:
+                last = await self.store.events.last_id()
+                while True:
+                    current = await control.runtime_holder(self.store)
+                    if current is None or current.id != holder.id:
+                        return
+                    # The short block also notices a lease that expired without an event.
+                    last = await wait_event(last, 1000)
+        raise TimeoutExpiredError(
+            f"Town {self.name} is still running after {timeout:g} s ({holder.describe()});"
+            " 'tt stop --now' cancels its rounds at once."
+        )
 
     def env_for_agents(self) -> dict[str, str]:
         """Environment for agent CLIs, so they can call ``tt`` back (it is put on PATH).

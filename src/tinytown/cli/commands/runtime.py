@@ -1,4 +1,4 @@
-"""Town runtime commands: ``run``, ``demo``."""
+"""Town runtime commands: ``run``, ``stop``, ``demo``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from tinytown.errors import RuntimeBusyError, TinytownError
 from tinytown.services import control
 from tinytown.services.config import find_town_root
-from tinytown.services.town import Town
+from tinytown.services.town import Town, TownStoppedError
 
 DETACH_TIMEOUT = 20.0
 
@@ -35,6 +37,20 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_run, town="none")
 
     p = sub.add_parser(
+        "stop",
+        help="stop the running town (wherever it runs), then return",
+        description=(
+            "Ask the town's runtime ('tt run', here or on another host) to shut down, as\n"
+            "SIGTERM would: it takes no new work and rounds in progress get\n"
+            "runtime.shutdown_grace seconds to finish. --now cancels them at once (their\n"
+            "process trees are killed; their messages stay queued for the next run).\n"
+            "Waits until the town has stopped. Agents keep their state: 'tt run' resumes."
+        ),
+    )
+    add_stop_options(p)
+    p.set_defaults(handler=cmd_stop, town="none")
+
+    p = sub.add_parser(
         "demo",
         help="run a small demo town with scripted agents and print a summary",
         description=(
@@ -46,6 +62,64 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", type=Path, help="town directory to use (kept afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the temporary town afterwards")
     p.set_defaults(handler=cmd_demo, town="none")
+
+
+def add_stop_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--now", action="store_true", help="cancel rounds in progress at once (no grace)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for the town to stop (default: its grace + kill_grace + 30 s)",
+    )
+
+
+async def cmd_stop(ctx: Any, args: argparse.Namespace) -> int:
+    root = town_path(ctx, args)
+    if ctx.town is not None:
+        await stop_town(ctx, ctx.town, now=args.now, timeout=args.timeout)
+        return 0
+    try:
+        town = await Town.connect(root, search=False, start_server=False)
+    except TownStoppedError as exc:
+        ctx.out.line(f"Town {exc.town} is not running (its Redis is stopped too).")
+        return 0
+    async with town:
+        await stop_town(ctx, town, now=args.now, timeout=args.timeout)
+    return 0
+
+
+async def stop_town(ctx: Any, town: Town, *, now: bool, timeout: float | None) -> bool:
+    """Stop the town's runtime if one holds it, saying what happens; return whether one
+    did. Waits until it has stopped (TimeoutExpiredError after ``timeout``)."""
+    kill_grace = float(town.config.setting("runtime.kill_grace"))
+    default_wait = float(town.config.setting("runtime.shutdown_grace")) + kill_grace + 30
+    limit = timeout if timeout is not None else default_wait
+    started = trio.current_time()
+    asked = await town.request_stop(now=now, timeout=min(limit, control.REPLY_TIMEOUT))
+    if asked is None:
+        ctx.out.line(f"Town {town.name} is not running.")
+        return False
+    where = asked.holder.describe()
+    rounds = ", ".join(asked.rounds)
+    if not asked.rounds:
+        ctx.out.line(f"Asked town {town.name} ({where}) to stop; no round was in progress.")
+    elif now or asked.grace == 0:
+        ctx.out.line(
+            f"Asked town {town.name} ({where}) to stop now: rounds of {rounds} are cancelled."
+        )
+    else:
+        ctx.out.line(
+            f"Asked town {town.name} ({where}) to stop: rounds of {rounds} get up to"
+            f" {asked.grace:g} s to finish."
+        )
+    if timeout is None:
+        limit = max(limit, asked.grace + kill_grace + 30)  # the runtime's own grace counts
+    await town.wait_stopped(asked.holder, max(limit - (trio.current_time() - started), 0.1))
+    ctx.out.line(f"Town {town.name} stopped ({trio.current_time() - started:.1f} s).")
+    return True
 
 
 def town_path(ctx: Any, args: argparse.Namespace) -> Path:
@@ -95,7 +169,7 @@ async def _detach(ctx: Any, root: Path) -> int:
                     ctx.out.line(
                         f"Town {town.name} is running in the background (pid {child.pid})."
                     )
-                    ctx.out.line(f"Log: {log_path}. Stop it with: kill {child.pid}")
+                    ctx.out.line(f"Log: {log_path}. Stop it with: tt stop")
                     return 0
                 if child.poll() is not None:
                     tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]

@@ -8,6 +8,8 @@ from typing import Any
 
 import trio
 
+from tinytown.cli.commands import towns_prune as prune_cmd
+from tinytown.cli.commands.runtime import add_stop_options, stop_town
 from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, plural
 from tinytown.cli.status import cmd_status
@@ -35,11 +37,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "down",
-        help="stop the town's embedded Redis server",
+        help="stop the town (as 'tt stop'), then its embedded Redis server",
         description=(
-            "Stop the embedded redis-server (its data is kept in .tt/ and comes back with\n"
-            "the next command). Refused while 'tt run' holds the town; with an external\n"
-            "Redis there is nothing to stop."
+            "Stop the town's runtime if one runs (as 'tt stop': rounds in progress get\n"
+            "runtime.shutdown_grace seconds, --now cancels them), then the embedded\n"
+            "redis-server. Its data is kept in .tt/; the next command that writes starts it\n"
+            "again. With an external Redis only the runtime is stopped."
         ),
     )
     p.add_argument(
@@ -47,6 +50,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="clear an unreadable or stale runtime lease first (not a live local runtime's)",
     )
+    add_stop_options(p)
     p.set_defaults(handler=cmd_down, town="none")
 
     p = sub.add_parser(
@@ -67,7 +71,11 @@ def register(sub: Any) -> None:
         "towns",
         help="list registered towns and whether their Redis is reachable",
         description="List the towns created with 'tt init' on this machine (from ~/.tt or"
-        " TT_HOME).\nNo Redis server is started to check them.",
+        " TT_HOME).\nNo Redis server is started to check them. --prune forgets the towns"
+        " whose directory\nor tinytown.toml no longer exists (their Redis data is not touched).",
+    )
+    p.add_argument(
+        "--prune", action="store_true", help="forget towns whose directory is gone; say which"
     )
     add_json_flag(p)
     p.set_defaults(handler=cmd_towns, town="none")
@@ -121,12 +129,10 @@ async def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
     config = TownConfig.load(ctx.root())
-    if redis_url(config):
-        ctx.out.line(f"Town {config.name} uses an external Redis; nothing to stop.")
-        return 0
+    external = redis_url(config)
     server = embedded_server(config)
-    if not await trio.to_thread.run_sync(server.is_running):
-        ctx.out.line(f"Redis of town {config.name} is not running.")
+    if not external and not await trio.to_thread.run_sync(server.is_running):
+        ctx.out.line(f"Town {config.name} is not running and its Redis is stopped.")
         return 0
     async with await Town.connect(config.root, search=False, start_server=False) as town:
         holder = await control.runtime_holder(town.store)
@@ -134,10 +140,17 @@ async def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
             from tinytown.runtime.lease import force_clear
 
             holder = await force_clear(town.store, ctx.out.line)
-    if holder:
-        raise RuntimeBusyError(
-            f"Town {config.name} is running ({holder.describe()}); stop 'tt run' first."
-        )
+        if holder and holder.corrupt:
+            raise RuntimeBusyError(
+                f"Town {config.name} has {holder.describe()}; nothing was stopped."
+            )
+        if holder:
+            await stop_town(ctx, town, now=args.now, timeout=args.timeout)
+    if external:
+        if not holder:
+            ctx.out.line(f"Town {config.name} is not running.")
+        ctx.out.line(f"Town {config.name} uses an external Redis; it keeps running.")
+        return 0
     await trio.to_thread.run_sync(server.stop)
     ctx.out.line(f"Stopped Redis of town {config.name} (data kept in {server.tt_dir}).")
     return 0
@@ -163,6 +176,8 @@ async def _probe(path: str) -> dict[str, Any]:
 
 
 async def cmd_towns(ctx: Context, args: argparse.Namespace) -> int:
+    if args.prune:
+        return prune_cmd.cmd_prune_towns(ctx)
     towns = registered_towns()
     found = []
     for path, name in towns.items():
