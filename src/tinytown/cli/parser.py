@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "plans",
     "runtime",
     "attach",
+    "completion",
 )
 #: Modules written separately that may not exist yet in a given checkout.
 OPTIONAL_MODULES = frozenset({"plans", "runtime"})
