@@ -19,6 +19,27 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTED_AGENT = REPO / "actors" / "scripted_agent.py"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def users_registry_untouched() -> Iterator[None]:
+    """Fails the session if the user's own ``~/.tt/towns.toml`` changed while it ran."""
+    real = Path.home() / ".tt" / "towns.toml"
+    before = real.read_bytes() if real.is_file() else None
+    yield
+    after = real.read_bytes() if real.is_file() else None
+    assert after == before, f"the test suite wrote to the user's registry {real}"
+
+
+@pytest.fixture(autouse=True)
+def private_tt_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test (and every process it starts) gets its own TT_HOME, so the suite never
+    writes to the user's town registry (``tt_env`` may set another one)."""
+    home = tmp_path_factory.mktemp("tt-home")
+    monkeypatch.setenv("TT_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A real redis-server for the whole session (the embedded one, on a Unix socket)."""
