@@ -46,9 +46,9 @@ def register(sub: Any) -> None:
             "Print a completion script for SHELL, generated from tt's own parser: commands,\n"
             "subcommands, options, choices; agent names and CLI presets are asked of the\n"
             "town in the current directory when Tab is pressed (never starting its Redis).\n\n"
-            "  bash: eval \"$(tt completion bash)\"  in ~/.bashrc, or save it as\n"
+            '  bash: eval "$(tt completion bash)"  in ~/.bashrc, or save it as\n'
             "        ~/.local/share/bash-completion/completions/tt\n"
-            "  zsh:  eval \"$(tt completion zsh)\"  in ~/.zshrc (after compinit), or save it\n"
+            '  zsh:  eval "$(tt completion zsh)"  in ~/.zshrc (after compinit), or save it\n'
             "        as _tt in a directory of $fpath\n"
             "  fish: tt completion fish > ~/.config/fish/completions/tt.fish"
         ),
