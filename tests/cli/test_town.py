@@ -63,6 +63,45 @@ async def test_init_status_towns_down_on_embedded_redis(
     assert "is not running and its Redis is stopped" in ok(tt_in("down", cwd=project, env=embedded))
 
 
+def test_read_only_commands_never_start_a_stopped_town(tt_in: RunIn, project: Path) -> None:
+    embedded: dict[str, str | None] = {"REDIS_URL": None}
+    server = EmbeddedServer(project / ".tt")
+    ok(tt_in("init", "--name", "quiet-town", cwd=project, env=embedded))
+    ok(tt_in("backlog", "add", "first", cwd=project, env=embedded))
+    assert "Stopped Redis of town quiet-town" in ok(tt_in("down", cwd=project, env=embedded))
+
+    status = tt_in("status", cwd=project, env=embedded)
+    assert status.returncode == 0 and status.stderr == ""
+    assert status.stdout.startswith(f"Town quiet-town at {project}: stopped (its Redis is not")
+    assert len(status.stdout.splitlines()) == 1
+    data = ok_json(tt_in("status", "--json", cwd=project, env=embedded))
+    assert data["stopped"] is True and data["runtime"] is None
+    for command in (
+        ["list"],
+        ["tasks"],
+        ["backlog"],
+        ["inbox", "--all"],
+        ["events"],
+        ["history"],
+        ["task", "show", "abc"],
+        ["recover", "--dry-run"],
+    ):
+        msg = user_error(tt_in(*command, cwd=project, env=embedded))
+        assert msg.startswith("Town quiet-town is stopped (its Redis is not running"), command
+    assert "default_cli = " in ok(tt_in("config", cwd=project, env=embedded))
+    assert "unreachable" in ok(tt_in("towns", cwd=project, env=embedded))
+    assert not server.is_running()  # nothing above started it
+
+    added = tt_in("backlog", "add", "second", cwd=project, env=embedded)  # a write starts it
+    assert added.returncode == 0, added.stderr
+    assert added.stderr == f"Started the town's Redis (unix://{project}/.tt/redis.sock).\n"
+    assert server.is_running()
+    tasks = ok_json(tt_in("tasks", "--json", cwd=project, env=embedded))
+    assert [t["description"] for t in tasks] == ["first", "second"]  # the data was kept
+    again = tt_in("backlog", "add", "third", cwd=project, env=embedded)
+    assert again.returncode == 0 and again.stderr == ""  # said only when it was started
+
+
 def test_down_with_external_redis_and_towns_table(tt_in: RunIn, tmp_path: Path) -> None:
     root = tmp_path / "ext"
     root.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,8 +46,40 @@ def agent_from_env() -> str | None:
     return agent_id if is_uuid(agent_id) else legacy.agent_id_from_env()  # Rust's variable
 
 
-async def connect_town(town_dir: str | None) -> Town:
-    return await Town.connect(locate_root(town_dir), search=False)
+#: Handlers of the commands that only read the town. After ``tt down`` they report the
+#: town stopped instead of starting its embedded Redis again; every other command starts
+#: it (and says so). A command can also declare itself: ``set_defaults(readonly=True)``;
+#: any ``--dry-run`` reads only.
+READ_ONLY_HANDLERS = frozenset(
+    {
+        "cmd_status",
+        "cmd_list",
+        "cmd_wait",
+        "cmd_tasks",
+        "cmd_task_show",
+        "cmd_task_current",
+        "cmd_backlog_list",
+        "cmd_inbox",
+        "cmd_events",
+        "cmd_history",
+    }
+)
+
+
+def is_read_only(args: argparse.Namespace) -> bool:
+    """Whether the command parsed into ``args`` only reads the town."""
+    declared = getattr(args, "readonly", None)
+    if declared is not None:
+        return bool(declared)
+    if getattr(args, "dry_run", False):
+        return True
+    return getattr(getattr(args, "handler", None), "__name__", "") in READ_ONLY_HANDLERS
+
+
+async def connect_town(town_dir: str | None, *, start_server: bool = True) -> Town:
+    """Open the town (``-t DIR`` or found from here). ``start_server``: start its embedded
+    Redis if it is stopped; without, a stopped one raises TownStoppedError."""
+    return await Town.connect(locate_root(town_dir), search=False, start_server=start_server)
 
 
 @attrs.define
@@ -70,6 +103,15 @@ class Context:
     def sender(self) -> str:
         """The id services record as the actor (an agent's, or the supervisor's)."""
         return self.agent_id or SUPERVISOR_ID
+
+    async def connect(self, args: argparse.Namespace) -> Town:
+        """Open the town for the command parsed into ``args``: a read-only command never
+        starts a stopped embedded Redis (TownStoppedError: "Town X is stopped ..."), any
+        other starts it and says so in one line on stderr. Cancellable."""
+        town = await connect_town(self.town_dir, start_server=not is_read_only(args))
+        if town.started_server:
+            print(f"Started the town's Redis ({town.url}).", file=self.out.stderr, flush=True)
+        return town
 
     def need_town(self) -> Town:
         if self.town is None:

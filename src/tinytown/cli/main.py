@@ -13,7 +13,7 @@ from functools import partial
 
 import trio
 
-from tinytown.cli.context import Context, UsageError, connect_town
+from tinytown.cli.context import Context, UsageError
 from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output
 from tinytown.cli.parser import build_parser
@@ -80,7 +80,7 @@ async def run_command(
         mode = getattr(args, "town", "required")
         if ctx.town is None and mode in ("required", "optional"):
             try:
-                opened = ctx.town = await connect_town(ctx.town_dir)
+                opened = ctx.town = await ctx.connect(args)
             except NotInitializedError:
                 if mode == "required":
                     raise

@@ -168,6 +168,8 @@ async def run_town(
     """
     town = await Town.connect(path)
     try:
+        if town.started_server and echo:
+            echo(f"Started the town's Redis ({town.url}).")
         runtime = Runtime(town, echo)
         async with trio.open_nursery() as nursery:
             if handle_signals:

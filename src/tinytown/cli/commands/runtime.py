@@ -144,6 +144,8 @@ async def cmd_run(ctx: Any, args: argparse.Namespace) -> int:
 
 async def _detach(ctx: Any, root: Path) -> int:
     async with await Town.connect(root) as town:
+        if town.started_server:
+            ctx.out.line(f"Started the town's Redis ({town.url}).")
         holder = await control.runtime_holder(town.store)
         if holder:
             raise RuntimeBusyError(f"Town {town.name} is already running: {holder.describe()}.")

@@ -18,7 +18,7 @@ from tinytown.services import control
 from tinytown.services.config import CONFIG_FILE, DEFAULTS, TownConfig
 from tinytown.services.endpoint import embedded_server, redis_url
 from tinytown.services.registry import registered_towns
-from tinytown.services.town import Town
+from tinytown.services.town import Town, TownStoppedError
 from tinytown.store import admin
 
 
@@ -65,7 +65,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--tasks", action="store_true", help="tasks by state and by agent")
     add_json_flag(p)
-    p.set_defaults(handler=cmd_status, town="required")
+    # Opens the town itself: a stopped town is a report (exit 0), not an error.
+    p.set_defaults(handler=cmd_town_status, town="none", readonly=True)
 
     p = sub.add_parser(
         "towns",
@@ -154,6 +155,39 @@ async def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
     await trio.to_thread.run_sync(server.stop)
     ctx.out.line(f"Stopped Redis of town {config.name} (data kept in {server.tt_dir}).")
     return 0
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+async def cmd_town_status(ctx: Context, args: argparse.Namespace) -> int:
+    """``tt status``: the town as it is; a town whose embedded Redis is stopped (after ``tt
+    down``) is reported stopped without starting it."""
+    if ctx.town is not None:  # the REPL's own town
+        return await cmd_status(ctx, args)
+    try:
+        ctx.town = await ctx.connect(args)
+    except TownStoppedError as exc:
+        root = ctx.root()
+        if ctx.json:
+            ctx.out.json(
+                {
+                    "town": exc.town,
+                    "root": str(root),
+                    "stopped": True,
+                    "runtime": None,
+                    "redis_kind": "embedded",
+                    "redis": "stopped",
+                }
+            )
+        else:
+            ctx.out.line(
+                f"Town {exc.town} at {root}: stopped (its Redis is not running; data kept"
+                " in .tt/). Commands that change the town start it; 'tt run' runs it."
+            )
+        return 0
+    async with ctx.town:
+        return await cmd_status(ctx, args)
 
 
 # -- towns -----------------------------------------------------------------------------------
