@@ -31,6 +31,7 @@ from tinytown.runtime.control_desk import ControlDesk
 from tinytown.runtime.dispatch import Dispatcher
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox
+from tinytown.runtime.notify import Notifier
 from tinytown.store.records import Op
 
 #: Deadline of each shielded clean-up write: past it, Redis is taken to be unreachable
@@ -68,6 +69,7 @@ class Supervisor:
                 nursery.start_soon(self._keep_running, "control", lambda: desk.run(actors))
                 nursery.start_soon(self._keep_running, "mail", self._mail_loop)
                 nursery.start_soon(self._keep_running, "heartbeat", self._heartbeat_loop)
+                nursery.start_soon(self._keep_running, "notify", Notifier(self.ctx).run)
                 nursery.start_soon(self._keep_running, "dispatch", Dispatcher(self.ctx, self).run)
                 for agent in await self.ctx.town.agents.list():
                     if not agent.state.terminal:
