@@ -182,9 +182,7 @@ async def test_dry_run_changes_nothing_and_real_run_converts(town: Town, old: Ol
 async def test_keep_old_copies_and_leaves_the_old_keys(town: Town, old: OldKeys) -> None:
     agent_id, task_id = ids(2)
     await old.hset(f"tt:agent:{agent_id}", id=agent_id, name="keeper", state="idle")
-    await old.hset(
-        f"tt:task:{task_id}", id=task_id, description="Kept", state="pending", tags="[]"
-    )
+    await old.hset(f"tt:task:{task_id}", id=task_id, description="Kept", state="pending", tags="[]")
     await old.rpush("tt:backlog", task_id)
     before_old = await old.values()
     report = await migrate(town, keep_old=True)
@@ -204,7 +202,7 @@ async def test_a_record_changed_meanwhile_is_not_moved(town: Town, old: OldKeys)
 
     agent_id = ids(1)[0]
     key = await old.hset(f"tt:agent:{agent_id}", id=agent_id, name="racer", state="idle")
-    fields, unchanged = await migration._read_record(town, key)
+    _, unchanged = await migration._read_record(town, key)
     await town.redis.execute("HSET", key, "state", "working")  # a Rust loop writes
     assert not await migration.admin.guards_hold(town.store, unchanged)
     report = await migrate(town)  # reads afresh: moves the current content

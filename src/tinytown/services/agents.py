@@ -7,6 +7,7 @@ Coordinating agents with their tasks (control verbs, giving work back, pruning) 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 
 import attrs
 
@@ -19,7 +20,7 @@ from tinytown.errors import (
 from tinytown.model import Agent, AgentState, SpawnMode, dumps, new_id, now, validate_agent_name
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
-from tinytown.services import control
+from tinytown.services import control, legacy
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
@@ -42,14 +43,29 @@ class AgentService:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def list(self) -> builtins.list[Agent]:
-        """Every agent record, oldest first (malformed ones noted in store.warnings)."""
+    async def list(self, *, legacy_records: bool | None = None) -> builtins.list[Agent]:
+        """Every agent record, oldest first (malformed ones noted in store.warnings).
+
+        ``legacy_records``: also Rust Tinytown's hash-format agents (read-only, noted as
+        legacy in store.warnings); default: for one-shot commands, not for the runtime
+        (which cannot host them)."""
         index = await indexes.agent_index(self.store)
         agents = await self.store.mget(Agent, [self.keys.agent(i) for i in index.values()])
+        if legacy_records if legacy_records is not None else not self.store.reconnect:
+            agents += await legacy.hash_agents(self.store, self.config.clis())
         return sorted(agents, key=lambda a: a.created_at)
 
+    async def _read(self, agent_id: str) -> Agent | None:
+        """Our JSON record, else a Rust hash-format one, else None."""
+        try:
+            return await self.store.get(Agent, self.keys.agent(agent_id))
+        except Exception as exc:
+            if not legacy.is_wrongtype(exc):
+                raise
+            return await legacy.hash_agent(self.store, agent_id, self.config.clis())
+
     async def get(self, agent_id: str) -> Agent:
-        agent = await self.store.get(Agent, self.keys.agent(agent_id))
+        agent = await self._read(agent_id)
         if agent is None:
             raise NotFoundError(f"No agent with id {agent_id}.")
         return agent
@@ -80,15 +96,16 @@ class AgentService:
             raise NotFoundError(f"{ref!r} is the supervisor; it has no agent record.")
         quick = await self._quick_id(ref)
         if quick:
-            agent = await self.store.get(Agent, self.keys.agent(quick))
+            agent = await self._read(quick)
             if agent is not None:
                 return agent
-        agents = await self.list()
+        agents = await self.list(legacy_records=True)
         for match in (
             [a for a in agents if a.name == ref],
             [a for a in agents if a.id == ref.lower()],
             [a for a in agents if a.name.lower() == ref.lower()],
             [a for a in agents if a.nickname.lower() == ref.lower()],
+            [a for a in agents if legacy.matches_label(a, ref)],
             [a for a in agents if _is_prefix(ref) and a.id.startswith(ref.lower())],
         ):
             if len(match) == 1:
@@ -241,9 +258,19 @@ class AgentService:
             new = agent.transition(target_verb, **extra)
             return new, [self.state_event(agent, new, verb)]
 
-        return await self.store.update(
-            Agent, self.keys.agent(agent_id), change, missing=lambda: gone(agent_id)
-        )
+        return await self._update(agent_id, change)
+
+    async def _update(
+        self, agent_id: str, change: Callable[[Agent], tuple[Agent, builtins.list[Op]]]
+    ) -> Agent:
+        try:
+            return await self.store.update(
+                Agent, self.keys.agent(agent_id), change, missing=lambda: gone(agent_id)
+            )
+        except Exception as exc:
+            if legacy.is_wrongtype(exc):
+                raise legacy.refuse_change(f"Agent {agent_id}") from None
+            raise
 
     async def mark(self, agent_id: str, verb: str, *, reason: str, event_verb: str) -> Agent:
         """Apply the model transition ``verb`` with ``state_reason`` (e.g. ``orphan`` by
@@ -253,9 +280,7 @@ class AgentService:
             new = agent.transition(verb, state_reason=reason)
             return new, [self.state_event(agent, new, event_verb)]
 
-        return await self.store.update(
-            Agent, self.keys.agent(agent_id), change, missing=lambda: gone(agent_id)
-        )
+        return await self._update(agent_id, change)
 
     def state_event(self, old: Agent, new: Agent, verb: str) -> Op:
         return self.store.event_op(

@@ -296,9 +296,8 @@ def url_with_password(url: str | None, env: Mapping[str, str] | None = None) -> 
     parts = urlsplit(url)
     if parts.password is not None or "password=" in parts.query:
         return url
-    if parts.scheme == "unix":
-        query = f"{parts.query}&" if parts.query else ""
-        return urlunsplit(parts._replace(query=f"{query}password={quote(password, safe='')}"))
+    if parts.scheme == "unix":  # urlunsplit would drop the empty authority ("unix:/path")
+        return f"{url}{'&' if parts.query else '?'}password={quote(password, safe='')}"
     user = quote(parts.username, safe="") if parts.username else ""
     host = parts.netloc.rsplit("@", 1)[-1]
     netloc = f"{user}:{quote(password, safe='')}@{host}"
