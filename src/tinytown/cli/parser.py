@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "agents",
     "tasks",
     "messages",
+    "logs",
     "questions",
     "recovery",
     "plans",
