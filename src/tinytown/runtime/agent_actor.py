@@ -33,6 +33,8 @@ from tinytown.model import (
     StatusResponse,
     Task,
     TaskState,
+    dumps,
+    loads,
     now,
 )
 from tinytown.runtime.context import Context
@@ -42,8 +44,9 @@ from tinytown.runtime.outcome import replies, round_state, verdict
 from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
 from tinytown.runtime.proctree import ProcessLedger, signal_tree
 from tinytown.runtime.prompt import compose
+from tinytown.runtime.wakeups import Token
 from tinytown.services.executables import check_cli_installed
-from tinytown.store.records import Op
+from tinytown.store.records import Conflict, GuardFailed, Op
 
 Change = Callable[[Agent], Agent]
 
@@ -138,7 +141,58 @@ class AgentActor:
                 continue  # more may be queued: take again before sleeping
             if self.life.mark_idle():
                 self.ctx.hub.notify("backlog")  # an idle agent may take backlog work
+            if await self._wait_or_go_cold(token, held):
+                return
+
+    async def _wait_or_go_cold(self, token: Token, held: Held) -> bool:
+        """Wait idle for a wake-up. With ``agent.idle_timeout_secs`` > 0 (Rust Tinytown's
+        idle timeout), an agent idle that long (no round since it became idle) goes
+        ``cold`` instead; returns True then. Cancellable."""
+        timeout = self.ctx.setting("agent.idle_timeout_secs")
+        since = self.life.idle_since
+        if timeout <= 0 or since is None or self.life.state is not Life.IDLE:
             await self.ctx.hub.wait(self.id, token)
+            return False
+        with trio.move_on_at(since + timeout):
+            await self.ctx.hub.wait(self.id, token)
+            return False
+        return await self._cool_when_idle(held, timeout)
+
+    async def _cool_when_idle(self, held: Held, timeout: float) -> bool:
+        """Record ``cold`` after the idle timeout, only if the agent is still idle with an
+        empty inbox (checked in the same atomic step: work handed over meanwhile keeps it
+        working). Held notes go back to the head of the inbox. Returns whether it cooled."""
+        self.life.mark_busy()  # the dispatcher no longer picks this agent
+        key = self.keys.agent(self.id)
+        store = self.ctx.store
+        returned = self.ctx.queues.return_ops(self.id, [raw for raw, _ in held])
+        reason = f"idle for {timeout:g} s (agent.idle_timeout_secs)"
+        while True:
+            raw = await store.get_raw(key)
+            if raw is None:
+                raise _gone(self.id)
+            agent = loads(Agent, raw, where=key)
+            if agent.state is not AgentState.IDLE or self.life.state is not Life.IDLE:
+                return False
+            new = agent.transition("cool", state_reason=reason)
+            ops = [*returned, self.ctx.town.agents.state_event(agent, new, "idle timeout")]
+            try:
+                await store.apply(
+                    key,
+                    expected=raw,
+                    new=dumps(new),
+                    ops=ops,
+                    guards=[(["LLEN", self.keys.inbox(self.id)], 0)],
+                )
+            except Conflict:
+                continue  # the record changed meanwhile: look again
+            except GuardFailed:
+                return False  # a message arrived: not idle any more
+            break
+        self.mailbox.acked(held)
+        self.life.try_fire("close")
+        self.ctx.report(f"{self.name}: cold after being {reason}")
+        return True
 
     async def _end_closed(self, held: Held) -> None:
         """Closed: messages taken but not worked on go back to the head of the inbox (still
