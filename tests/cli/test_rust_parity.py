@@ -244,3 +244,21 @@ async def test_tinytown_redis_password_is_used(tt_env, town: Town, town_dir: Pat
         assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
     finally:
         await town.redis.execute("ACL", "DELUSER", user)
+
+
+def test_a_rust_tinytown_toml_reaches_its_tcp_redis(tt_in, tmp_path: Path) -> None:
+    """Rust's default config (central Redis: ``use_socket = false``, host, port, password)
+    is where the town's data is: tt goes there instead of starting an embedded server."""
+    root = tmp_path / "rust-town"
+    root.mkdir()
+    (root / "tinytown.toml").write_text(
+        'name = "rusttown-main"\n'
+        f'default_cli = "{CODEX_LEGACY}"\n'
+        "use_central_redis = true\n\n"
+        '[redis]\nuse_socket = false\nhost = "127.0.0.1"\nport = 1\npassword = "tt_secret"\n\n'
+        '[agent_clis.claude]\nname = "claude"\ncommand = "claude --print"\n'
+    )
+    result = tt_in("list", cwd=root, env={"REDIS_URL": None})
+    message = user_error(result)
+    assert "redis://127.0.0.1:1" in message and "tt_secret" not in message
+    assert not (root / ".tt" / "redis.sock").exists()

@@ -112,3 +112,16 @@ async def test_migrate_hashes_converts_atomically_and_refuses_a_changed_hash(tow
     assert agent is not None and agent.state is AgentState.WORKING  # the newest content
     assert await town.agents.resolve("racer") == agent
     assert await migration.legacy_count(town) == 0
+
+
+def test_a_rust_config_names_its_tcp_redis() -> None:
+    central = {"redis": {"use_socket": False, "host": "10.0.0.5", "port": 16379}}
+    assert legacy.rust_redis_url(central, {}) == "redis://10.0.0.5:16379"
+    central["redis"]["password"] = "tt_ab/c"
+    assert legacy.rust_redis_url(central, {}) == "redis://:tt_ab%2Fc@10.0.0.5:16379"
+    env = {"TINYTOWN_REDIS_PASSWORD": "override"}
+    assert legacy.rust_redis_url(central, env) == "redis://:override@10.0.0.5:16379"
+    tls = {"redis": {"use_socket": False, "tls_enabled": True}}
+    assert legacy.rust_redis_url(tls, {}) == "rediss://127.0.0.1:6379"
+    assert legacy.rust_redis_url({"redis": {"use_socket": True, "port": 1}}, {}) is None
+    assert legacy.rust_redis_url({"name": "ours", "redis": {"url": ""}}, {}) is None

@@ -11,9 +11,11 @@ from tinytown.store.server import EmbeddedServer
 
 
 def redis_url(config: TownConfig) -> str | None:
-    """An external server's URL (``REDIS_URL`` or ``[redis] url``), else None (embedded)."""
+    """An external server's URL (``REDIS_URL``, ``[redis] url``, or a Rust config's TCP
+    Redis), else None (embedded)."""
     url = os.environ.get("REDIS_URL") or (config.data.get("redis") or {}).get("url") or None
-    return legacy.url_with_password(url)  # Rust's TINYTOWN_REDIS_PASSWORD
+    # Rust Tinytown: its TCP Redis ([redis] use_socket = false), TINYTOWN_REDIS_PASSWORD
+    return legacy.url_with_password(url or legacy.rust_redis_url(config.data))
 
 
 def embedded_server(config: TownConfig) -> EmbeddedServer:

@@ -304,6 +304,24 @@ def url_with_password(url: str | None, env: Mapping[str, str] | None = None) -> 
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def rust_redis_url(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str | None:
+    """The TCP Redis a Rust ``tinytown.toml`` names (``[redis] use_socket = false`` with
+    ``host``/``port``/``password``/``tls_enabled``: Rust's central Redis on 16379 by
+    default; ``TINYTOWN_REDIS_PASSWORD`` overrides its password, as in Rust), else None.
+    Rust's socket mode uses ``.tt/redis.sock``, the embedded server's own socket, so it
+    needs nothing here."""
+    env = os.environ if env is None else env
+    redis = config.get("redis")
+    if not isinstance(redis, Mapping) or redis.get("use_socket", True) is not False:
+        return None
+    host = str(redis.get("host") or "127.0.0.1")
+    port = redis.get("port") or 6379
+    scheme = "rediss" if redis.get("tls_enabled") is True else "redis"
+    password = env.get("TINYTOWN_REDIS_PASSWORD") or redis.get("password")
+    auth = f":{quote(str(password), safe='')}@" if password else ""
+    return f"{scheme}://{auth}{host}:{port}"
+
+
 # -- display labels -----------------------------------------------------------------------
 
 
