@@ -107,3 +107,38 @@ _ = pytest
 
 async def _stopped(pid: int) -> bool:
     return proc_state(pid) == "T"
+
+
+async def test_a_running_town_uses_the_current_config(town: Town, tt) -> None:  # type: ignore[no-untyped-def]
+    assert tt("run", "--detach").returncode == 0
+    config = town.root / "tinytown.toml"
+    try:
+        # A CLI preset added while the town runs is known to the runtime too.
+        scripted = town.config.clis()["scripted"]
+        assert tt("config", "agent_clis.fresh", scripted).returncode == 0
+        assert tt("spawn", "bob", "--cli", "fresh").returncode == 0
+        waited = tt("wait", "bob", "--idle", "--timeout", "20")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert tt("assign", "bob", "print from fresh").returncode == 0
+        assert tt("wait", "bob", "--idle", "--timeout", "20").returncode == 0
+        tasks = json.loads(tt("tasks", "--json").stdout)
+        assert [t["state"] for t in tasks] == ["completed"], tasks
+
+        # The preset removed by hand: a restart uses the file as it is now, and the
+        # error names it.
+        assert tt("kill", "bob").returncode == 0
+        text = config.read_text()
+        start = text.index("[agent_clis.fresh]")
+        config.write_text(text[:start] + text[start:].split("\n", 2)[2])
+        assert "fresh" not in config.read_text()
+        assert tt("restart", "bob").returncode == 0
+        assert tt("wait", "bob", "--timeout", "20").returncode == 0  # terminal: error
+        agent = json.loads(tt("list", "--json").stdout)[0]
+        assert agent["state"] == "error"
+        assert agent["state_reason"] == (
+            f"CLI 'fresh' is not defined in {config}, and no program 'fresh' is installed"
+            " or on PATH."
+        )
+    finally:
+        tt("stop", "--now")
+    assert await town.runtime() is None
