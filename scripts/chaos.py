@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import heapq
 import json
 import os
@@ -430,7 +431,9 @@ class Chaos:
 
     def agent_state(self, name: str) -> str | None:
         agent_id = self.redis_try(lambda r: r.hget(self.key("agents"), name))
-        raw = self.redis_try(lambda r: r.get(self.key("agent", agent_id))) if agent_id else None
+        if not agent_id:
+            return None
+        raw = self.redis_try(lambda r: r.get(self.key("agent", agent_id)))
         with contextlib.suppress(ValueError, TypeError, KeyError):
             return str(json.loads(raw)["state"])
         return None
@@ -440,7 +443,8 @@ class Chaos:
         states: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            raws = self.redis_try(lambda r, c=chunk: r.mget([self.key("task", i) for i in c]))
+            keys = [self.key("task", i) for i in chunk]
+            raws = self.redis_try(functools.partial(_mget, keys=keys))
             for task_id, raw in zip(chunk, raws, strict=True):
                 try:
                     states[task_id] = str(json.loads(raw)["state"])
@@ -451,7 +455,7 @@ class Chaos:
     def inflight_left(self) -> dict[str, int]:
         left = {}
         for key in self.redis_try(lambda r: list(r.scan_iter(self.key("inflight", "*"), 500))):
-            if n := self.redis_try(lambda r, k=key: r.llen(k)):
+            if n := self.redis_try(functools.partial(_llen, key=key)):
                 left[key] = n
         return left
 
@@ -535,6 +539,14 @@ class Chaos:
             "max_kib": max(kib for _, _, kib in self.samples),
             "samples": [(round(t, 1), inc, kib) for t, inc, kib in self.samples],
         }
+
+
+def _mget(r: redis.Redis, keys: list[str]) -> Any:
+    return r.mget(keys)
+
+
+def _llen(r: redis.Redis, key: str) -> Any:
+    return r.llen(key)
 
 
 def checks(result: dict[str, Any]) -> list[tuple[str, bool, str]]:

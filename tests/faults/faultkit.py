@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import redis
 
@@ -38,16 +38,15 @@ FAST_RUNTIME = {
     "max_restarts": 10,
 }
 
-T = TypeVar("T")
 Arg = str | bytes
 
 
 def until(
-    check: Callable[[], T],
+    check: Callable[[], Any],
     timeout: float = 20.0,
     step: float = 0.05,
     what: str | Callable[[], str] = "",
-) -> T:
+) -> Any:
     """Poll ``check`` until it returns something truthy; AssertionError at the deadline.
     ``what`` describes the awaited condition (a callable is evaluated at the deadline)."""
     deadline = time.monotonic() + timeout
@@ -190,13 +189,15 @@ class FaultTown:
         """The test is about to stop this runtime itself."""
         self.watched.pop(pid, None)
 
-    def check_runtimes(self) -> None:
-        """Fail now (not at some later deadline) if a watched runtime has exited."""
+    def check_runtimes(self) -> Literal[False]:
+        """Fail now (not at some later deadline) if a watched runtime has exited; else
+        False (so a wait can say ``check_runtimes() or condition``)."""
         for pid, log in list(self.watched.items()):
             if not alive(pid):
                 self.watched.pop(pid)
                 text = log.read_text(errors="replace") if log.exists() else ""
                 raise AssertionError(f"tt run (pid {pid}) exited; its output:\n{text[-3000:]}")
+        return False
 
     def run_log(self, log: str = "runtime-test.log") -> str:
         path = self.root / log
@@ -211,7 +212,7 @@ class FaultTown:
         return self._url
 
     @property
-    def r(self) -> redis.Redis:
+    def r(self) -> Any:  # redis.Redis, whose reply types are too loose to be useful here
         if self._redis is None:
             self._redis = redis.Redis.from_url(
                 self.url, decode_responses=True, retry_on_timeout=True, socket_timeout=10

@@ -3,6 +3,7 @@ corrupt lease, garbage records and inbox entries are reported and skipped."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -15,6 +16,10 @@ from tinytown.model.message import TaskAssign
 from tinytown.store.server import EmbeddedServer
 
 MALFORMED_CONTROL = ['["kill"]', "5", "null", '"kill"', "{not json", '{"verb": 5}']
+
+
+def _reply(ft: FaultTown, request_id: str) -> str | None:
+    return ft.check_runtimes() or ft.r.lpop(ft.key("reply", request_id))
 
 
 def _mentions(events: list[dict[str, str]], *words: str) -> int:
@@ -37,9 +42,7 @@ def test_malformed_control_requests_are_refused_and_the_town_goes_on(ft: FaultTo
     ft.wake("control")
     for rid, verb in asked.items():
         popped = until(
-            lambda rid=rid: ft.check_runtimes() or ft.r.lpop(ft.key("reply", rid)),
-            10,
-            what=f"a reply to the bad {verb} request",
+            functools.partial(_reply, ft, rid), 10, what=f"a reply to the bad {verb} request"
         )
         reply = json.loads(popped)
         assert reply["ok"] is False and reply.get("error"), reply
