@@ -81,6 +81,9 @@ def test_run_in_a_terminal(town_dir: Path, tt_env: dict[str, str]) -> None:
         term.write("\x03")  # Ctrl-C: SIGINT from the terminal, cancels 'watch'
         term.expect("(cancelled)")
         term.expect(prompt)
+        # bob has settled (the toolbar, redrawn under the new prompt, says so): no redraw of
+        # the toolbar can land between the typed 'li' and the completed 'st' now.
+        term.expect("idle 1")
         term.write("li\t")  # Tab completes 'list'
         term.expect("list")
         term.write("\r")
@@ -88,7 +91,8 @@ def test_run_in_a_terminal(town_dir: Path, tt_env: dict[str, str]) -> None:
         term.expect("bob")
         term.expect("idle 1")  # the toolbar (agent counts by state), under the prompt
         term.write("\x04")  # Ctrl-D: leave, then the town shuts down
-        term.expect("Shutting down the town")
+        term.expect("Leaving: no rounds in progress; the town stops now.")
+        term.expect("Town stopped.")
         assert child.wait(timeout=15) == 0
     finally:
         if child.poll() is None:
