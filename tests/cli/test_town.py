@@ -133,7 +133,7 @@ async def test_status_views(tt, town: Town, town_dir: Path) -> None:
     assert "Runtime: not running" in out
     agents_part = out.split("\nTasks:")[0]
     rows = {line.split()[0]: line.split() for line in agents_part.splitlines() if line.strip()}
-    assert rows["alice"][1:4] == [alice.nickname, "tester", "starting"]
+    assert rows["alice"][1:4] == [alice.nickname, "tester", "not"]  # running (no runtime)
     assert rows["alice"][-1] == "1"  # the task_assign message waits in its inbox
     assert "Tasks:   3 (1 pending, 1 assigned, 1 completed)" in out
     assert "Backlog: 1 task" in out

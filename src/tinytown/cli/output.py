@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -65,13 +66,84 @@ class Output:
         print(f"tt: {one_line(text)}", file=self.stderr, flush=True)
 
 
-def table_lines(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
+def table_lines(
+    rows: Sequence[Sequence[object]],
+    headers: Sequence[str],
+    *,
+    width: int | None = None,
+    shrink: Sequence[int] = (),
+    styles: Mapping[tuple[int, int], str] | None = None,
+    middle: Sequence[int] = (),
+) -> list[str]:
+    """Aligned columns separated by two spaces; None prints as ``-``.
+
+    With ``width``, the columns listed in ``shrink`` (indexes, first given first) give up
+    room until the table fits, down to their header's width (6 at least); a cell cut
+    short ends with ``…`` (in the columns listed in ``middle``, the ``…`` replaces the
+    middle, so names differing at their end stay apart). ``styles`` colours cells
+    ((row, column) -> a :data:`STYLES` name; row 0 is the first data row) after padding,
+    so alignment is kept."""
     cells = [[str(h) for h in headers]]
-    cells += [["-" if c is None or c == "" else str(c) for c in row] for row in rows]
+    cells += [["-" if c is None or c == "" else one_line(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
+    if width is not None:
+        excess = sum(widths) + 2 * (len(widths) - 1) - width
+        for col in shrink:
+            if excess <= 0:
+                break
+            give = min(max(widths[col] - max(len(headers[col]), 6), 0), excess)
+            widths[col] -= give
+            excess -= give
+    out = []
+    for r, row in enumerate(cells):
+        parts = []
+        for c, (cell, w) in enumerate(zip(row, widths, strict=True)):
+            if len(cell) <= w:
+                text = cell
+            elif c in middle and w >= 5:
+                head = (w - 1) // 2
+                text = cell[:head] + "…" + cell[len(cell) - (w - 1 - head) :]
+            else:
+                text = cell[: w - 1] + "…"
+            padded = text.ljust(w)
+            style = (styles or {}).get((r - 1, c)) if r else None
+            parts.append(paint(text, style) + padded[len(text) :] if style else padded)
+        out.append("  ".join(parts).rstrip())
+    return out
+
+
+#: ANSI SGR codes of the styles :func:`paint` knows.
+STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+
+
+def paint(text: str, style: str | None) -> str:
+    """``text`` in an ANSI style (the caller decides whether colour is on)."""
+    return f"\x1b[{STYLES[style]}m{text}\x1b[0m" if style else text
+
+
+def color_enabled(stream: TextIO) -> bool:
+    """Colour only on a terminal, never when ``NO_COLOR`` is set to anything non-empty
+    (https://no-color.org) or ``TERM=dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """The width to fit output to: ``COLUMNS`` when set, else the terminal's width when
+    ``stream`` is a terminal, else None (a pipe or file: nothing is cut)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -110,10 +182,24 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600}h"
 
 
+def rough(seconds: float) -> str:
+    """A duration as people say it: ``12 s``, ``3 min``, ``2 h``, ``4 d``."""
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h"
+    return f"{s // 86400} d"
+
+
 def ago(stamp: str | None) -> str:
-    """How long ago a timestamp was, e.g. ``12s ago``."""
+    """How long ago a timestamp was, e.g. ``3 min ago`` (``just now`` under 2 s)."""
     age = age_seconds(stamp)
-    return "-" if age is None else f"{duration(age)} ago"
+    if age is None:
+        return "-"
+    return "just now" if age < 2 else f"{rough(age)} ago"
 
 
 def plural(n: int, word: str) -> str:

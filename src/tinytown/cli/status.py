@@ -8,11 +8,41 @@ from pathlib import Path
 from typing import Any
 
 from tinytown.cli.context import Context
-from tinytown.cli.output import ago, clip, duration, plural, record, short
-from tinytown.model import Agent, Task, TaskState
+from tinytown.cli.output import (
+    ago,
+    clip,
+    color_enabled,
+    duration,
+    paint,
+    plural,
+    record,
+    rough,
+    short,
+    table_lines,
+    terminal_width,
+)
+from tinytown.model import Agent, AgentState, Task, TaskState
 from tinytown.model.ids import age_seconds
 from tinytown.services.endpoint import redis_url
 from tinytown.services.town import Town
+
+#: What the STATE column says of an agent recorded as live when no runtime hosts the town.
+NOT_HOSTED = "not running (no runtime)"
+#: Colours of the STATE column (on a terminal, without NO_COLOR).
+STATE_STYLES = {
+    AgentState.WORKING: "green",
+    AgentState.IDLE: "cyan",
+    AgentState.STARTING: "yellow",
+    AgentState.PAUSED: "yellow",
+    AgentState.DRAINING: "yellow",
+    AgentState.ERROR: "red",
+    AgentState.STOPPED: "dim",
+    AgentState.COLD: "dim",
+}
+AGENT_HEADERS = ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "DOING", "INBOX"]
+#: Columns given up first when the table is wider than the terminal: DOING, NICKNAME,
+#: ROLE, NAME, STATE.
+AGENT_SHRINK = (5, 1, 2, 0, 3)
 
 #: Lines of ``.tt/logs/<agent>.log`` shown by ``status --deep``.
 LOG_TAIL_LINES = 5
@@ -57,9 +87,14 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         "backlog": len(backlog),
         "questions_waiting": [m.id for m in await town.messages.questions_waiting()],
     }
+    by_id = {t.id: t for t in tasks}
     for agent in agents:
         entry = record(agent)
         entry["inbox"], entry["inflight"] = counts[agent.id]
+        live = live_task(agent, by_id)
+        entry["hosted"] = holder is not None or agent.state.terminal
+        entry["current_task_live"] = live.id if live else None
+        entry["state_shown"] = state_shown(agent, live, hosted=entry["hosted"])
         if args.deep:
             entry["uptime_seconds"] = _uptime(agent)
             entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
@@ -67,8 +102,61 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         data["agents"].append(entry)
     if args.tasks:
         data["tasks_by_agent"] = _by_agent(tasks, {a.id: a.name for a in agents})
-    data["_objects"] = (agents, tasks)
+    data["_objects"] = (agents, by_id)
     return data
+
+
+def live_task(agent: Agent, tasks: dict[str, Task]) -> Task | None:
+    """The agent's current task if it is still its own and unfinished; else None (a
+    record left behind, e.g. by a killed agent whose task another agent completed)."""
+    task = tasks.get(agent.current_task or "")
+    if task is None or task.assigned_to != agent.id or task.state.terminal:
+        return None
+    return task
+
+
+def state_shown(agent: Agent, task: Task | None, *, hosted: bool) -> str:
+    """The STATE column: the state, how long a task has been worked on, or that no
+    runtime hosts the agent (its recorded starting/idle/working state is not live)."""
+    if not hosted:
+        return NOT_HOSTED
+    if agent.state is AgentState.WORKING and task is not None and task.started_at:
+        age = age_seconds(task.started_at)
+        if age is not None:
+            return f"working {rough(age)}"
+    return agent.state.value
+
+
+def agent_table(
+    agents: list[Agent],
+    entries: list[dict[str, Any]],
+    tasks: dict[str, Task],
+    *,
+    width: int | None = None,
+    color: bool = False,
+) -> list[str]:
+    """The agents as a table, cut to ``width`` (DOING first) and coloured on request."""
+    rows: list[list[object]] = []
+    styles: dict[tuple[int, int], str] = {}
+    for n, (agent, entry) in enumerate(zip(agents, entries, strict=True)):
+        task = tasks.get(entry["current_task_live"] or "")
+        rows.append(
+            [
+                agent.name,
+                agent.nickname,
+                agent.role_id,
+                entry["state_shown"],
+                short(task.id) if task else None,
+                clip(task.description, 200) if task else None,
+                entry["inbox"],
+            ]
+        )
+        style = STATE_STYLES.get(agent.state) if entry["hosted"] else "dim"
+        if color and style:
+            styles[(n, 3)] = style
+    return table_lines(
+        rows, AGENT_HEADERS, width=width, shrink=AGENT_SHRINK, styles=styles, middle=(0, 1)
+    )
 
 
 def _by_agent(tasks: list[Task], names: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -92,7 +180,7 @@ def _task_summary(counts: dict[str, int]) -> str:
 async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     data = await _gather(ctx, town, args)
-    agents, _tasks = data.pop("_objects")
+    agents, by_id = data.pop("_objects")
     if ctx.json:
         ctx.out.json(data)
         return 0
@@ -101,23 +189,28 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     out.line(f"Root:    {data['root']}")
     out.line(f"Redis:   {data['redis']} ({data['redis_kind']})")
     runtime = data["runtime"]
+    color = color_enabled(out.stdout)
     if runtime:
+        up = age_seconds(runtime["started_at"])
+        since = f", up {rough(up)}" if up is not None else ""
         out.line(
-            f"Runtime: running, pid {runtime['pid']} on {runtime['host']}"
-            f" (since {runtime['started_at']})"
+            f"Runtime: {paint('running', 'green' if color else None)},"
+            f" pid {runtime['pid']} on {runtime['host']}{since}"
         )
     else:
-        out.line("Runtime: not running (start it with 'tt run')")
+        out.line(f"Runtime: {paint('not running', 'yellow' if color else None)}"
+                 " (start it with 'tt run')")  # fmt: skip
     out.line()
     if not agents:
         out.line("Agents:  none (add one with 'tt spawn NAME')")
     else:
-        out.line(f"Agents ({len(agents)}):")
-        rows = [
-            [a.name, a.nickname, a.role_id, a.state.value, short(a.current_task), e["inbox"]]
-            for a, e in zip(agents, data["agents"], strict=True)
-        ]
-        out.table(rows, ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "INBOX"])
+        unhosted = sum(1 for e in data["agents"] if not e["hosted"])
+        note = f"; {unhosted} not running: no runtime hosts them" if unhosted else ""
+        out.line(f"Agents ({len(agents)}{note}):")
+        for line in agent_table(
+            agents, data["agents"], by_id, width=terminal_width(out.stdout), color=color
+        ):
+            out.line(line)
     out.line()
     out.line(f"Tasks:   {_task_summary(data['tasks'])}")
     out.line(f"Backlog: {plural(data['backlog'], 'task')}")
@@ -155,7 +248,7 @@ def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any]) -> None:
     out.line()
     role = f" [{agent.role_id}]" if agent.role_id else ""
     reason = f" ({agent.state_reason})" if agent.state_reason else ""
-    out.line(f"{agent.label}{role}: {agent.state.value}{reason}")
+    out.line(f"{agent.label}{role}: {entry['state_shown']}{reason}")
     rounds = f"{agent.rounds_completed}" + (f"/{agent.max_rounds}" if agent.max_rounds else "")
     out.line(
         f"  rounds: {rounds}   tasks completed: {agent.tasks_completed}"
@@ -164,7 +257,7 @@ def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any]) -> None:
     )
     out.line(
         f"  inbox: {entry['inbox']} queued, {entry['inflight']} in flight"
-        f"   current task: {short(agent.current_task)}"
+        f"   current task: {short(entry['current_task_live'])}"
         f"   cli: {agent.cli}   id: {agent.id}"
     )
     if entry["log_tail"]:
