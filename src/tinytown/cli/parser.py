@@ -148,6 +148,7 @@ def build_parser(extra: Iterable[Registrar] = ()) -> TtParser:
         epilog="Run 'tt COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"tt {tinytown.__version__}")
+    parser.set_defaults(parser=parser)  # for handlers that read the parser (tt completion)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
