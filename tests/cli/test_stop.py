@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import trio
 
-from tests.cli.clihelp import ok, user_error
+from tests.cli.clihelp import RunIn, ok, user_error
 from tests.runtime.conftest import alive, eventually, log_pids
 from tinytown import AgentState, TaskState
 from tinytown.services.town import Town
+from tinytown.store.server import EmbeddedServer
 
 
 async def _released(town: Town) -> bool:
@@ -132,3 +135,27 @@ async def test_stop_through_the_api(town: Town) -> None:
 
 async def _pids(town: Town, agent: str) -> list[int]:
     return log_pids(town, agent, "agent-pid")
+
+
+def test_readme_flow_run_detach_then_down_on_embedded_redis(
+    tt_in: RunIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedded: dict[str, str | None] = {"REDIS_URL": None}
+    monkeypatch.delenv("REDIS_URL")
+    root = tmp_path / "readme"
+    root.mkdir()
+    server = EmbeddedServer(root / ".tt")
+    try:
+        ok(tt_in("init", "--name", "readme-town", cwd=root, env=embedded))
+        assert "Stop it with: tt stop" in ok(tt_in("run", "--detach", cwd=root, env=embedded))
+        lines = ok(tt_in("down", cwd=root, env=embedded)).splitlines()
+        assert lines[0].startswith("Asked town readme-town (pid ")
+        assert lines[1].startswith("Town readme-town stopped (")
+        assert lines[2] == f"Stopped Redis of town readme-town (data kept in {root / '.tt'})."
+        assert not server.is_running()
+        assert "is not running (its Redis is stopped too)" in ok(
+            tt_in("stop", cwd=root, env=embedded)
+        )
+    finally:
+        tt_in("stop", "--now", cwd=root, env=embedded)
+        server.stop()
