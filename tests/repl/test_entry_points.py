@@ -79,6 +79,22 @@ async def test_run_with_repl_hosts_the_town_and_shuts_it_down(
     assert await town.runtime() is None  # the lease was released
 
 
+async def test_tt_stop_from_elsewhere_leaves_the_repl(
+    town_dir: Path, town: Town, pipe: PipeInput
+) -> None:
+    output, buffer = screen()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+            await wait_for(buffer, "Ctrl-D leaves")
+            request = await town.request_stop()  # what 'tt stop' does, from another process
+            assert request is not None
+    shown = buffer.getvalue()
+    assert "The town was asked to stop ('tt stop'); leaving." in shown
+    assert "Town stopped." in shown
+    assert await town.runtime() is None
+
+
 async def wait_working(town: Town, name: str) -> None:
     with trio.fail_after(15):
         while True:

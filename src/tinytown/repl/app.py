@@ -34,11 +34,13 @@ async def run_town_with_repl(
     """Host the town at ``root`` in this process, with the REPL in the foreground.
 
     Returns once the user leaves (Ctrl-D, ``exit``) or SIGTERM arrives, after the town has
-    shut down gracefully (rounds in progress get ``runtime.shutdown_grace`` seconds); on
-    leaving it prints what will happen (which rounds are still in progress) and, once the
-    town has stopped, the outcome. A Ctrl-C or SIGTERM during that shutdown skips the grace. Cancellation stops the REPL and
-    the town at once (no grace; the terminal is restored). Raises RuntimeBusyError if the
-    town already runs elsewhere. ``input``/``output``: for tests (default: the terminal).
+    shut down gracefully (rounds in progress get ``runtime.shutdown_grace`` seconds); also
+    once ``tt stop`` (from anywhere) has asked the town to stop. On leaving it prints what
+    will happen (which rounds are still in progress) and, once the town has stopped, the
+    outcome. A Ctrl-C or SIGTERM during that shutdown skips the grace. Cancellation stops
+    the REPL and the town at once (no grace; the terminal is restored). Raises
+    RuntimeBusyError if the town already runs elsewhere. ``input``/``output``: for tests
+    (default: the terminal).
     """
     town = await Town.connect(root)
     try:
@@ -52,7 +54,12 @@ async def run_town_with_repl(
                 served = trio.Event()
                 await nursery.start(_serve, runtime, served)
                 # The hint says the town is ready: only once SIGTERM is handled gracefully.
-                await _repl_until_signal(repl, lambda: console.print(HINT, "dim"))
+                # 'tt stop' from elsewhere asks the runtime to shut down: the REPL leaves too.
+                asked = await _repl_until_signal(
+                    repl, lambda: console.print(HINT, "dim"), runtime.shutdown_requested
+                )
+                if asked:
+                    console.print("The town was asked to stop ('tt stop'); leaving.", "warning")
                 rounds = await _rounds_in_progress(town)
                 grace = runtime.context.setting("runtime.shutdown_grace")
                 console.print(leaving_line(rounds, grace))
@@ -63,7 +70,11 @@ async def run_town_with_repl(
                     await served.wait()
                     shutdown.cancel_scope.cancel()
             aborted = nursery.cancel_scope.cancelled_caught
-            console.print(stopped_line(rounds, grace, trio.current_time() - started, aborted))
+            elapsed = trio.current_time() - started
+            if asked and not aborted:  # it may have been 'tt stop --now': claim nothing more
+                console.print("Town stopped.")
+            else:
+                console.print(stopped_line(rounds, grace, elapsed, aborted))
     finally:
         await town.aclose()
 
@@ -156,16 +167,26 @@ async def _rounds_in_progress(town: Town) -> list[str] | None:
     return None
 
 
-async def _repl_until_signal(repl: Repl, ready: Callable[[], None] | None = None) -> None:
-    """Run the REPL until the user leaves or SIGTERM arrives; ``ready`` is called once
-    SIGTERM is being handled."""
+async def _repl_until_signal(
+    repl: Repl, ready: Callable[[], None] | None = None, stop: trio.Event | None = None
+) -> bool:
+    """Run the REPL until the user leaves, SIGTERM arrives or ``stop`` is set; ``ready`` is
+    called once SIGTERM is being handled. Returns whether ``stop`` ended it."""
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(_cancel_on_signal, scope, (signal.SIGTERM,))
+            if stop is not None:
+                nursery.start_soon(_cancel_on_event, stop, scope)
             if ready:
                 ready()
             await repl.run()
             nursery.cancel_scope.cancel()
+    return scope.cancelled_caught and stop is not None and stop.is_set()
+
+
+async def _cancel_on_event(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _serve(
