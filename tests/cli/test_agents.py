@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from functools import partial
+from pathlib import Path
+
+import attrs
+import trio
 
 from tests.cli.clihelp import ok, ok_json, parallel, user_error
-from tinytown.model import AgentState, TaskState
+from tinytown.model import AgentState, TaskState, dumps
 from tinytown.services.town import Town
 
 
@@ -115,7 +123,9 @@ async def test_wait_timeout_and_idle(tt, town: Town) -> None:
 async def test_agent_references(tt, town: Town) -> None:
     alice = await town.agents.spawn("alice", nickname="Ada")
     bob = await town.agents.spawn("bob", nickname="Sam")
-    carol = await town.agents.spawn("carol", nickname="Sam")
+    # Nicknames are unique now; a town from before that rule may still hold twins.
+    carol = attrs.evolve(await town.agents.spawn("carol", nickname="Samuel"), nickname="Sam")
+    await town.redis.execute("SET", town.keys.agent(carol.id), dumps(carol))
 
     assert "paused" in ok(tt("interrupt", alice.id))  # full id
     assert "idle" in ok(tt("resume", alice.id[:6]))  # id prefix
@@ -158,3 +168,51 @@ async def test_prune(tt, town: Town) -> None:
     assert ok(tt("prune", "--all")) == "Removed 1 agent(s): bob.\n"
     assert ok(tt("prune")) == "Nothing to prune.\n"
     assert await town.agents.list() == []
+
+
+def _wait_on_a_terminal(tt_env: dict[str, str], root: Path, *args: str) -> tuple[int, str, str]:
+    """`tt wait ...` with stderr on a pseudo-terminal: exit code, stdout, what the
+    terminal showed."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinytown", "wait", *args],
+            cwd=root,
+            env={**tt_env, "TERM": "xterm"},
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, out, shown.decode()
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+
+
+async def test_wait_shows_progress_on_a_terminal_only(tt, tt_env, town: Town) -> None:
+    await town.agents.spawn("bob")
+    code, out, shown = await trio.to_thread.run_sync(
+        _wait_on_a_terminal, tt_env, town.root, "bob", "--timeout", "1.5"
+    )
+    assert code == 3 and out == ""
+    assert "\r\x1b[Ktt: waiting for bob to stop (stopped, cold or error)… 0s of 1.5s" in shown
+    assert "… 1s of 1.5s" in shown  # it counts while it waits
+    assert "\r\x1b[K" in shown.split("1s of 1.5s", 1)[1]  # erased before the verdict
+    assert "tt: Agent bob is still starting after 1.5 s." in shown
+    # Not a terminal (a script): only the verdict, nothing that moves.
+    assert user_error(tt("wait", "bob", "--timeout", "0.2"), code=3) == (
+        "Agent bob is still starting after 0.2 s."
+    )
