@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, TextIO
+
+import trio
 
 from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, record, short
@@ -99,7 +101,8 @@ def register(sub: Any) -> None:
         help="wait until an agent stops (or is idle)",
         description=(
             "Block until the agent is in a terminal state (stopped, cold, error), or with\n"
-            "--idle until it is idle with an empty inbox.\n\n"
+            "--idle until it is idle with an empty inbox. On a terminal, a line on stderr\n"
+            "says what it waits for and for how long (nothing when stderr is not one).\n\n"
             f"Exit codes: 0 reached, {WAIT_TIMEOUT_EXIT} --timeout expired, 1 error."
         ),
     )
@@ -204,16 +207,51 @@ async def cmd_control(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
-    try:
-        agent = await town.agents.wait(args.agent, timeout=args.timeout, idle=args.idle)
-    except TimeoutExpiredError as exc:
-        ctx.out.error(str(exc))
+    name = (await town.agents.resolve(args.agent)).name
+    goal = "be idle with an empty inbox" if args.idle else "stop (stopped, cold or error)"
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        if _is_tty(ctx.out.stderr):  # scripts (a pipe, a file) get nothing
+            limit = f" of {args.timeout:g}s" if args.timeout is not None else ""
+            nursery.start_soon(_progress, ctx.out.stderr, f"waiting for {name} to {goal}", limit)
+        try:
+            agent = await town.agents.wait(args.agent, timeout=args.timeout, idle=args.idle)
+        except Exception as exc:  # raised below, outside the nursery (no exception group)
+            failure = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if isinstance(failure, TimeoutExpiredError):
+        ctx.out.error(str(failure))
         return WAIT_TIMEOUT_EXIT
+    if failure is not None:
+        raise failure
     if ctx.json:
         ctx.out.json(record(agent))
     else:
         ctx.out.line(f"{agent.name} ({agent.nickname}): {agent.state.value}")
     return 0
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+async def _progress(stream: TextIO, what: str, limit: str) -> None:
+    """One line on a terminal, rewritten every second: what is awaited and for how long;
+    erased when the wait ends (or is cancelled). Cancellable."""
+    started = trio.current_time()
+    try:
+        while True:
+            elapsed = int(trio.current_time() - started)
+            stream.write(f"\r\x1b[Ktt: {what}… {elapsed}s{limit}")
+            stream.flush()
+            await trio.sleep(1 - (trio.current_time() - started) % 1)
+    finally:
+        stream.write("\r\x1b[K")
+        stream.flush()
 
 
 async def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
