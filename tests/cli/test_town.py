@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.clihelp import RunIn, ok, ok_json, parallel, user_error
-from tinytown.services.town import Town
+from tinytown.services.town import Town, TownStoppedError
 from tinytown.store.server import EmbeddedServer
 
 LEASE = '{"id": "x", "host": "otherhost", "pid": 4242, "started": "2026-01-01T00:00:00Z"}'
@@ -63,8 +63,11 @@ async def test_init_status_towns_down_on_embedded_redis(
     assert "is not running and its Redis is stopped" in ok(tt_in("down", cwd=project, env=embedded))
 
 
-def test_read_only_commands_never_start_a_stopped_town(tt_in: RunIn, project: Path) -> None:
+async def test_read_only_commands_never_start_a_stopped_town(
+    tt_in: RunIn, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     embedded: dict[str, str | None] = {"REDIS_URL": None}
+    monkeypatch.delenv("REDIS_URL")
     server = EmbeddedServer(project / ".tt")
     ok(tt_in("init", "--name", "quiet-town", cwd=project, env=embedded))
     ok(tt_in("backlog", "add", "first", cwd=project, env=embedded))
@@ -90,6 +93,8 @@ def test_read_only_commands_never_start_a_stopped_town(tt_in: RunIn, project: Pa
         assert msg.startswith("Town quiet-town is stopped (its Redis is not running"), command
     assert "default_cli = " in ok(tt_in("config", cwd=project, env=embedded))
     assert "unreachable" in ok(tt_in("towns", cwd=project, env=embedded))
+    with pytest.raises(TownStoppedError, match="Town quiet-town is stopped"):  # the API
+        await Town.connect(project, start_server=False)
     assert not server.is_running()  # nothing above started it
 
     added = tt_in("backlog", "add", "second", cwd=project, env=embedded)  # a write starts it
