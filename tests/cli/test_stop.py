@@ -159,3 +159,10 @@ def test_readme_flow_run_detach_then_down_on_embedded_redis(
     finally:
         tt_in("stop", "--now", cwd=root, env=embedded)
         server.stop()
+
+
+def test_a_bad_timeout_is_a_usage_error(tt) -> None:  # type: ignore[no-untyped-def]
+    for value in ("-1", "0", "nan", "soon"):
+        msg = user_error(tt("stop", f"--timeout={value}"), code=2)
+        assert msg.startswith("argument --timeout: needs a"), msg
+    assert "--timeout" in user_error(tt("down", "--timeout=0"), code=2)
