@@ -140,6 +140,11 @@ async def test_reply_is_correlated_delivered_and_marks_the_question_answered(
     assert [(m.id, m.correlation_id) for m in queued] == [(reply.id, question.id)]
     assert await town.messages.questions_waiting() == []
     assert [m.id for m in await town.messages.questions()] == [question.id]
+    # A correlated send (API) answers a question too.
+    second = await town.messages.send("supervisor", Query("which port?"), sender="asker")
+    assert [m.id for m in await town.messages.questions_waiting()] == [second.id]
+    await town.messages.send(asker.id, Informational("5432"), correlation_id=second.id)
+    assert await town.messages.questions_waiting() == []
     # Any message the supervisor received can be answered; the asker is who sent it.
     again = await town.messages.reply(other.id, "ok", sender="asker")
     assert (again.sender, again.recipient) == (asker.id, asker.id)

@@ -97,12 +97,11 @@ class MessageService:
             correlation_id=correlation_id,
         )
         payload = _encode(message)
+        ops = self.store.deliver_ops(message, payload=payload)
+        if correlation_id:  # an answer: the question it answers no longer waits
+            ops += self._answered_ops(correlation_id)
         try:
-            await self.store.apply(
-                self.keys.meta,
-                ops=self.store.deliver_ops(message, payload=payload),
-                guards=guards,
-            )
+            await self.store.apply(self.keys.meta, ops=ops, guards=guards)
         except GuardFailed:
             raise NotFoundError(f"No agent with id {to} in town {self.keys.town}.") from None
         return message
@@ -125,6 +124,13 @@ class MessageService:
         asked = await self.questions()
         answered = await indexes.answered_questions(self.store, [m.id for m in asked])
         return [m for m in asked if m.id not in answered]
+
+    def _answered_ops(self, question_id: str) -> list[Op]:
+        """Record ``question_id`` as answered (the newest ANSWERED_KEEP are kept)."""
+        return [
+            ["ZADD", self.keys.answered, str(time.time()), question_id],
+            ["ZREMRANGEBYRANK", self.keys.answered, "0", str(-ANSWERED_KEEP - 1)],
+        ]
 
     async def find_question(self, ref: str) -> Message:
         """The message to the supervisor whose id is ``ref`` or starts with it (4 or more
@@ -172,11 +178,7 @@ class MessageService:
             correlation_id=question.id,
         )
         payload = _encode(message)
-        ops = [
-            *self.store.deliver_ops(message, payload=payload),
-            ["ZADD", self.keys.answered, str(time.time()), question.id],
-            ["ZREMRANGEBYRANK", self.keys.answered, "0", str(-ANSWERED_KEEP - 1)],
-        ]
+        ops = [*self.store.deliver_ops(message, payload=payload), *self._answered_ops(question.id)]
         try:
             await self.store.apply(
                 self.keys.meta,
