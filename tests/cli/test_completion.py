@@ -15,6 +15,7 @@ from tests.conftest import TtRunner
 from tinytown.cli.commands.completion import SHELLS, walk
 from tinytown.cli.parser import build_parser
 from tinytown.model import BUILTIN_ROLES
+from tinytown.store.server import EmbeddedServer
 
 
 @pytest.fixture
@@ -186,3 +187,23 @@ def test_values_outside_a_town_are_empty(tt_in: RunIn, tmp_path: Path) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     done = tt_in("completion", "--values", "clis", cwd=nowhere)
     assert "claude" in done.stdout.split()
+
+
+def test_values_of_a_stopped_town_never_start_its_redis(tt_in: RunIn, tmp_path: Path) -> None:
+    """Tab must stay cheap and harmless: a stopped town's agents are simply not offered."""
+    project = tmp_path / "project"
+    project.mkdir()
+    embedded: dict[str, str | None] = {"REDIS_URL": None}  # the town's own Redis
+    server = EmbeddedServer(project / ".tt")
+    try:
+        assert tt_in("init", cwd=project, env=embedded).returncode == 0
+        assert tt_in("spawn", "alice", "--cli", "true", cwd=project, env=embedded).returncode == 0
+        done = tt_in("completion", "--values", "agents", cwd=project, env=embedded)
+        assert (done.returncode, done.stdout) == (0, "alice\n")
+        assert tt_in("down", cwd=project, env=embedded).returncode == 0
+        assert not server.is_running()
+        done = tt_in("completion", "--values", "recipients", cwd=project, env=embedded)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "supervisor\n", "")
+        assert not server.is_running()
+    finally:
+        server.stop()
