@@ -123,6 +123,19 @@ async def test_a_rust_town_is_seen_used_and_converted(tt, town: Town) -> None:
     assert ok(tt("migrate", "--hash")).endswith("0 converted, 0 skipped, 0 malformed.\n")
 
 
+async def test_commands_that_change_what_they_list_leave_hash_records_alone(tt, town: Town) -> None:
+    stopped = await rust_agent(town, "deadone", state="stopped")
+    working = await rust_agent(town, "liveone", state="working")
+    task_id = await rust_task(town, "x", state="assigned", assigned_to=stopped)
+    for args in (("recover",), ("prune",), ("reclaim", "--to-backlog"), ("recover", "--dry-run")):
+        result = tt(*args)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "WRONGTYPE" not in result.stderr and "liveone" not in result.stdout
+    assert await town.redis.execute("HGET", town.keys.agent(stopped), "state") == "stopped"
+    assert await town.redis.execute("HGET", town.keys.agent(working), "state") == "working"
+    assert await town.redis.execute("HGET", town.keys.task(task_id), "state") == "assigned"
+
+
 async def test_migrate_hash_never_overwrites_and_keeps_malformed(tt, town: Town) -> None:
     await town.agents.spawn("twin")
     clash = await rust_agent(town, "twin")

@@ -80,6 +80,11 @@ async def test_hash_records_are_read_and_refused_for_changes(town: Town) -> None
 
     assert {a.name for a in await town.agents.list(legacy_records=True)} == {"rusty", "mine"}
     assert {a.name for a in await town.agents.list(legacy_records=False)} == {"mine"}
+    assert {a.name for a in await town.agents.list()} == {"mine"}  # show_legacy: off
+    assert task_id not in {t.id for t in await town.tasks.list()}
+    town.agents.show_legacy = town.tasks.show_legacy = True  # as read-only commands do
+    assert {a.name for a in await town.agents.list()} == {"rusty", "mine"}
+    assert task_id in {t.id for t in await town.tasks.list()}
     for ref in ("rusty", agent_id, "Mabel", "Mabel [tester]", agent_id[:6]):
         assert (await town.agents.resolve(ref)).id == agent_id
     assert (await town.agents.get(agent_id)).state is AgentState.WORKING

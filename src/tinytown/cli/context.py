@@ -109,6 +109,8 @@ class Context:
         starts a stopped embedded Redis (TownStoppedError: "Town X is stopped ..."), any
         other starts it and says so in one line on stderr. Cancellable."""
         town = await connect_town(self.town_dir, start_server=not is_read_only(args))
+        shown = is_read_only(args) and not getattr(args, "dry_run", False)  # not a preview
+        town.agents.show_legacy = town.tasks.show_legacy = shown  # Rust hash records
         if town.started_server:
             print(f"Started the town's Redis ({town.url}).", file=self.out.stderr, flush=True)
         return town

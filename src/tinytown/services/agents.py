@@ -40,6 +40,8 @@ class AgentService:
         self.store = store
         self.config = config
         self.keys = store.keys
+        #: Whether :meth:`list` also shows Rust hash-format agents (read-only commands).
+        self.show_legacy = False
 
     # -- reading ---------------------------------------------------------------------
 
@@ -47,11 +49,12 @@ class AgentService:
         """Every agent record, oldest first (malformed ones noted in store.warnings).
 
         ``legacy_records``: also Rust Tinytown's hash-format agents (read-only, noted as
-        legacy in store.warnings); default: for one-shot commands, not for the runtime
-        (which cannot host them)."""
+        legacy in store.warnings); default :attr:`show_legacy` (set for read-only
+        commands; never for the runtime, which cannot host them, nor for commands that
+        change what they list)."""
         index = await indexes.agent_index(self.store)
         agents = await self.store.mget(Agent, [self.keys.agent(i) for i in index.values()])
-        if legacy_records if legacy_records is not None else not self.store.reconnect:
+        if legacy_records if legacy_records is not None else self.show_legacy:
             agents += await legacy.hash_agents(self.store, self.config.clis())
         return sorted(agents, key=lambda a: a.created_at)
 

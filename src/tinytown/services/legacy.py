@@ -193,11 +193,14 @@ async def hash_agents(
         except (ValueError, TypeError, InvalidNameError) as exc:
             store.warnings.append(f"Malformed Rust agent hash at {key}: {exc}.")
             continue
-        store.warnings.append(
-            f"Agent {agent.name} ({key}) is in Rust Tinytown's hash format (read-only here);"
-            f" {MIGRATE_HINT}."
-        )
         out.append(agent)
+    if out:
+        names = ", ".join(a.name for a in out[:5]) + (", …" if len(out) > 5 else "")
+        what = f"Agent {names} is" if len(out) == 1 else f"{len(out)} agents ({names}) are"
+        store.warnings.append(
+            f"{what} in Rust Tinytown's hash format (read-only here); run 'tt migrate"
+            f" --hash' to convert {'it' if len(out) == 1 else 'them'}."
+        )
     return out
 
 
@@ -212,9 +215,10 @@ async def hash_tasks(store: Store, keys: Sequence[str] | None = None) -> list[Ta
         except (ValueError, TypeError) as exc:
             store.warnings.append(f"Malformed Rust task hash at {key}: {exc}.")
     if out:
+        what = "1 task is" if len(out) == 1 else f"{len(out)} tasks are"
         store.warnings.append(
-            f"{len(out)} task(s) of this town are in Rust Tinytown's hash format (read-only"
-            " here); run 'tt migrate --hash' to convert them."
+            f"{what} in Rust Tinytown's hash format (read-only here); run 'tt migrate"
+            f" --hash' to convert {'it' if len(out) == 1 else 'them'}."
         )
     return out
 

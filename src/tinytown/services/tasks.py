@@ -52,6 +52,8 @@ class TaskService:
         self.store = store
         self.agents = agents
         self.keys = store.keys
+        #: Whether :meth:`list` also shows Rust hash-format tasks (read-only commands).
+        self.show_legacy = False
 
     # -- reading ---------------------------------------------------------------------
 
@@ -65,7 +67,7 @@ class TaskService:
         """Tasks in creation order, filtered by state, tag and agent id."""
         ids = await indexes.task_ids(self.store)
         tasks = await self.store.mget(Task, [self.keys.task(i) for i in ids])
-        if not self.store.reconnect:  # one-shot commands also show Rust hash-format tasks
+        if self.show_legacy:  # Rust hash-format tasks too (read-only commands)
             tasks += sorted(await legacy.hash_tasks(self.store), key=lambda t: t.created_at)
         return [
             t
