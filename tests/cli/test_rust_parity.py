@@ -226,8 +226,18 @@ async def test_tinytown_agent_id_is_who_acts(tt, tt_env, town: Town, town_dir: P
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    env = {**tt_env, "TINYTOWN_AGENT_NAME": "sender"}  # Rust's fallback: the name
+    result = subprocess.run(
+        [sys.executable, "-m", "tinytown", "send", "target", "by name"],
+        cwd=town_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
     inbox = await town.redis.execute("LRANGE", town.keys.inbox(target.id), 0, -1)
-    assert [loads(Message, m).sender for m in inbox] == [sender.id]
+    assert [loads(Message, m).sender for m in inbox] == [sender.id, sender.id]
 
 
 async def test_tinytown_redis_password_is_used(tt_env, town: Town, town_dir: Path) -> None:

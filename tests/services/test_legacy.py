@@ -130,3 +130,12 @@ def test_a_rust_config_names_its_tcp_redis() -> None:
     assert legacy.rust_redis_url(tls, {}) == "rediss://127.0.0.1:6379"
     assert legacy.rust_redis_url({"redis": {"use_socket": True, "port": 1}}, {}) is None
     assert legacy.rust_redis_url({"name": "ours", "redis": {"url": ""}}, {}) is None
+
+
+async def test_tinytown_agent_name_resolves_any_reference(town: Town) -> None:
+    agent = await town.agents.spawn("named", nickname="Zelda")
+    for ref in ("named", "Zelda", "Zelda [named]"):
+        got = await legacy.agent_id_from_name(town.agents, {"TINYTOWN_AGENT_NAME": ref})
+        assert got == agent.id
+    for ref in ("nobody", "supervisor", ""):
+        assert await legacy.agent_id_from_name(town.agents, {"TINYTOWN_AGENT_NAME": ref}) is None

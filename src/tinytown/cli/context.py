@@ -111,6 +111,7 @@ class Context:
         town = await connect_town(self.town_dir, start_server=not is_read_only(args))
         shown = is_read_only(args) and not getattr(args, "dry_run", False)  # not a preview
         town.agents.show_legacy = town.tasks.show_legacy = shown  # Rust hash records
+        self.agent_id = self.agent_id or await legacy.agent_id_from_name(town.agents)
         if town.started_server:
             print(f"Started the town's Redis ({town.url}).", file=self.out.stderr, flush=True)
         return town

@@ -9,9 +9,9 @@
   line (``codex --dangerously-bypass-approvals-and-sandbox``) maps to its preset, as
   Rust's ``normalize_cli_reference`` does: exact preset name, then a preset's exact
   command, then the preset whose program it runs with a subset of that preset's arguments.
-* **``TINYTOWN_*`` variables**, honoured as Rust does: ``TINYTOWN_AGENT_ID`` (who acts;
-  ``TT_AGENT_ID`` wins) and ``TINYTOWN_REDIS_PASSWORD`` (the password of an external
-  Redis whose URL has none). ``TINYTOWN_AGENT_NAME`` is not read (the runtime sets ids).
+* **``TINYTOWN_*`` variables**, honoured as Rust does: ``TINYTOWN_AGENT_ID``, then
+  ``TINYTOWN_AGENT_NAME`` (who acts; ``TT_AGENT_ID`` wins) and ``TINYTOWN_REDIS_PASSWORD``
+  (the password of a Rust config's Redis, or of an external Redis URL that has none).
 * **Display labels.** Rust prints agents as ``Nickname [role]`` (``Nickname [name]``
   without a role) and accepts that label wherever an agent reference is.
 
@@ -24,10 +24,15 @@ import json
 import os
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from tinytown.errors import InvalidNameError, InvalidTransitionError
+from tinytown.errors import (
+    AmbiguousReferenceError,
+    InvalidNameError,
+    InvalidTransitionError,
+    NotFoundError,
+)
 from tinytown.model import (
     Agent,
     AgentState,
@@ -279,6 +284,7 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
 #: Rust's variables and what they set here (documented in docs/plans.md).
 ENV_MAPPING: dict[str, str] = {
     "TINYTOWN_AGENT_ID": "TT_AGENT_ID (who acts; TT_AGENT_ID wins)",
+    "TINYTOWN_AGENT_NAME": "who acts, by agent reference, when no id is set",
     "TINYTOWN_REDIS_PASSWORD": "the password of an external Redis URL that has none",
 }
 
@@ -288,6 +294,23 @@ def agent_id_from_env(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     agent_id = env.get("TINYTOWN_AGENT_ID", "").strip().lower()
     return agent_id if is_uuid(agent_id) else None
+
+
+class _Resolver(Protocol):
+    async def resolve_id(self, ref: str, *, allow_supervisor: bool = True) -> str: ...
+
+
+async def agent_id_from_name(agents: _Resolver, env: Mapping[str, str] | None = None) -> str | None:
+    """The agent ``TINYTOWN_AGENT_NAME`` names (any agent reference), or None when unset or
+    naming no single agent (then the supervisor acts, as when nothing is set)."""
+    env = os.environ if env is None else env
+    name = env.get("TINYTOWN_AGENT_NAME", "").strip()
+    if not name:
+        return None
+    try:
+        return await agents.resolve_id(name, allow_supervisor=False)
+    except (NotFoundError, AmbiguousReferenceError, InvalidTransitionError):
+        return None
 
 
 def url_with_password(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
