@@ -72,16 +72,22 @@ async def test_dispatch_racing_a_kill_leaves_the_task_queued(
     await handle.wait(idle=True, timeout=20)
     original = town.tasks.assign_existing
     raced: list[str] = []
+    attempted = trio.Event()  # the guarded assignment ran (and was refused)
 
     async def kill_first(task_id: str, agent_id: str, **kwargs: Any) -> Any:
-        if not raced:
-            raced.append(agent_id)
-            await handle.kill()
-        return await original(task_id, agent_id, **kwargs)
+        if raced:
+            return await original(task_id, agent_id, **kwargs)
+        raced.append(agent_id)
+        await handle.kill()
+        try:
+            return await original(task_id, agent_id, **kwargs)
+        finally:
+            attempted.set()
 
     monkeypatch.setattr(town.tasks, "assign_existing", kill_first)
     task = await town.backlog.add("print rescued")
-    await eventually(lambda: _true(raced))
+    with trio.fail_after(20):
+        await attempted.wait()
     assert (await handle.state()).state is AgentState.STOPPED
     queued = await town.tasks.get(task.id)
     assert queued.state is TaskState.PENDING and queued.assigned_to is None
