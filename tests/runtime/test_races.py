@@ -299,9 +299,6 @@ async def test_a_kill_that_cannot_be_recorded_does_not_block_shutdown(
     assert (await handle.state()).state is AgentState.IDLE  # said so; recover finds it
 
 
-async def _true(value: object) -> bool:
-    return bool(value)
-
 
 async def _state_is(town: Town, task_id: str, state: TaskState) -> bool:
     return (await town.tasks.get(task_id)).state is state
