@@ -149,3 +149,15 @@ async def test_a_failing_command_is_one_report_line(town: Town, tmp_path: Path) 
     assert [line.split(" ", 1)[1] for line in lines] == [
         f"notify: {sys.executable} exited 3: cannot reach the desktop"
     ]
+
+
+def test_notify_settings_through_tt_config(tt, town_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """`tt config` accepts the notify settings (checked), so nobody edits TOML by hand."""
+    assert tt("config", "notify.command", "notify-send tinytown").returncode == 0
+    assert tt("config", "notify.timeout", "3").returncode == 0
+    bad = tt("config", "notify.timeout", "0")
+    assert bad.returncode == 1 and "must be more than 0" in bad.stderr
+    shown = tt("config", "notify.command")
+    assert shown.returncode == 0 and "notify-send tinytown" in shown.stdout
+    text = (town_dir / "tinytown.toml").read_text()
+    assert "[notify]" in text and "timeout = 3.0" in text

@@ -35,8 +35,6 @@ from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.context import Context
 from tinytown.store.events import Event
 
-#: Seconds a notify command may run before it is killed (``notify.timeout`` overrides).
-DEFAULT_TIMEOUT = 10.0
 #: Notify commands running at once.
 MAX_RUNNING = 2
 #: Notifications allowed in a row; then one more every REFILL_SECONDS.
@@ -95,9 +93,8 @@ class Notifier:
 
     def command(self) -> list[str] | None:
         """The configured argv (None when none is set or it cannot be split: reported)."""
-        section = self.ctx.config.data.get("notify")
-        text = section.get("command") if isinstance(section, dict) else None
-        if not isinstance(text, str) or not text.strip():
+        text = str(self.ctx.config.setting("notify.command"))
+        if not text.strip():
             return None
         try:
             argv = shlex.split(text)
@@ -109,11 +106,7 @@ class Notifier:
         return argv or None
 
     def timeout(self) -> float:
-        section = self.ctx.config.data.get("notify")
-        value = section.get("timeout") if isinstance(section, dict) else None
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        return DEFAULT_TIMEOUT
+        return self.ctx.setting("notify.timeout")  # checked (> 0) when the file is loaded
 
     async def run(self) -> None:
         """Follow events from now on and notify, until cancelled. Runs of the command

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # Rust Tinytown's ``[agent] idle_timeout_secs``: an agent idle this long goes cold
     # (0 = never).
     "agent.idle_timeout_secs": 0,
+    # A command run (no shell) when an agent asks, a task fails, or an agent finishes.
+    "notify.command": "",
+    "notify.timeout": 10.0,
 }
 
 
@@ -72,6 +75,7 @@ RANGES: dict[str, tuple[float, bool]] = {
     "runtime.log_max_bytes": (0, False),
     "runtime.log_keep": (0, True),
     "agent.idle_timeout_secs": (0, True),
+    "notify.timeout": (0, False),
 }
 
 
