@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,6 +261,11 @@ class FaultTown:
     def spawn(self, name: str, cli: str = "scripted") -> str:
         self.ok("spawn", name, "--cli", cli)
         return self.agent_id(name)
+
+    def spawn_all(self, *names: str, cli: str = "scripted") -> None:
+        """Spawn several agents at once (each `tt` costs a Python start-up)."""
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(lambda name: self.spawn(name, cli), names))
 
     def assign(self, agent: str, description: str, *extra: str) -> str:
         return str(self.ok_json("assign", agent, description, *extra)["id"])

@@ -12,8 +12,7 @@ from tests.faults.faultkit import LEDGER_AGENT, FaultTown, alive, town_processes
 
 
 def test_kill_9_of_tt_run_takes_the_cli_and_its_grandchild(ft: FaultTown) -> None:
-    ft.spawn("w")
-    ft.spawn("idler")
+    ft.spawn_all("w", "idler")
     first = ft.start_run()
     ft.wait_state("w", "idle")
     task = ft.assign("w", "pid; grandchild 60; sleep 2; print finished")

@@ -51,8 +51,7 @@ def test_recover_finds_and_requeues_orphaned_tasks(ft: FaultTown) -> None:
 
 
 def test_assign_to_an_agent_that_will_never_run_it_is_refused(ft: FaultTown) -> None:
-    for name in ("c", "s", "e"):
-        ft.spawn(name)
+    ft.spawn_all("c", "s", "e")
     ft.ok("close", "c")
     ft.ok("kill", "s")
     error_id = ft.agent_id("e")
