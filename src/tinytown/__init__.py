@@ -5,6 +5,10 @@ The Python API (all async, run under trio)::
     town = await Town.connect(".")
     handle = await town.spawn_agent("worker-1", "claude", role="worker")
     task_id = await handle.assign(Task.new("Build the API"))
+
+Agents act only while a runtime hosts the town (``tt run`` elsewhere, or
+``tinytown.runtime.town_runtime.Runtime(town).serve`` in the same program: the README's
+example does that).
 """
 
 from tinytown.errors import TinytownError as TinytownError
