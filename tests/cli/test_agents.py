@@ -25,7 +25,7 @@ async def test_spawn_list_and_spawn_errors(tt, town: Town) -> None:
     out = ok(tt("spawn", "alice", "--role", "tester", "--max-rounds", "3", "--scope", "api"))
     (alice,) = await town.agents.list()
     assert out.splitlines() == [
-        f"Spawned alice ({alice.nickname}), id {alice.id}, cli scripted, role tester.",
+        f"Spawned alice ({alice.nickname}), id {alice.id[:8]}, cli scripted, role tester.",
         "Town is not running; the agent starts with 'tt run'.",
     ]
     assert (alice.role_id, alice.max_rounds, alice.current_scope) == ("tester", 3, "api")

@@ -21,7 +21,7 @@ async def test_assign_to_a_stopped_agent_is_refused_or_backlogged(tt, town: Town
     assert await town.tasks.list() == []
     out = ok(tt("assign", "--anyone", "dead", "print later"))
     (task,) = await town.tasks.list()
-    assert out == f"dead takes no work now; added task {task.id} to the backlog instead.\n"
+    assert out == f"dead takes no work now; added task {task.short_id} to the backlog instead.\n"
     assert task.state is TaskState.PENDING and [t.id for t in await town.backlog.list()] == [
         task.id
     ]

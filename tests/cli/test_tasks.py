@@ -35,8 +35,8 @@ async def test_assign_list_and_tree(tt, town: Town) -> None:
 
     out = ok(tt("assign", "bob", "Write the tests", "--parent", parent["id"][:6]))
     child_id = out.split()[2]
-    assert out == f"Assigned task {child_id} to bob.\n"
-    assert (await town.tasks.get(child_id)).parent_id == parent["id"]
+    assert out == f"Assigned task {child_id} to bob.\n" and len(child_id) == 8  # short ids
+    assert (await town.tasks.resolve(child_id)).parent_id == parent["id"]
 
     lines = ok(tt("tasks")).splitlines()
     assert lines[0].split() == ["ID", "STATE", "AGENT", "TAGS", "DESCRIPTION"]
@@ -53,7 +53,7 @@ async def test_assign_list_and_tree(tt, town: Town) -> None:
     assert tree[2].startswith("  " + child_id[:8])  # indented under its parent
 
     filtered = ok_json(tt("tasks", "--state", "assigned", "--agent", "bob", "--json"))
-    assert [t["id"] for t in filtered] == [child_id]
+    assert [t["id"][:8] for t in filtered] == [child_id]
     assert ok(tt("tasks", "--tag", "urgent")).count("\n") == 2  # header + the parent
     assert "unknown task state 'bogus'" in user_error(tt("tasks", "--state", "bogus"), 2)
 
@@ -141,4 +141,4 @@ async def test_backlog(tt, town: Town) -> None:
     assert ok_json(tt("backlog", "list", "--json")) == []
     assert ok(tt("backlog")) == "The backlog is empty.\n"
     assert [t.id for t in await town.tasks.list(agent=bob.id)] == [third]
-    assert (await town.tasks.get(second)).state is TaskState.CANCELLED
+    assert (await town.tasks.resolve(second)).state is TaskState.CANCELLED

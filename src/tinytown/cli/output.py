@@ -84,7 +84,7 @@ def table_lines(
     ((row, column) -> a :data:`STYLES` name; row 0 is the first data row) after padding,
     so alignment is kept."""
     cells = [[str(h) for h in headers]]
-    cells += [["-" if c is None or c == "" else one_line(str(c)) for c in row] for row in rows]
+    cells += [["-" if c is None or c == "" else _cell(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     if width is not None:
         excess = sum(widths) + 2 * (len(widths) - 1) - width
@@ -110,6 +110,11 @@ def table_lines(
             parts.append(paint(text, style) + padded[len(text) :] if style else padded)
         out.append("  ".join(parts).rstrip())
     return out
+
+
+def _cell(text: str) -> str:
+    """A table cell on one line (leading spaces, e.g. a tree's indent, are kept)."""
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
 #: ANSI SGR codes of the styles :func:`paint` knows.

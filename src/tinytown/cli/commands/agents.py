@@ -145,7 +145,9 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.json(record(agent))
         return 0
     role = f", role {agent.role_id}" if agent.role_id else ""
-    ctx.out.line(f"Spawned {agent.name} ({agent.nickname}), id {agent.id}, cli {agent.cli}{role}.")
+    ctx.out.line(
+        f"Spawned {agent.name} ({agent.nickname}), id {agent.short_id}, cli {agent.cli}{role}."
+    )
     if running:
         ctx.out.line("The running town starts it now.")
     else:

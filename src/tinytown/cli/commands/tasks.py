@@ -273,9 +273,9 @@ async def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
         anyone=args.anyone,
     )
     if task.state is TaskState.PENDING:  # --anyone, and the agent could not take it
-        text = f"{args.agent} takes no work now; added task {task.id} to the backlog instead."
+        text = f"{args.agent} takes no work now; added task {task.short_id} to the backlog instead."
     else:
-        text = f"Assigned task {task.id} to {await ctx.name_of(task.assigned_to)}."
+        text = f"Assigned task {task.short_id} to {await ctx.name_of(task.assigned_to)}."
     await _done(ctx, task, text)
     return 0
 
@@ -322,7 +322,7 @@ async def cmd_task_current(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_backlog_add(ctx: Context, args: argparse.Namespace) -> int:
     task = await ctx.need_town().backlog.add(args.description, tags=tags_of(args))
-    await _done(ctx, task, f"Added task {task.id} to the backlog.")
+    await _done(ctx, task, f"Added task {task.short_id} to the backlog.")
     return 0
 
 
