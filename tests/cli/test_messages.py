@@ -13,6 +13,7 @@ import trio
 from tests.cli.clihelp import ok, ok_json, parallel, user_error
 from tinytown.model import MessageType, Priority
 from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.messages import make_body
 from tinytown.services.town import Town
 
@@ -133,3 +134,35 @@ async def test_events_follow(tt_env: dict[str, str], town_dir: Path, town: Town)
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+async def test_supervisor_mail_is_printed_once_everywhere(tt, town: Town) -> None:
+    """With a runtime, a message to the supervisor makes two events (``message`` as it is
+    sent, ``mail`` as the supervisor records it); `tt events` and the runtime's echo print
+    it once, in the shared format; --json keeps both events."""
+    await town.agents.spawn("alice")
+    echoed: list[str] = []
+    rt = Runtime(town, echoed.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        sent = await trio.to_thread.run_sync(
+            partial(tt, "send", "supervisor", "all tests pass", "--info", "--from", "alice")
+        )
+        ok(sent)
+        with trio.fail_after(20):
+            while not any(m.text == "all tests pass" for m in rt.mail):
+                await trio.sleep(0.05)  # the supervisor actor recorded it ("mail" event)
+            while not any("all tests pass" in line for line in echoed):
+                await trio.sleep(0.05)
+        text, as_json = await trio.to_thread.run_sync(
+            lambda: parallel(partial(tt, "events", "-n", "50"), partial(tt, "events", "--json"))
+        )
+        nursery.cancel_scope.cancel()
+    lines = [line for line in ok(text).splitlines() if "all tests pass" in line]
+    assert len(lines) == 1 and lines[0].split(" ", 1)[1] == "[mail] from alice: all tests pass"
+    kinds = [e["kind"] for e in ok_json(as_json) if "all tests pass" in e.get("text", "")]
+    assert kinds == ["message", "mail"]
+    echo = [line for line in echoed if "all tests pass" in line]
+    assert len(echo) == 1 and echo[0].endswith(" [mail] from alice: all tests pass")
+    spawn = [line for line in echoed if "[spawn]" in line or "[state]" in line]
+    assert not any("alice: alice:" in line for line in spawn)
