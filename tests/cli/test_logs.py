@@ -42,8 +42,8 @@ async def test_logs_tail_and_rounds(tt, town: Town) -> None:
     assert ok(tt("logs", "alice")) == "alice has no log yet (.tt/logs/alice.log).\n"
     small = {"log_max_bytes": 400, "log_keep": 5}  # round 1 ends up in a rotated file
     await _round(town.root, "alice", 1, _say("one-a", "one-b"), **small)
-    await _round(town.root, "alice", 2, _say("two") + "import sys; sys.stdout.flush(); sys.stderr.write('bad\\n')",
-                 **small)  # fmt: skip
+    err = "import sys; sys.stdout.flush(); sys.stderr.write('bad\\n')"
+    await _round(town.root, "alice", 2, _say("two") + err, **small)
     await _round(town.root, "alice", 3, _say("three-" + "x" * 200), **small)
     assert len(rotated_files(log_path(town.root, "alice"))) > 1
 

@@ -123,10 +123,7 @@ async def test_events_follow(tt_env: dict[str, str], town_dir: Path, town: Town)
             assert first.split(" ", 1)[1] == "[spawn] spawned alice (scripted)\n"
             await town.messages.send("alice", make_body("info", "Hello follower"))
             second = await trio.to_thread.run_sync(follower.stdout.readline)  # type: ignore[union-attr]
-        assert (
-            second.split(" ", 1)[1]
-            == "[message] from supervisor to alice: Hello follower\n"
-        )
+        assert second.split(" ", 1)[1] == "[message] from supervisor to alice: Hello follower\n"
         follower.send_signal(signal.SIGINT)
         _, err = await trio.to_thread.run_sync(lambda: follower.communicate(timeout=10))
         assert follower.returncode == 130 and "Traceback" not in err

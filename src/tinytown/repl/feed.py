@@ -2,8 +2,8 @@
 
 A background trio task follows the town's event stream (blocking ``XREAD``, no polling)
 and prints, in the shared event format (services/eventformat.py), the events a person at
-the console cares about: mail for the supervisor (once), task
-outcomes, crashes, spawns, control verbs, the runtime starting and stopping. Routine
+the console cares about: mail for the supervisor (once), task outcomes, crashes, spawns,
+control verbs, the runtime starting and stopping. Routine
 chatter (agent-to-agent messages, rounds starting, idle/working flips) is left to
 ``watch`` and ``events``. While ``watch`` runs, the feed holds back so nothing prints twice.
 """
