@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from tinytown.model import Agent, Message, Task
 from tinytown.model.enums import SpawnMode
+from tinytown.services.eventformat import cut
 
 CONTEXT_BEGIN = "<<<BEGIN PARENT CONTEXT>>>"
 CONTEXT_END = "<<<END PARENT CONTEXT>>>"
@@ -20,8 +21,8 @@ def round_number(prompt: str) -> int | None:
 
 
 def one_line(text: str, limit: int = 4000) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    """One line of at most ``limit`` characters, cut at a word and marked with ``…``."""
+    return cut(text, limit)
 
 
 def compose(
