@@ -19,23 +19,13 @@ from typing import Any
 
 import trio
 
-from tinytown.store.client import Script
 from tinytown.store.records import Op, Store
 from tinytown.store.scripts import HEARTBEAT, TAKE
 
 #: Move up to ARGV[1] requests from the control list (KEYS[1]) to the claimed list
-#: (KEYS[2]), oldest first; return them. A request is never outside a list until answered.
-CLAIM = Script(
-    """
-local out = {}
-for i = 1, tonumber(ARGV[1]) do
-  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if not m then break end
-  out[#out + 1] = m
-end
-return out
-"""
-)
+#: (KEYS[2]), oldest first; return them. The same move as an agent's TAKE: a request is
+#: never outside a list until answered.
+CLAIM = TAKE
 
 #: How long an answer to a control request waits for its requester.
 REPLY_TTL = 60
