@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
+from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.config import TownConfig
 from tinytown.services.town import Town
 from tinytown.store.server import EmbeddedServer
@@ -92,6 +94,16 @@ async def town(town_dir: Path) -> AsyncIterator[Town]:
         yield town
     finally:
         await town.aclose()
+
+
+@pytest.fixture
+async def runtime(town: Town) -> AsyncIterator[Runtime]:
+    """The town's runtime, served in a nursery for the duration of the test."""
+    rt = Runtime(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        yield rt
+        nursery.cancel_scope.cancel()
 
 
 TtRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -13,7 +13,6 @@ from prompt_toolkit.output import DummyOutput
 
 from tinytown.repl.console import Console
 from tinytown.repl.core import Repl
-from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
 
@@ -87,14 +86,4 @@ async def driver(town: Town, pipe: PipeInput) -> AsyncIterator[Driver]:
         nursery.start_soon(run)
         await repl.ready.wait()
         yield Driver(repl, pipe, transcript, done)
-        nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-async def runtime(town: Town) -> AsyncIterator[Runtime]:
-    """The town's runtime, served in this test's trio run."""
-    rt = Runtime(town)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(rt.serve)
-        yield rt
         nursery.cancel_scope.cancel()

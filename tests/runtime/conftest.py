@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
-
-
-@pytest.fixture
-async def runtime(town: Town) -> AsyncIterator[Runtime]:
-    """The town's runtime, served in a nursery for the duration of the test."""
-    rt = Runtime(town)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(rt.serve)
-        yield rt
-        nursery.cancel_scope.cancel()
 
 
 async def eventually(

@@ -8,7 +8,7 @@ time, never by timing luck.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,15 +25,6 @@ from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 from tinytown.store import client
 from tinytown.store.scripts import TAKE
-
-
-@pytest.fixture
-async def served(town: Town) -> AsyncIterator[Runtime]:
-    rt = Runtime(town)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(rt.serve)
-        yield rt
-        nursery.cancel_scope.cancel()
 
 
 async def inflight(town: Town, agent_id: str) -> list[str]:
@@ -64,7 +55,7 @@ async def test_kill_during_crash_backoff_is_not_lost(
 
 
 async def test_dispatch_racing_a_kill_leaves_the_task_queued(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dispatcher chose an idle agent; the agent is killed before the assignment is
     written. The old code assigned it to the stopped agent, then raised KeyError."""
@@ -99,7 +90,7 @@ async def test_dispatch_racing_a_kill_leaves_the_task_queued(
 
 
 async def test_close_during_failure_backoff_starts_nothing(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After three failed rounds the actor backs off; a close arrives then. The old code
     started the next round's task anyway, then crashed on ``work`` from draining, leaving
@@ -134,7 +125,7 @@ async def test_close_during_failure_backoff_starts_nothing(
 
 
 async def test_a_failing_task_start_is_a_crash_not_a_stale_assignment(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis refusing the write (OOM) when a round starts its task: the old code took it
     for a stale assignment and dropped it; now the actor restarts and does the task."""
@@ -160,7 +151,7 @@ async def test_a_failing_task_start_is_a_crash_not_a_stale_assignment(
     assert "crash" in kinds  # reported, not silent
 
 
-async def test_a_corrupt_task_record_is_reported_and_skipped(town: Town, served: Runtime) -> None:
+async def test_a_corrupt_task_record_is_reported_and_skipped(town: Town, runtime: Runtime) -> None:
     """A corrupt record can never be started: reported (event and line), skipped, and the
     agent goes on; unlike a refused write, retrying it would only crash-loop the agent."""
     handle = await town.spawn_agent("w")
@@ -207,7 +198,7 @@ def lose_reply_once(
 
 
 async def test_a_take_whose_reply_is_lost_is_recovered_at_once(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The old client ran TAKE again: the first batch stayed in flight, unseen, until the
     next actor start, and ``wait --idle`` never returned."""
@@ -223,7 +214,7 @@ async def test_a_take_whose_reply_is_lost_is_recovered_at_once(
 
 
 async def test_a_control_claim_whose_reply_is_lost_is_still_answered(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The old runtime's ``LPOP control`` ran again after a lost reply: the request was
     dropped and its requester waited 10 s for nothing."""
@@ -248,7 +239,7 @@ def _claim_sha() -> bytes | None:
 
 
 async def test_a_reconnect_recovers_messages_stranded_in_flight(
-    town: Town, served: Runtime
+    town: Town, runtime: Runtime
 ) -> None:
     """A message in flight that the actor does not know of (a TAKE whose reply was lost
     and then retried, as the old client did) is found as soon as Redis reconnects."""

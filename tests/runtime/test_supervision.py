@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -36,13 +35,6 @@ class CrashingStart:
             raise RuntimeError("boom")
 
 
-@pytest.fixture
-async def served(town: Town) -> AsyncIterator[Runtime]:
-    rt = Runtime(town)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(rt.serve)
-        yield rt
-        nursery.cancel_scope.cancel()
 
 
 async def crash_events(town: Town) -> int:
@@ -162,22 +154,22 @@ async def test_wake_hub_memory_is_bounded(autojump_clock: trio.testing.MockClock
 
 
 async def test_supervised_agents_idle_interface(
-    town: Town, served: Runtime, io_clock: trio.testing.MockClock
+    town: Town, runtime: Runtime, io_clock: trio.testing.MockClock
 ) -> None:
     handle = await town.spawn_agent("w")
     await handle.wait(idle=True, timeout=600)
 
     async def idle() -> bool:
-        return [i for i, _ in served.supervisor.idle_agents()] == [handle.id]
+        return [i for i, _ in runtime.supervisor.idle_agents()] == [handle.id]
 
     await eventually(idle, timeout=600)
-    served.supervisor.mark_busy(handle.id)
-    assert served.supervisor.idle_agents() == []
-    served.supervisor.mark_busy("no-such-agent")  # gone: a no-op, never a KeyError
+    runtime.supervisor.mark_busy(handle.id)
+    assert runtime.supervisor.idle_agents() == []
+    runtime.supervisor.mark_busy("no-such-agent")  # gone: a no-op, never a KeyError
 
 
 async def test_a_failing_supervisor_loop_restarts_and_loses_nothing(
-    town: Town, served: Runtime, monkeypatch: pytest.MonkeyPatch
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug (or a lost reply) in the supervisor's mail loop: reported, the loop starts
     again and handles the mail it held; the town goes on."""
@@ -199,7 +191,7 @@ async def test_a_failing_supervisor_loop_restarts_and_loses_nothing(
     await town.store.run_ops(town.store.deliver_ops(message))
 
     async def received() -> bool:
-        return any(m.id == message.id for m in served.mail)
+        return any(m.id == message.id for m in runtime.mail)
 
     await eventually(received)
     assert failed == ["hello boss"]

@@ -4,7 +4,6 @@ requeued by ``recover``; assigning to a cold, stopped or error agent is refused 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -240,17 +239,9 @@ async def test_new_task_assign_is_guarded_the_same_way(
     _ = Task
 
 
-@pytest.fixture
-async def served(town: Town) -> AsyncIterator[Runtime]:
-    """The town's runtime, served in this process for the test."""
-    rt = Runtime(town)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(rt.serve)
-        yield rt
-        nursery.cancel_scope.cancel()
 
 
-async def test_a_running_towns_work_is_never_taken_for_stuck(town: Town, served: Runtime) -> None:
+async def test_a_running_towns_work_is_never_taken_for_stuck(town: Town, runtime: Runtime) -> None:
     """With a real runtime and a scripted agent: at every stage of a task (queued, taken,
     running, finished) recover finds nothing to requeue, and the task completes."""
     agent = await town.spawn_agent("w")
