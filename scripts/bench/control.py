@@ -93,7 +93,7 @@ def _control_sample(
         if mono() > deadline:
             raise RuntimeError(f"{name}: no round started")
         if log.exists():
-            found = re.search(r"round pid=(\d+) started", log.read_text())
+            found = re.search(r"round(?: \d+)? pid=(\d+) started", log.read_text())
             if found:
                 pid = int(found.group(1))
         time.sleep(0.005)
