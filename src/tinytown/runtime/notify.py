@@ -126,6 +126,8 @@ class Notifier:
 
     async def classify(self, event: Event) -> list[Notification]:
         """The notifications ``event`` causes (usually none). Cancellable."""
+        if self.command() is None:
+            return []  # nothing to run: no look-ups on the hot path of every round
         fields = event.fields
         agent = event.agent or ""
         if event.kind == "mail" and fields.get("type") == "query":

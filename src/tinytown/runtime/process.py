@@ -18,14 +18,17 @@ import datetime as _dt
 import functools
 import math
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
+import outcome
 import trio
 
 from tinytown.errors import CliNotFoundError
@@ -196,30 +199,86 @@ def _pdeathsig_prefix() -> tuple[str, ...]:
     return prefix
 
 
-class _Child:
-    """A child forked on the trio thread (for its parent-death signal), awaited through a
-    pidfd; offers the part of :class:`trio.Process` that run_cli uses."""
+class _SpawnerThread:
+    """One long-lived thread that forks every round's child.
 
-    def __init__(self, args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]) -> None:
+    A parent-death signal fires when the *thread* that forked the child exits, so the
+    fork cannot happen in trio's worker threads (they retire when idle); on the trio
+    thread it would block the whole runtime for each fork (~2 ms, measured: half the task
+    throughput). This thread lives as long as the process, so the signal fires exactly
+    when the runtime dies.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, fn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """Run ``fn`` in the spawner thread and return its result. Not cancellable (a fork
+        takes milliseconds, and a child created for a cancelled caller must still be
+        handed back to be stopped and reaped)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="tt-spawner", daemon=True)
+                self._thread.start()
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        box: list[outcome.Outcome[subprocess.Popen[bytes]]] = []
+
+        def deliver(result: outcome.Outcome[subprocess.Popen[bytes]]) -> None:
+            box.append(result)
+            done.set()
+
+        self._jobs.put(lambda: token.run_sync_soon(deliver, outcome.capture(fn)))
+        with trio.CancelScope(shield=True):
+            await done.wait()
+        return box[0].unwrap()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+
+
+_SPAWNER = _SpawnerThread()
+
+
+class _Child:
+    """A child forked by the spawner thread (for its parent-death signal), awaited through
+    a pidfd; offers the part of :class:`trio.Process` that run_cli uses."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], streams: list[trio.lowlevel.FdStream]):
+        self._popen = popen
+        self.stdin, self.stdout, self.stderr = streams
+        self.pid = popen.pid
+        self._pidfd: int | None = os.pidfd_open(self.pid)
+
+    @classmethod
+    async def start(
+        cls, args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
+    ) -> _Child:
+        """Fork and exec ``args`` with pipes on stdin/stdout/stderr. Not cancellable."""
         fds: list[int] = []  # child ends, closed in the parent once it has forked
         ours: list[trio.lowlevel.FdStream] = []
         try:
             pipes = [os.pipe() for _ in range(3)]
             child_in, child_out, child_err = pipes[0][0], pipes[1][1], pipes[2][1]
             fds += [child_in, child_out, child_err]
-            self.stdin = trio.lowlevel.FdStream(pipes[0][1])
-            self.stdout = trio.lowlevel.FdStream(pipes[1][0])
-            self.stderr = trio.lowlevel.FdStream(pipes[2][0])
-            ours += [self.stdin, self.stdout, self.stderr]
-            self._popen = subprocess.Popen(
-                [*_pdeathsig_prefix(), *args],
-                stdin=child_in,
-                stdout=child_out,
-                stderr=child_err,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            ours += [trio.lowlevel.FdStream(pipes[0][1])]
+            ours += [trio.lowlevel.FdStream(pipes[1][0]), trio.lowlevel.FdStream(pipes[2][0])]
+
+            def fork() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    [*_pdeathsig_prefix(), *args],
+                    stdin=child_in,
+                    stdout=child_out,
+                    stderr=child_err,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+
+            popen = await _SPAWNER.run(fork)
         except BaseException:
             for stream in ours:
                 stream.close()
@@ -227,8 +286,7 @@ class _Child:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.pid = self._popen.pid
-        self._pidfd: int | None = os.pidfd_open(self.pid)
+        return cls(popen, ours)
 
     @property
     def returncode(self) -> int | None:
@@ -252,7 +310,7 @@ async def _spawn(
     args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
 ) -> _Child | trio.Process:
     if _pdeathsig_prefix():
-        return _Child(args, cwd, env)
+        return await _Child.start(args, cwd, env)
     # No parent-death signal to be had: trio's spawn (in a worker thread) is as good.
     return await trio.lowlevel.open_process(
         args,
