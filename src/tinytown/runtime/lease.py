@@ -83,9 +83,14 @@ class Lease:
                 f" {LEASE_MS / 1000:g} s for it to expire ('tt down --force' clears it)"
             )
         await ops.lease_expire_if(self.store, raw, LEASE_MS)
-        _, ttl = await ops.lease_read(self.store)
-        if ttl > 0:
-            await trio.sleep(min(ttl, LEASE_MS) / 1000)
+        # Sleep until the expiry Redis reports, then look again: its clock and ours may
+        # differ by a millisecond, and the key may have changed meanwhile.
+        with trio.move_on_after(LEASE_MS / 1000 + 1):
+            while True:
+                value, ttl = await ops.lease_read(self.store)
+                if value != raw or ttl <= 0:
+                    return
+                await trio.sleep(min(ttl, LEASE_MS) / 1000 + 0.005)
 
     async def keep(self, interval: float = REFRESH_S) -> None:
         """Refresh the lease every ``interval`` s (at most ``REFRESH_S``) until cancelled;
