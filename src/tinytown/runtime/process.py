@@ -6,29 +6,19 @@ round's ``TT_ROUND`` marker (runtime/proctree.py), so helpers the CLI spawns sha
 even one that left the group with ``setsid()``.
 
 On Linux the child also gets a parent-death signal (SIGKILL when the runtime dies, even by
-``kill -9``). The kernel sends it when the *thread* that forked the child exits, and trio's
-``open_process`` forks in a worker thread that its thread cache retires after a few idle
-seconds; so here the child is forked on the trio thread itself (vfork + exec: ~0.5 ms),
-through ``setpriv --pdeathsig KILL`` (util-linux), and awaited through a pidfd.
+``kill -9``): see runtime/spawn.py for how it is started so that the signal is reliable.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import math
 import os
-import queue
-import shutil
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
-import outcome
 import trio
 
 from tinytown.errors import CliNotFoundError
@@ -36,6 +26,7 @@ from tinytown.runtime.guard import process_guard
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
 from tinytown.runtime.prompt import round_number
+from tinytown.runtime.spawn import Child, spawn
 from tinytown.services.executables import executable_found
 
 # How long the pipes may stay open after the main child exited (a grandchild holding them).
@@ -184,145 +175,6 @@ def _require_executable(prog: str, cwd: str | os.PathLike[str], env: Mapping[str
         raise _missing(prog)
 
 
-@functools.cache
-def _pdeathsig_prefix() -> tuple[str, ...]:
-    """``setpriv --pdeathsig KILL --`` where it works (Linux, util-linux >= 2.33), else ()."""
-    setpriv = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/sbin:/sbin")
-    if not sys.platform.startswith("linux") or not setpriv or not hasattr(os, "pidfd_open"):
-        return ()
-    prefix = (setpriv, "--pdeathsig", "KILL", "--")
-    try:
-        os.close(os.pidfd_open(os.getpid()))  # the kernel (or a sandbox) may refuse pidfds
-        subprocess.run([*prefix, "true"], check=True, capture_output=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return prefix
-
-
-class _SpawnerThread:
-    """One long-lived thread that forks every round's child.
-
-    A parent-death signal fires when the *thread* that forked the child exits, so the
-    fork cannot happen in trio's worker threads (they retire when idle); on the trio
-    thread it would block the whole runtime for each fork (~2 ms, measured: half the task
-    throughput). This thread lives as long as the process, so the signal fires exactly
-    when the runtime dies.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    async def run(self, fn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-        """Run ``fn`` in the spawner thread and return its result. Not cancellable (a fork
-        takes milliseconds, and a child created for a cancelled caller must still be
-        handed back to be stopped and reaped)."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="tt-spawner", daemon=True)
-                self._thread.start()
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        box: list[outcome.Outcome[subprocess.Popen[bytes]]] = []
-
-        def deliver(result: outcome.Outcome[subprocess.Popen[bytes]]) -> None:
-            box.append(result)
-            done.set()
-
-        self._jobs.put(lambda: token.run_sync_soon(deliver, outcome.capture(fn)))
-        with trio.CancelScope(shield=True):
-            await done.wait()
-        return box[0].unwrap()
-
-    def _serve(self) -> None:
-        while True:
-            self._jobs.get()()
-
-
-_SPAWNER = _SpawnerThread()
-
-
-class _Child:
-    """A child forked by the spawner thread (for its parent-death signal), awaited through
-    a pidfd; offers the part of :class:`trio.Process` that run_cli uses."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], streams: list[trio.lowlevel.FdStream]):
-        self._popen = popen
-        self.stdin, self.stdout, self.stderr = streams
-        self.pid = popen.pid
-        self._pidfd: int | None = os.pidfd_open(self.pid)
-
-    @classmethod
-    async def start(
-        cls, args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
-    ) -> _Child:
-        """Fork and exec ``args`` with pipes on stdin/stdout/stderr. Not cancellable."""
-        fds: list[int] = []  # child ends, closed in the parent once it has forked
-        ours: list[trio.lowlevel.FdStream] = []
-        try:
-            pipes = [os.pipe() for _ in range(3)]
-            child_in, child_out, child_err = pipes[0][0], pipes[1][1], pipes[2][1]
-            fds += [child_in, child_out, child_err]
-            ours += [trio.lowlevel.FdStream(pipes[0][1])]
-            ours += [trio.lowlevel.FdStream(pipes[1][0]), trio.lowlevel.FdStream(pipes[2][0])]
-
-            def fork() -> subprocess.Popen[bytes]:
-                return subprocess.Popen(
-                    [*_pdeathsig_prefix(), *args],
-                    stdin=child_in,
-                    stdout=child_out,
-                    stderr=child_err,
-                    cwd=cwd,
-                    env=env,
-                    start_new_session=True,
-                )
-
-            popen = await _SPAWNER.run(fork)
-        except BaseException:
-            for stream in ours:
-                stream.close()
-            raise
-        finally:
-            for fd in fds:
-                os.close(fd)
-        return cls(popen, ours)
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status once the child exited (checking reaps it), else None."""
-        return self._popen.poll()
-
-    async def wait(self) -> int:
-        """Wait for the child to exit and reap it. Cancellable (it is then not reaped)."""
-        if self._popen.poll() is None:
-            assert self._pidfd is not None
-            await trio.lowlevel.wait_readable(self._pidfd)  # readable once it exited
-        code = self._popen.wait()
-        if self._pidfd is not None:
-            trio.lowlevel.notify_closing(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        return code
-
-
-async def _spawn(
-    args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
-) -> _Child | trio.Process:
-    if _pdeathsig_prefix():
-        return await _Child.start(args, cwd, env)
-    # No parent-death signal to be had: trio's spawn (in a worker thread) is as good.
-    return await trio.lowlevel.open_process(
-        args,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-    )
-
-
 def _utc_stamp() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -345,7 +197,7 @@ async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log, err: boo
 
 async def _pump_io(
     io_scope: trio.CancelScope,
-    proc: _Child | trio.Process,
+    proc: Child | trio.Process,
     prompt: bytes,
     log: _Log,
     tails: tuple[_Tail, _Tail],
@@ -364,7 +216,7 @@ async def _pump_io(
 
 
 async def _stop_group(
-    proc: _Child | trio.Process, handle: RunningProcess, kill_grace: float
+    proc: Child | trio.Process, handle: RunningProcess, kill_grace: float
 ) -> None:
     """SIGTERM the group, wait up to kill_grace, SIGKILL it, reap. Call shielded."""
     handle._finished = True  # suspend()/resume() become no-ops from here on
@@ -446,7 +298,7 @@ async def run_cli(
     with RotatingLog(log_path, log_max_bytes, log_keep) as log_file:
         log = _Log(log_file)
         try:
-            proc = await _spawn(args, cwd, child_env)
+            proc = await spawn(args, cwd, child_env)
         except (FileNotFoundError, PermissionError) as exc:
             raise _missing(args[0]) from exc
         guard.watch(marker, proc.pid)  # from here, our death takes the whole tree
