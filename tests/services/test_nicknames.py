@@ -79,3 +79,19 @@ async def test_agents_recorded_before_the_index_count(town: Town) -> None:
     assert new.nickname != "Ruth"
     again = await town.agents.spawn("newer", nickname="Ruth2")
     assert again.nickname == "Ruth2"
+
+
+async def test_past_the_names_tried_the_own_name_is_numbered(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agents whose own name is the same: the first ones get the following names of the
+    list, then the own name is numbered (Ruth2, Ruth3...) from a counter, so a spawn never
+    scans a big town's index."""
+    scan = agents_module.NICKNAME_SCAN
+    ids = iter(f"00000005-0000-4000-8000-{i:012x}" for i in range(scan + 2))
+    monkeypatch.setattr(agents_module, "new_id", lambda: next(ids))
+    spawned = [await town.agents.spawn(f"w{i}") for i in range(scan + 2)]
+    names = [a.nickname for a in spawned]
+    assert names[:scan] == [NICKNAMES[(5 + i) % len(NICKNAMES)] for i in range(scan)]
+    assert names[scan:] == [f"{NICKNAMES[5]}2", f"{NICKNAMES[5]}3"]
+    assert len({n.lower() for n in names}) == len(names)

@@ -7,6 +7,7 @@ Coordinating agents with their tasks (control verbs, giving work back, pruning) 
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Callable
 
 import attrs
@@ -30,6 +31,8 @@ from tinytown.store.records import GuardFailed, Op, Store
 
 #: Tries to reserve a nickname when concurrent spawns keep taking the chosen one.
 NICKNAME_ATTEMPTS = 50
+#: Names of the list tried (from the agent's own on) before numbered ones (``Ruth2``).
+NICKNAME_SCAN = 32
 
 
 class AgentService:
@@ -171,20 +174,22 @@ class AgentService:
             current_scope=scope,
             max_rounds=max_rounds,
         )
+        await self._index_old_nicknames()
         for _attempt in range(NICKNAME_ATTEMPTS):
-            index, taken, backfill = await self._nicknames_taken()
             if nickname is not None:
-                holder = taken.get(nickname.lower())
-                if holder is not None:
+                holder, alive = await indexes.nickname_holder(self.store, nickname)
+                if alive:
                     raise AlreadyExistsError(
                         f"The nickname {nickname!r} is taken by agent"
-                        f" {await self._name_of(holder)}; choose another."
+                        f" {await self._name_of(holder or '')}; choose another."
                     )
+                stale = holder
             else:
-                chosen = next(c for c in nickname_candidates(agent_id) if c.lower() not in taken)
+                candidates = list(itertools.islice(nickname_candidates(agent_id), NICKNAME_SCAN))
+                chosen, stale = await indexes.pick_nickname(self.store, candidates)
                 agent = attrs.evolve(agent, nickname=chosen)
             low = agent.nickname.lower()
-            stale = index.get(low)  # an entry of a deleted agent is free to take over
+            # An entry of a deleted agent is free to take over; else the entry must be new.
             nick_guard = (
                 (["HEXISTS", self.keys.nicknames, low], 0)
                 if stale is None
@@ -193,7 +198,6 @@ class AgentService:
             ops: builtins.list[Op] = [
                 ["HSET", self.keys.agents, name, agent_id],
                 ["HSET", self.keys.nicknames, low, agent_id],
-                *backfill,
                 self.store.event_op("spawn", agent=agent_id, text=f"spawned {name} ({cli_name})"),
             ]
             try:
@@ -215,23 +219,20 @@ class AgentService:
             await control.notify(self.store, "reconcile", agent_id=agent_id)
         return agent
 
-    async def _nicknames_taken(
-        self,
-    ) -> tuple[dict[str, str], dict[str, str], builtins.list[Op]]:
-        """(the nickname index as stored, lower-case nickname -> id of every existing
-        agent, ops that index agents recorded before the index existed)."""
+    async def _index_old_nicknames(self) -> None:
+        """Index the nicknames of agents recorded before the nickname index existed (an
+        older town, a migration, a restore), so they count as taken. Looked at only when
+        the index holds fewer entries than there are agents: a spawn costs O(1) otherwise.
+        Cancellable; each entry is one idempotent ``HSETNX``."""
+        agents, indexed = await indexes.index_sizes(self.store)
+        if indexed >= agents:
+            return
         index = await indexes.nickname_index(self.store)
-        agent_ids = set((await indexes.agent_index(self.store)).values())
-        taken = {nick: i for nick, i in index.items() if i in agent_ids}
-        missing = agent_ids - set(taken.values())
-        backfill: builtins.list[Op] = []
-        if missing:  # e.g. agents migrated or restored from a snapshot
-            for agent in await self.store.mget(Agent, [self.keys.agent(i) for i in missing]):
-                low = agent.nickname.lower()
-                if low not in taken:
-                    taken[low] = agent.id
-                    backfill.append(["HSETNX", self.keys.nicknames, low, agent.id])
-        return index, taken, backfill
+        ids = set((await indexes.agent_index(self.store)).values()) - set(index.values())
+        records = await self.store.mget(Agent, [self.keys.agent(i) for i in ids])
+        await self.store.run_ops(
+            [["HSETNX", self.keys.nicknames, a.nickname.lower(), a.id] for a in records]
+        )
 
     async def _name_of(self, agent_id: str) -> str:
         agent = await self.store.get(Agent, self.keys.agent(agent_id))

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from tinytown.store.client import Script
 from tinytown.store.records import Store
 from tinytown.store.scripts import RETURN_INFLIGHT
 
@@ -42,6 +43,59 @@ async def agent_exists(store: Store, agent_id: str) -> bool:
 async def nickname_index(store: Store) -> dict[str, str]:
     """Lower-case nickname -> agent id (entries of deleted agents may linger)."""
     return _pairs(await store.redis.execute("HGETALL", store.keys.nicknames))
+
+
+#: A free nickname, looked for on the server: the candidates given (the agent's own name
+#: first, then the following names of the list), then the first one numbered (``Ruth2``,
+#: ``Ruth3``, ... from a per-name counter, so a big town costs no scan). An entry whose
+#: agent record is gone counts as free. Returns {nickname, holder to replace or ""}; it
+#: reserves nothing (the spawn's APPLY guards the entry), only the counter moves.
+PICK_NICKNAME = Script(
+    """
+local function free(nick)
+  local holder = redis.call('HGET', KEYS[1], string.lower(nick))
+  if not holder then return true, '' end
+  if redis.call('EXISTS', ARGV[1] .. holder) == 0 then return true, holder end
+  return false, holder
+end
+for i = 2, #ARGV do
+  local ok, stale = free(ARGV[i])
+  if ok then return {ARGV[i], stale} end
+end
+while true do
+  local n = redis.call('HINCRBY', KEYS[2], string.lower(ARGV[2]), 1) + 1
+  local ok, stale = free(ARGV[2] .. n)
+  if ok then return {ARGV[2] .. n, stale} end
+end
+"""
+)
+
+
+async def pick_nickname(store: Store, candidates: Sequence[str]) -> tuple[str, str | None]:
+    """(a free nickname, the stale holder its index entry still names, if any), in one
+    round trip whatever the town's size. Cancellable."""
+    nick, stale = await store.redis.run_script(
+        PICK_NICKNAME,
+        [store.keys.nicknames, f"{store.keys.nicknames}:next"],
+        [store.keys.agent(""), *candidates],
+    )
+    return str(nick), (str(stale) or None)
+
+
+async def nickname_holder(store: Store, nickname: str) -> tuple[str | None, bool]:
+    """(the agent id the index gives ``nickname`` to, whether that agent still exists)."""
+    holder = await store.redis.execute("HGET", store.keys.nicknames, nickname.lower())
+    if holder is None:
+        return None, False
+    return holder, bool(await store.redis.execute("EXISTS", store.keys.agent(holder)))
+
+
+async def index_sizes(store: Store) -> tuple[int, int]:
+    """(agents in the name index, entries in the nickname index), in one round trip."""
+    agents, nicknames = await store.redis.pipeline(
+        [["HLEN", store.keys.agents], ["HLEN", store.keys.nicknames]]
+    )
+    return int(agents), int(nicknames)
 
 
 async def answered_questions(store: Store, message_ids: Sequence[str]) -> set[str]:
