@@ -232,3 +232,39 @@ def test_tt_does_not_import_the_repl_until_it_opens(tt_env: dict[str, str]) -> N
     )
     done = subprocess.run([sys.executable, "-c", code], env=tt_env, capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+async def test_the_repl_town_rides_out_dropped_connections(
+    town_dir: Path, town: Town, pipe: PipeInput
+) -> None:
+    """`tt run` with the REPL: every connection of the town dropped (commands, wake-ups,
+    the feed's event follower) pauses nothing for long: the town and the REPL go on."""
+    output, buffer = screen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_town_with_repl(town_dir, input=pipe, output=output))
+        await wait_for(buffer, "Ctrl-D leaves")
+        pipe.send_text("spawn dora\r")
+        handle = None
+        with trio.fail_after(20):
+            while handle is None:
+                try:
+                    handle = await town.agent("dora")
+                except TinytownError:
+                    await trio.sleep(0.02)
+        await handle.wait(idle=True, timeout=20)
+        for kind in ("normal", "pubsub"):  # every client but ours (SKIPME)
+            await town.redis.execute("CLIENT", "KILL", "TYPE", kind)
+        mark = len(buffer.getvalue())
+        pipe.send_text("assign dora 'print after the outage'\r")
+        with trio.fail_after(30):
+            while True:
+                tasks = await town.tasks.list()
+                if tasks and tasks[0].state.value == "completed":
+                    break
+                await trio.sleep(0.05)
+        assert "after the outage" in (tasks[0].result or "")
+        with trio.fail_after(20):  # the feed followed the stream through the outage too
+            while "[complete] dora" not in buffer.getvalue()[mark:]:
+                await trio.sleep(0.02)
+        pipe.send_text("\x04")
+    assert await town.runtime() is None
