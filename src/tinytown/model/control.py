@@ -85,10 +85,6 @@ def request_id(raw: str) -> str | None:
     return rid if isinstance(rid, str) and is_uuid(rid) else None
 
 
-def encode_request(verb: str, agent_id: str, request_id: str) -> str:
-    return json.dumps({"id": request_id, "verb": verb, "agent_id": agent_id})
-
-
 def _object(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)

@@ -29,10 +29,6 @@ class Token:
     def __init__(self) -> None:
         self.event = trio.Event()
 
-    @property
-    def fired(self) -> bool:
-        return self.event.is_set()
-
 
 class WakeHub:
     """Per-key wake-ups. Take a token before checking Redis, then wait on it: a wake-up

@@ -281,14 +281,6 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
 
 # -- TINYTOWN_* variables ----------------------------------------------------------------
 
-#: Rust's variables and what they set here (documented in docs/plans.md).
-ENV_MAPPING: dict[str, str] = {
-    "TINYTOWN_AGENT_ID": "TT_AGENT_ID (who acts; TT_AGENT_ID wins)",
-    "TINYTOWN_AGENT_NAME": "who acts, by agent reference, when no id is set",
-    "TINYTOWN_REDIS_PASSWORD": "the password of an external Redis URL that has none",
-}
-
-
 def agent_id_from_env(env: Mapping[str, str] | None = None) -> str | None:
     """``TINYTOWN_AGENT_ID`` as an agent id (None when unset or not a UUID)."""
     env = os.environ if env is None else env

@@ -145,11 +145,6 @@ async def key_type(store: Store, key: str) -> str:
     return str(await store.redis.execute("TYPE", key))
 
 
-async def hash_fields(store: Store, key: str) -> dict[str, str]:
-    flat = await store.redis.execute("HGETALL", key)
-    return dict(flat) if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
-
-
 async def hashes(store: Store, keys: Sequence[str]) -> list[dict[str, str]]:
     """Every field of each hash in ``keys``, in one round trip: an empty dict where the
     key is absent or no longer a hash."""

@@ -57,11 +57,6 @@ async def lease_expire_if(store: Store, raw: str, ttl_ms: int) -> None:
     await store.redis.run_script(EXPIRE_IF_NONE, [store.keys.runtime], [raw, ttl_ms])
 
 
-async def lease_clear(store: Store) -> bool:
-    """Delete the lease whatever it holds (``tt down --force``); True if there was one."""
-    return bool(await store.redis.execute("DEL", store.keys.runtime))
-
-
 async def ledger_record(store: Store, agent_id: str, entry: str) -> None:
     await store.redis.execute("HSET", procs_key(store), agent_id, entry)
 
