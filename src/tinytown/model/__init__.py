@@ -62,3 +62,5 @@ from tinytown.model.message import (
     TaskFailed as TaskFailed,
 )
 from tinytown.model.task import Task as Task
+from tinytown.model.usage import Budget as Budget
+from tinytown.model.usage import Usage as Usage

@@ -9,6 +9,7 @@ import attrs
 from tinytown.errors import InvalidNameError, InvalidTransitionError
 from tinytown.model.enums import AgentState, AgentType, SpawnMode
 from tinytown.model.ids import SUPERVISOR_ALIASES, now
+from tinytown.model.usage import Budget, Usage
 
 A = AgentState
 _LIVE = frozenset({A.STARTING, A.IDLE, A.WORKING, A.PAUSED, A.DRAINING})
@@ -67,6 +68,15 @@ class Agent:
     max_rounds: int | None = None
     state_reason: str | None = None
     started_at: str | None = None
+    #: The CLI's session, continued every round in ``resumed`` mode.
+    session_id: str | None = None
+    #: Running totals of its rounds' cost.
+    usage: Usage = attrs.field(factory=Usage)
+    #: Its own spending limit (``tt spawn --budget``), besides the town's ``[budget]``.
+    budget: Budget | None = None
+    #: Its git worktree, relative to the town root, and the worktree's branch (issue 12).
+    worktree: str | None = None
+    branch: str | None = None
 
     @property
     def short_id(self) -> str:

@@ -7,6 +7,7 @@ import attrs
 from tinytown.errors import InvalidTransitionError
 from tinytown.model.enums import TaskState
 from tinytown.model.ids import new_id, now
+from tinytown.model.usage import Usage
 
 S = TaskState
 
@@ -43,6 +44,13 @@ class Task:
     attempts: int = 0
     assigned_by: str | None = None
     plan_id: str | None = None
+    #: Attempts before a real failure marks the task ``failed`` (None: the town's
+    #: ``runtime.max_attempts``).
+    max_attempts: int | None = None
+    #: What the rounds that worked on it cost, summed.
+    usage: Usage = attrs.field(factory=Usage)
+    #: Commits its rounds made in the agent's worktree (``before..after`` per round).
+    commits: tuple[str, ...] = ()
 
     @classmethod
     def new(
