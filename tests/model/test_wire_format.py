@@ -119,7 +119,15 @@ def test_task_json_has_the_documented_fields() -> None:
     data = wire(task)
     assert TASK_FIELDS <= set(data)
     # Extras are allowed, but nothing may be renamed away from the documented names.
-    assert set(data) - TASK_FIELDS <= {"started_at", "attempts", "assigned_by", "plan_id"}
+    assert set(data) - TASK_FIELDS <= {
+        "started_at",
+        "attempts",
+        "assigned_by",
+        "plan_id",
+        "max_attempts",
+        "usage",
+        "commits",
+    }
     assert data["id"] == task.id
     assert data["description"] == "write the docs"
     assert data["state"] == "pending"
@@ -175,6 +183,11 @@ def test_agent_json_has_the_documented_fields() -> None:
         "max_rounds",
         "state_reason",
         "started_at",
+        "session_id",
+        "usage",
+        "budget",
+        "worktree",
+        "branch",
     }
     assert data["name"] == "worker-1"
     assert data["nickname"] == "Dorothy"
