@@ -59,6 +59,30 @@ DEFAULTS: dict[str, Any] = {
     # A command run (no shell) when an agent asks, a task fails, or an agent finishes.
     "notify.command": "",
     "notify.timeout": 10.0,
+    # Agent CLIs (issue 11): attempts before a real failure fails a task; tasks one round
+    # takes; CLI processes at once in the town (0 = 2 x the CPU count); the first wait
+    # after a rate limit that names no reset time (doubling up to an hour).
+    "runtime.max_attempts": 3,
+    "runtime.tasks_per_round": 1,
+    "runtime.max_parallel_rounds": 0,
+    "runtime.rate_limit_backoff": 60.0,
+    # Spending limits (0 = none): per agent, per task, and for the whole town.
+    "budget.agent_usd": 0.0,
+    "budget.agent_tokens": 0,
+    "budget.task_usd": 0.0,
+    "budget.task_tokens": 0,
+    "budget.town_usd": 0.0,
+    "budget.town_tokens": 0,
+    # Workspaces (issue 12): "shared" (the town root) or "worktree" (one per agent).
+    "workspace.mode": "shared",
+    "workspace.base": "",  # the base branch; "" = the branch checked out at the root
+    "workspace.check": "",  # a command run before a merge lands ("" = none)
+    "workspace.on_conflict": "report",  # or "task": send the agent a task to resolve it
+    "workspace.push": False,
+    "workspace.autocommit": False,
+    # MCP (issue 13): wire `tt mcp` into the rounds of CLIs that take MCP servers.
+    "mcp.agents": True,
+    "mcp.allow_spawn": False,
 }
 
 
@@ -76,6 +100,16 @@ RANGES: dict[str, tuple[float, bool]] = {
     "runtime.log_keep": (0, True),
     "agent.idle_timeout_secs": (0, True),
     "notify.timeout": (0, False),
+    "runtime.max_attempts": (1, True),
+    "runtime.tasks_per_round": (1, True),
+    "runtime.max_parallel_rounds": (0, True),
+    "runtime.rate_limit_backoff": (0, False),
+    "budget.agent_usd": (0, True),
+    "budget.agent_tokens": (0, True),
+    "budget.task_usd": (0, True),
+    "budget.task_tokens": (0, True),
+    "budget.town_usd": (0, True),
+    "budget.town_tokens": (0, True),
 }
 
 
