@@ -170,7 +170,10 @@ def test_config_get_set_and_errors(tt, town_dir: Path) -> None:
     listing = ok(tt("config"))
     assert "default_cli = scripted" in listing
     assert "runtime.kill_grace = 1.0" in listing
-    assert "agent_clis.claude = claude --print --dangerously-skip-permissions" in listing
+    assert (
+        "agent_clis.claude = claude --print --output-format json --dangerously-skip-permissions"
+        in listing
+    )
     assert ok(tt("config", "default_cli")) == "scripted\n"
     assert ok(tt("config", "runtime.round_timeout", "90")) == "runtime.round_timeout = 90.0\n"
     assert ok(tt("config", "agent_clis.echo", "echo hi")) == "agent_clis.echo = echo hi\n"

@@ -21,23 +21,15 @@ import tomlkit.exceptions
 
 from tinytown.errors import ConfigError, NotInitializedError
 from tinytown.services import legacy
+from tinytown.services.agentcli.presets import PRESET_COMMANDS
+from tinytown.services.agentcli.spec import CliSpec, CliSpecError, build
 from tinytown.services.text import text_problem
 
 CONFIG_FILE = "tinytown.toml"
 
-BUILTIN_CLIS: dict[str, str] = {
-    "claude": "claude --print --dangerously-skip-permissions",
-    "auggie": "auggie --print",
-    "codex": "codex exec --dangerously-bypass-approvals-and-sandbox",
-    "codex-mini": (
-        "codex exec --dangerously-bypass-approvals-and-sandbox"
-        ' -m gpt-5.4-mini -c model_reasoning_effort="medium"'
-    ),
-    "gemini": "gemini",
-    "copilot": "gh copilot",
-    "aider": "aider --yes --no-auto-commits --message",
-    "cursor": "cursor",
-}
+#: The built-in CLI presets, name -> command (see services/agentcli/presets.py).
+BUILTIN_CLIS: dict[str, str] = dict(PRESET_COMMANDS)
+
 
 #: Settings with their defaults; ``tt config KEY VALUE`` accepts exactly these (plus
 #: ``agent_clis.<name>``), each parsed to the default's type.
@@ -237,6 +229,12 @@ class TownConfig:
                 check_setting(key, value)
             except ConfigError as exc:
                 raise ConfigError(f"{self.path}: {exc}") from None
+        for name, entry in (self.data.get("agent_clis") or {}).items():
+            if isinstance(entry, dict):
+                try:
+                    build(name, [name], entry)
+                except CliSpecError as exc:
+                    raise ConfigError(f"{self.path}: {exc}") from None
 
     def _lookup(self, key: str) -> Any:
         node: Any = self.data
@@ -383,6 +381,18 @@ class TownConfig:
         if not argv:
             raise ConfigError(f"CLI {cli!r} has an empty command.")
         return cli, argv
+
+    def cli_spec(self, cli: str | None) -> CliSpec:
+        """How to run CLI ``cli`` (a preset name or a raw command; default
+        ``default_cli``) and read its rounds: its ``[agent_clis.X]`` table's ``format``,
+        ``prompt`` and failure patterns, else what its command's flags say. Raises
+        ConfigError (naming the file) for a table that cannot be used."""
+        name, argv = self.resolve_cli(cli)
+        entry = (self.data.get("agent_clis") or {}).get(name)
+        try:
+            return build(name, argv, entry if isinstance(entry, dict) else None)
+        except CliSpecError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
 
 
 def _merge(doc: Any, data: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ from tinytown.model import (
 )
 from tinytown.model.ids import format_time, is_uuid, parse_time
 from tinytown.model.nicknames import nickname_for
+from tinytown.services.agentcli.presets import RUST_COMMANDS
 from tinytown.store import admin
 from tinytown.store.client import ResponseError
 from tinytown.store.records import Store
@@ -268,6 +269,9 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
             continue
     for name, preset in parsed:
         if preset == argv:
+            return name
+    for name, command in RUST_COMMANDS.items():  # Rust's preset, since changed here
+        if name in presets and shlex.split(command) == argv:
             return name
     program = os.path.basename(argv[0])
     for name, preset in parsed:
