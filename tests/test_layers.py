@@ -33,6 +33,7 @@ LAYERS = {
     "": 2,  # tinytown/__init__.py: the Python API (re-exports the services' Town)
     "runtime": 3,
     "cli": 4,
+    "townhall": 4,  # the MCP server: a front end beside cli (which imports it lazily)
     "repl": 5,
     "entry": 6,  # the console-script entry points: the only place cli and repl meet
     "__main__": 6,

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "plans",
     "runtime",
     "attach",
+    "mcp",
     "completion",
 )
 #: Modules written separately that may not exist yet in a given checkout.

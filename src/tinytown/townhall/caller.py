@@ -1,0 +1,112 @@
+"""Who is calling the tools, and how a failure becomes a tool error.
+
+A ``tt mcp`` server acts as one identity for its whole life: the agent named by
+``TT_AGENT_ID`` (its tools send as that agent and touch only its own inbox and tasks),
+or the supervisor (a person's AI client: no agent in the environment, or ``--http``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import trio
+from mcp.server.mcpserver.exceptions import ToolError
+
+from tinytown.errors import ReplyLostError, TinytownError
+from tinytown.model import Agent, Task
+from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.services.town import Town
+from tinytown.store.client import ResponseError
+
+#: Longest a tool call waits (mostly for Redis to come back after an outage: the server's
+#: client rides outages out like the runtime's) before it answers with a tool error.
+CALL_TIMEOUT = 30.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.define
+class Caller:
+    """The identity the server acts as, on a connected town."""
+
+    town: Town
+    agent: Agent | None = None  # None: the supervisor
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.agent.id if self.agent else None
+
+    @property
+    def sender(self) -> str:
+        """The id services record as the actor."""
+        return self.agent.id if self.agent else SUPERVISOR_ID
+
+    @property
+    def name(self) -> str:
+        return self.agent.name if self.agent else "supervisor"
+
+    def own_task(self, task: Task, verb: str) -> None:
+        """Refuse (ToolError) to ``verb`` a task that is not this agent's; the supervisor
+        may act on any task."""
+        if self.agent is None or task.assigned_to == self.agent.id:
+            return
+        whose = "nobody" if task.assigned_to is None else "another agent"
+        raise ToolError(
+            f"Task {task.short_id} is assigned to {whose}, not to you ({self.agent.name});"
+            f" you may only {verb} your own tasks."
+        )
+
+    def need_agent(self, tool: str) -> Agent:
+        if self.agent is None:
+            raise ToolError(
+                f"{tool} acts for the calling agent, and this server runs as the supervisor"
+                " (no TT_AGENT_ID)."
+            )
+        return self.agent
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run a tool under :data:`CALL_TIMEOUT` and turn Tinytown's errors into tool errors
+    carrying their one sentence (the model reads it; the server never crashes on them).
+    Anything else the SDK itself turns into a tool error (and logs)."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            with trio.fail_after(CALL_TIMEOUT):
+                return await fn(*args, **kwargs)
+        except ReplyLostError as exc:
+            raise ToolError(f"{exc} Check the effect before trying again.") from None
+        except TinytownError as exc:
+            raise ToolError(str(exc)) from None
+        except ResponseError as exc:
+            raise ToolError(f"Redis answered with an error: {exc}.") from None
+        except trio.TooSlowError:
+            raise ToolError(
+                f"The town's Redis did not answer within {CALL_TIMEOUT:g} s; the call may"
+                " or may not have taken effect."
+            ) from None
+
+    return run
+
+
+def task_summary(task: Task, names: dict[str, str]) -> dict[str, Any]:
+    """A task as a model needs it in a list."""
+    return {
+        "id": task.id,
+        "state": task.state.value,
+        "description": task.description,
+        "tags": list(task.tags),
+        "assigned_to": names.get(task.assigned_to or "", task.assigned_to),
+        "result": task.result,
+    }
+
+
+def agent_names(agents: list[Agent]) -> dict[str, str]:
+    names = {a.id: a.name for a in agents}
+    names[SUPERVISOR_ID] = "supervisor"
+    return names
