@@ -28,6 +28,9 @@ PRESET_COMMANDS: dict[str, str] = {
     "codex-mini": (
         f'{_CODEX} -m gpt-5.4-mini -c model_reasoning_effort="medium" -'
     ),
+    # Sandboxed: commands run in codex's workspace-write sandbox (no network, writes only
+    # inside the workspace); exec never asks for approval.
+    "codex-safe": "codex exec --json --sandbox workspace-write --skip-git-repo-check -",
     "gemini": "gemini --output-format json --approval-mode yolo",
     "gemini-safe": "gemini --output-format json --approval-mode auto_edit",
     "copilot": "gh copilot",
@@ -61,6 +64,10 @@ BYPASS_FLAGS: dict[str, str] = {
     "--yes-always": "answers yes to every confirmation",
     "--yes": "answers yes to every confirmation",
 }
+
+#: The preset without the bypass, for each preset that has one.
+SAFER = {"claude": "claude-safe", "codex": "codex-safe", "codex-mini": "codex-safe",
+         "gemini": "gemini-safe"}  # fmt: skip
 
 #: Bypass flags too common to count for any program but these.
 _ONLY_FOR = {"-y": "gemini", "--yes": "aider", "--yolo": "gemini"}
