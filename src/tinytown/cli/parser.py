@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "attach",
     "mcp",
     "completion",
+    "doctor",
 )
 #: Modules written separately that may not exist yet in a given checkout.
 OPTIONAL_MODULES = frozenset({"plans", "runtime"})

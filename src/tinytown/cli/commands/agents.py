@@ -12,6 +12,7 @@ from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, record, short
 from tinytown.errors import TimeoutExpiredError
 from tinytown.model import Agent, SpawnMode
+from tinytown.services.doctor import root_notice
 from tinytown.services.lifecycle import ControlOutcome
 
 #: Exit code of ``tt wait`` when its --timeout expires (1 stays "error").
@@ -141,6 +142,8 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
         scope=args.scope,
     )
     running = await town.runtime() is not None
+    if notice := root_notice(agent.cli, town.config.cli_spec(agent.cli).argv):
+        ctx.out.warn(notice)  # claude refuses its bypass as root (tt doctor says it too)
     if ctx.json:
         ctx.out.json(record(agent))
         return 0
