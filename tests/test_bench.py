@@ -44,8 +44,10 @@ def _number(value: object) -> bool:
 
 @pytest.mark.timeout(300)
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
-    # Without the bench extra (rq) only the peer-queue baseline is missing; the rest runs.
-    have_rq = importlib.util.find_spec("rq") is not None
+    # Without the bench extra (the peer queues) only the peer baseline is missing; the rest
+    # runs, and each missing peer is named in the details.
+    peers = ("rq", "dramatiq", "saq", "streaq", "taskiq_redis")
+    have_peer = any(importlib.util.find_spec(name) is not None for name in peers)
     env = dict(os.environ)
     env.pop("REDIS_URL", None)  # the bench starts its own server
     env["TT_HOME"] = str(tmp_path / "tt-home")
@@ -66,9 +68,15 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     for key, figure in figures.items():
         assert figure["error"] is None, (key, figure["error"])
         assert _number(figure["tinytown"]), (key, figure)
-        if key == "tasks_per_s" and not have_rq:
-            assert figure["baseline"] is None and figure["met"] is None
-            continue
+        if key == "tasks_per_s":
+            # every peer is either measured or skipped with a note saying why
+            measured = set(figure["details"]["peers_per_s"])
+            skipped = set(figure["details"]["peers_skipped"])
+            assert measured | skipped == {"rq", "dramatiq", "saq", "streaq", "taskiq"}
+            assert all(_number(r) for r in figure["details"]["peers_per_s"].values())
+            if not have_peer:
+                assert figure["baseline"] is None and figure["met"] is None
+                continue
         assert _number(figure["baseline"]), (key, figure)
         # the ratio is undefined only when the baseline is exactly zero (e.g. idle CPU)
         assert _number(figure["ratio"]) or figure["baseline"] == 0, (key, figure)

@@ -76,7 +76,8 @@ class Figure:
 LATENCY_P50 = Figure("latency_p50_ms", "ms", "<= 3x baseline")
 LATENCY_P99 = Figure("latency_p99_ms", "ms", "<= 2 ms")
 THROUGHPUT = Figure("throughput_msg_per_s", "msg/s", ">= 10,000 msg/s")
-TASKS = Figure("tasks_per_s", "tasks/s", ">= 2x RQ")
+TASKS = Figure("tasks_per_s", "tasks/s", ">= fastest peer")
+TASKS_LIMIT = Figure("tasks_vs_spawn_limit", "tasks/s", ">= 50 % of limit")
 BROADCAST = Figure("broadcast_ms", "ms", "<= 100 ms")
 SPAWN = Figure("spawn_s", "s", "<= 3 s")
 IDLE_CPU = Figure("idle_cpu_pct", "% core", "<= 1 %")
@@ -85,17 +86,31 @@ INTERRUPT = Figure("interrupt_ms", "ms", "<= 100 ms")
 KILL = Figure("kill_ms", "ms", "<= 100 ms")
 TT_SEND = Figure("tt_send_ms", "ms", "<= 150 ms")
 TT_STATUS = Figure("tt_status_ms", "ms", "-")
+SCALE_SPAWN = Figure("scale_spawn_s", "s", "<= 10 s")
+SCALE_IDLE_CPU = Figure("scale_idle_cpu_pct", "% core", "<= 1 %")
+SCALE_RSS = Figure("scale_rss_per_agent_kib", "KiB", "<= 20 KiB")
+SCALE_BROADCAST = Figure("scale_broadcast_ms", "ms", "-")
+SCALE_DISPATCH = Figure("scale_dispatch_ms", "ms", "-")
+SCALE_STATUS = Figure("scale_tt_status_ms", "ms", "<= 1 s")
 
 #: Group name (= module ``bench.<name>``, whose ``run(bench)`` returns the rows) -> the
 #: figures it measures, in the order of the table.
 GROUPS: dict[str, tuple[Figure, ...]] = {
     "latency": (LATENCY_P50, LATENCY_P99),
     "throughput": (THROUGHPUT,),
-    "tasks": (TASKS,),
+    "tasks": (TASKS, TASKS_LIMIT),
     "broadcast": (BROADCAST,),
     "spawn": (SPAWN, IDLE_CPU, RSS_PER_AGENT),
     "control": (INTERRUPT, KILL),
     "cli": (TT_SEND, TT_STATUS),
+    "scale": (
+        SCALE_SPAWN,
+        SCALE_IDLE_CPU,
+        SCALE_RSS,
+        SCALE_BROADCAST,
+        SCALE_DISPATCH,
+        SCALE_STATUS,
+    ),
 }
 
 #: Every figure by key.

@@ -1,4 +1,5 @@
-"""Task throughput: tasks through the backlog to idle agents, against RQ workers."""
+"""Task throughput: tasks through the backlog to idle agents, against the peer job queues
+(RQ, Dramatiq, the fastest asyncio queue: bench/peers.py) and the spawn limit."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Any
 import redis
 import trio
 
-from bench import SCRIPTS
+from bench import SCRIPTS, peers
 from bench.env import Bench, connect, mono, wait_all_idle
-from bench.figures import TASKS, Row
+from bench.figures import TASKS, TASKS_LIMIT, Row
 
 
 def run(b: Bench) -> list[Row]:
@@ -41,36 +42,69 @@ def run(b: Bench) -> list[Row]:
     finally:
         for proc in rq_procs:
             b.stop_proc(proc)
+    limit = n / peers.spawn_limit(n)["elapsed"]
+    others = peers.measure_all(b, n)
+    rates: dict[str, float] = dict(others["rates"])
+    if rq:
+        rates["rq"] = n / rq["elapsed"]
+    else:
+        others["notes"]["rq"] = "not installed (pip install -e '.[bench]')"
     rate = n / tt["elapsed"]
-    rq_rate = n / rq["elapsed"] if rq else None
+    best = max(rates, key=rates.__getitem__) if rates else None
     details: dict[str, Any] = {
         "tasks": n,
-        "workers": workers,
+        "slots": workers,
         "tt_cli_rounds": tt["rounds"],
         "tt_submit_s": round(tt["submit_elapsed"], 3),
+        "peers_per_s": {name: round(r, 1) for name, r in sorted(rates.items())},
+        "peers_skipped": others["notes"],
+        "spawn_limit_per_s": round(limit, 1),
         "rq_enqueue_s": round(rq["enqueue_elapsed"], 3) if rq else None,
-        "rq_worker": f"rq.Worker (forks a work horse per job), {workers} `rq worker` processes",
         "method": "N tasks put in the backlog with BacklogService.add (one loop); the running"
         f" town (another process, bare Runtime) hands them to {workers} idle agents whose CLI"
         " is `true` (one task per round, like one job per worker); done when the agents'"
-        " tasks_completed grew by N. RQ: the same loop of Queue.enqueue to running workers,"
-        " job = subprocess.run(['true']); done when Finished+FailedJobRegistry hold N."
+        " tasks_completed grew by N. Peers, each with the same N jobs and 8 slots, the job"
+        " spawning `true` and waiting: RQ (8 `rq worker` processes, a forked work horse per"
+        " job; done = Finished+Failed registries), Dramatiq (1 process x 8 threads; done ="
+        " no unacknowledged message), SAQ, streaQ, taskiq ListQueueBroker (1 process, 8"
+        " concurrent asyncio jobs; done = a counter INCRed by each job). Spawn limit: 8"
+        " threads running subprocess.run(['true']) N times, no queue."
         " assign_batched (not in --quick): the same N tasks given with TaskService.assign"
         " round-robin; an agent then runs its CLI once for every task it took (up to 50).",
     }
     if batched is not None:
         details["tt_assign_batched_per_s"] = round(n / batched["elapsed"], 1)
         details["tt_assign_batched_rounds"] = batched["rounds"]
+    label = f"task throughput ({workers} agents, `true`)"
     return [
         TASKS.row(
-            f"task throughput ({workers} agents, `true`)",
+            label,
             rate,
-            rq_rate,
-            f"RQ {workers} workers" if rq else "RQ: not installed (pip install -e '.[bench]')",
-            rate >= 2 * rq_rate if rq_rate else None,
+            rates[best] if best else None,
+            f"fastest peer: {PEER_LABELS[best]}"
+            if best
+            else "no peer installed (pip install -e '.[bench]')",
+            rate >= rates[best] if best else None,
             details,
         ),
+        TASKS_LIMIT.row(
+            "task throughput vs spawn limit",
+            rate,
+            limit,
+            f"{workers} threads spawning `true`",
+            rate >= 0.5 * limit,
+            {"spawn_limit_per_s": round(limit, 1)},
+        ),
     ]
+
+
+PEER_LABELS = {
+    "rq": "RQ, 8 worker processes",
+    "dramatiq": "Dramatiq, 1 process x 8 threads",
+    "saq": "SAQ, 8 asyncio slots",
+    "streaq": "streaQ, 8 asyncio slots",
+    "taskiq": "taskiq ListQueueBroker, 8 asyncio slots",
+}
 
 
 async def _spawn_many(root: Path, names: list[str], cli: str) -> list[str]:
