@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "runtime",
     "attach",
     "mcp",
+    "workspace",
     "completion",
     "doctor",
 )

@@ -62,8 +62,9 @@ class Context:
         return float(self.config.setting(key))
 
     def workdir(self, agent: Agent) -> Path:
-        """The town root, or the agent's scope directory when it names one inside it."""
-        root = self.town.root
+        """The town root (the agent's git worktree when it has one), or the agent's scope
+        directory when it names one inside it."""
+        root = self.town.root / agent.worktree if agent.worktree else self.town.root
         if agent.current_scope:
             scoped = (root / agent.current_scope).resolve()
             if scoped.is_dir() and scoped.is_relative_to(root):

@@ -31,6 +31,7 @@ from tinytown.runtime.control_desk import ControlDesk
 from tinytown.runtime.dispatch import Dispatcher
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox
+from tinytown.runtime.merge_queue import MergeWorker
 from tinytown.runtime.notify import Notifier
 from tinytown.store.records import Op
 
@@ -71,6 +72,7 @@ class Supervisor:
                 nursery.start_soon(self._keep_running, "heartbeat", self._heartbeat_loop)
                 nursery.start_soon(self._keep_running, "notify", Notifier(self.ctx).run)
                 nursery.start_soon(self._keep_running, "dispatch", Dispatcher(self.ctx, self).run)
+                nursery.start_soon(self._keep_running, "merges", MergeWorker(self.ctx).run)
                 for agent in await self.ctx.town.agents.list():
                     if not agent.state.terminal:
                         self.start_actor(agent.id)

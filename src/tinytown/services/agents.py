@@ -21,7 +21,7 @@ from tinytown.errors import (
 from tinytown.model import Agent, AgentState, SpawnMode, dumps, new_id, now, validate_agent_name
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
-from tinytown.services import control, legacy
+from tinytown.services import control, legacy, workspaces
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
@@ -147,6 +147,7 @@ class AgentService:
         mode: SpawnMode | str = SpawnMode.FRESH,
         max_rounds: int | None = None,
         scope: str | None = None,
+        worktree: bool | None = None,
     ) -> Agent:
         """Register a new agent (state ``starting``); a running town starts it at once."""
         validate_agent_name(name)
@@ -174,6 +175,11 @@ class AgentService:
             current_scope=scope,
             max_rounds=max_rounds,
         )
+        if workspaces.wants_worktree(self.config, worktree):  # its own git worktree (issue 12)
+            if await indexes.agent_id_for_name(self.store, name):
+                raise AlreadyExistsError(f"An agent named {name!r} already exists.")
+            rel, branch = await workspaces.provide(self.config, name)
+            agent = attrs.evolve(agent, worktree=rel, branch=branch)
         await self._index_old_nicknames()
         for _attempt in range(NICKNAME_ATTEMPTS):
             if nickname is not None:

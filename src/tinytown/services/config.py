@@ -140,7 +140,10 @@ def find_town_root(start: str | os.PathLike[str] | None = None, *, search: bool 
     here = Path(start or ".").resolve()
     candidates = [here, *here.parents] if search else [here]
     for directory in candidates:
-        if (directory / CONFIG_FILE).is_file():
+        # an agent's git worktree (.tt/worktrees/NAME) may hold a committed copy of the
+        # file: it belongs to the town above it (docs/workspaces.md)
+        in_worktree = (directory.parent.name, directory.parent.parent.name) == ("worktrees", ".tt")
+        if (directory / CONFIG_FILE).is_file() and not (search and in_worktree):
             return directory
     raise NotInitializedError(f"No town at {here} (no {CONFIG_FILE} found); run 'tt init' first.")
 

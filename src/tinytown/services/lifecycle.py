@@ -11,7 +11,7 @@ import attrs
 
 from tinytown.errors import InvalidTransitionError
 from tinytown.model import Agent, dumps
-from tinytown.services import control
+from tinytown.services import control, workspaces
 from tinytown.services.agents import AgentService, check_verb
 from tinytown.services.recovery import RecoveryService
 from tinytown.services.tasks import TaskService
@@ -97,16 +97,19 @@ class AgentLifecycle:
 
     # -- housekeeping ----------------------------------------------------------------
 
-    async def prune(self, *, everything: bool = False) -> list[Agent]:
+    async def prune(self, *, everything: bool = False, force: bool = False) -> list[Agent]:
         """Remove terminal agents (or, with ``everything`` and no running town, all agents)
         and their keys. Nothing they hold is destroyed: their unfinished tasks go to the
         backlog and their other messages to the supervisor's inbox (as ``tt reclaim
-        --to-backlog`` does) before the records go. Tasks are never removed."""
+        --to-backlog`` does) before the records go. Tasks are never removed. An agent's git
+        worktree holding work the base lacks is refused (LostWorkError) unless ``force``,
+        which saves the work to a rescue ref before removing it (services/workspaces.py)."""
         running = await control.runtime_holder(self.store)
         removed = []
         for agent in await self.agents.list():
             if not (agent.state.terminal or (everything and not running)):
                 continue
+            await workspaces.check_removable(self.agents.config, agent, force=force)
             if not agent.state.terminal:
                 agent = await self.apply_offline(agent.id, "kill")
             await self.recovery.reclaim(from_agent=agent.id)
@@ -130,4 +133,5 @@ class AgentLifecycle:
             except (Conflict, GuardFailed):
                 continue
             removed.append(agent)
+            await workspaces.remove(self.agents.config, agent, force=True)  # checked above
         return removed

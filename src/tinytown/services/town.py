@@ -39,6 +39,7 @@ from tinytown.services.messages import MessageService
 from tinytown.services.recovery import RecoveryService
 from tinytown.services.registry import default_town_name, register_town
 from tinytown.services.tasks import TaskService
+from tinytown.services.workspace_service import WorkspaceService
 from tinytown.store import indexes
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name
@@ -85,6 +86,7 @@ class Town:
         self.recovery = RecoveryService(self.store, self.agents, self.tasks)
         self.lifecycle = AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
         self.access = AgentAccess(self.store, url)
+        self.workspaces = WorkspaceService(self.store, config, self.agents)  # issue 12
         #: Whether opening the town started its embedded Redis (front ends say so).
         self.started_server = False
 
@@ -176,6 +178,7 @@ class Town:
         mode: SpawnMode | str = SpawnMode.FRESH,
         max_rounds: int | None = None,
         scope: str | None = None,
+        worktree: bool | None = None,
     ) -> AgentHandle:
         """Create an agent (``starting``; a running town starts its actor). The town's
         ``tinytown.toml`` is re-read first if it changed, so a CLI preset added meanwhile
@@ -190,6 +193,7 @@ class Town:
             mode=mode,
             max_rounds=max_rounds,
             scope=scope,
+            worktree=worktree,  # its own git worktree; None: [workspace] mode
         )
         return self.handle(agent.id)
 

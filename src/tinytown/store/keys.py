@@ -121,6 +121,16 @@ class Keys:
         return f"{self.prefix}wake"
 
     @property
+    def merges(self) -> str:
+        """List of merge requests (JSON) waiting for the runtime's merge queue."""
+        return f"{self.prefix}merges"
+
+    @property
+    def merges_claimed(self) -> str:
+        """List holding the merge request being worked on (at most one)."""
+        return f"{self.prefix}merges:claimed"
+
+    @property
     def meta(self) -> str:
         """Hash of town metadata (name, created_at, layout version)."""
         return f"{self.prefix}meta"

@@ -84,6 +84,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-rounds", type=int, metavar="N", help="go cold after N rounds")
     p.add_argument("--scope", help="free-text scope of the agent's work (shown in its prompt)")
+    p.add_argument(
+        "--worktree",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="work in its own git worktree on branch tt/NAME (default: [workspace] mode)",
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_spawn, town="required")
 
@@ -125,6 +131,11 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("--all", action="store_true", help="remove all agents (town not running)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="remove worktrees holding work the base lacks (saved to refs/tt/rescue/ first)",
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_prune, town="required")
 
@@ -140,6 +151,7 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
         mode=args.mode,
         max_rounds=args.max_rounds,
         scope=args.scope,
+        worktree=args.worktree,
     )
     running = await town.runtime() is not None
     if notice := root_notice(agent.cli, town.config.cli_spec(agent.cli).argv):
@@ -151,6 +163,8 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
     ctx.out.line(
         f"Spawned {agent.name} ({agent.nickname}), id {agent.short_id}, cli {agent.cli}{role}."
     )
+    if agent.worktree:
+        ctx.out.line(f"Works in {agent.worktree} on branch {agent.branch}.")
     if running:
         ctx.out.line("The running town starts it now.")
     else:
@@ -261,7 +275,7 @@ async def _progress(stream: TextIO, what: str, limit: str) -> None:
 
 async def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
-    removed: list[Agent] = await town.lifecycle.prune(everything=args.all)
+    removed: list[Agent] = await town.lifecycle.prune(everything=args.all, force=args.force)
     if ctx.json:
         ctx.out.json([record(a) for a in removed])
     elif removed:
