@@ -32,6 +32,7 @@ SETUP = (
     r"cannot be used with root/sudo privileges",
     r"unknown option|unrecognized arguments?|unexpected argument|unknown argument",
     r"invalid value '[^']*' for '--",
+    r"not inside a trusted directory|no prompt provided",
 )
 RATE_LIMIT = (
     r"\b429\b",
