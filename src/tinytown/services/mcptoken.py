@@ -1,4 +1,5 @@
-"""The bearer token of ``tt mcp --http``: made once, kept only as a hash in ``.tt/``.
+"""Access to ``tt mcp --http``: the bearer token (made once, kept only as a hash in
+``.tt/``) and which addresses may be bound without one.
 
 ``tt mcp token new`` prints a fresh token once and stores its SHA-256 digest in
 ``.tt/mcp/token.json`` (mode 0600, inside the 0700 ``.tt/``); the clear token is never
@@ -13,16 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 from pathlib import Path
 
-from tinytown.errors import ConfigError
+from tinytown.errors import ConfigError, InvalidInputError
 from tinytown.model import now
 
 #: Where the digest lives, relative to the town root.
 TOKEN_FILE = Path(".tt") / "mcp" / "token.json"
+#: Where ``tt mcp --http`` listens unless told.
+DEFAULT_BIND = "127.0.0.1:8765"
 #: Random bytes in a token (printed as URL-safe base64, 43 characters).
 TOKEN_BYTES = 32
 
@@ -73,3 +77,30 @@ def stored_digest(root: Path) -> str | None:
 def verify(token: str, digest: str) -> bool:
     """Whether ``token`` is the one whose digest is ``digest`` (constant-time compare)."""
     return hmac.compare_digest(_digest(token), digest)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port). Raises InvalidInputError."""
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise InvalidInputError(f"--bind needs HOST:PORT (e.g. {DEFAULT_BIND}), not {text!r}.")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def check_exposure(host: str, digest: str | None) -> None:
+    """Refuse (ConfigError) a non-loopback address without a token."""
+    if digest is None and not is_loopback(host):
+        raise ConfigError(
+            f"Refusing to serve MCP on {host} without a token: anyone who can reach it could"
+            " run the town. Run 'tt mcp token new' first, or bind to 127.0.0.1."
+        )

@@ -13,7 +13,6 @@ loopback the SDK's DNS-rebinding protection (Host/Origin checks) is on as well.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -23,43 +22,15 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from mcp.server.mcpserver import MCPServer
 
-from tinytown.errors import ConfigError, InvalidInputError
 from tinytown.services import mcptoken
+from tinytown.services.mcptoken import check_exposure
 
-DEFAULT_BIND = "127.0.0.1:8765"
 MCP_PATH = "/mcp"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def parse_bind(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port). Raises InvalidInputError."""
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise InvalidInputError(f"--bind needs HOST:PORT (e.g. {DEFAULT_BIND}), not {text!r}.")
-    return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost may resolve anywhere
-
-
-def check_exposure(host: str, digest: str | None) -> None:
-    """Refuse (ConfigError) a non-loopback address without a token."""
-    if digest is None and not is_loopback(host):
-        raise ConfigError(
-            f"Refusing to serve MCP on {host} without a token: anyone who can reach it could"
-            " run the town. Run 'tt mcp token new' first, or bind to 127.0.0.1."
-        )
 
 
 def require_token(app: ASGIApp, digest: str) -> ASGIApp:

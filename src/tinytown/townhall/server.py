@@ -12,13 +12,11 @@ closes its end.
 
 from __future__ import annotations
 
-import trio
 from mcp.server.mcpserver import MCPServer
 
 import tinytown
-from tinytown.services.town import Town
 from tinytown.townhall.agent_tools import register_agent_tools
-from tinytown.townhall.caller import CALL_TIMEOUT, Caller
+from tinytown.townhall.caller import Caller
 from tinytown.townhall.resources import register_resources
 from tinytown.townhall.supervisor_tools import register_supervisor_tools
 
@@ -54,16 +52,6 @@ def build_server(caller: Caller, *, allow_spawn: bool) -> MCPServer:
         register_supervisor_tools(app, caller)
     register_resources(app, caller)
     return app
-
-
-async def open_caller(town: Town, agent_id: str | None) -> Caller:
-    """The caller for ``agent_id`` (None: the supervisor). Raises NotFoundError for an
-    agent that does not exist, TimeoutExpired-like trio.TooSlowError when Redis does not
-    answer within CALL_TIMEOUT. Cancellable."""
-    if agent_id is None:
-        return Caller(town)
-    with trio.fail_after(CALL_TIMEOUT):
-        return Caller(town, await town.agents.get(agent_id))
 
 
 async def serve_stdio(app: MCPServer) -> None:

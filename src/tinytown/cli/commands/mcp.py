@@ -12,7 +12,8 @@ from tinytown.errors import RedisUnavailableError, TinytownError
 from tinytown.services import mcptoken
 from tinytown.services.town import Town
 
-BIND_DEFAULT = "127.0.0.1:8765"  # townhall.http.DEFAULT_BIND (not imported: the SDK is slow)
+#: How long the server waits for Redis to say who TT_AGENT_ID is before giving up.
+IDENTITY_TIMEOUT = 30.0
 
 
 def register(sub: Any) -> None:
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--bind",
         metavar="HOST:PORT",
-        help=f"where --http listens (default: {BIND_DEFAULT})",
+        help=f"where --http listens (default: {mcptoken.DEFAULT_BIND})",
     )
     p.set_defaults(handler=cmd_mcp, town="none")
     verbs = p.add_subparsers(title="commands", metavar="COMMAND", required=False)
@@ -87,21 +88,29 @@ async def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
             "tt mcp --http serves the supervisor's tools; an agent (TT_AGENT_ID is set)"
             " cannot start it."
         )
-    from tinytown.townhall import http, server  # the SDK's import is slow: only here
-
     root = ctx.root()
     digest = mcptoken.stored_digest(root) if args.http else None
-    host, port = http.parse_bind(args.bind or BIND_DEFAULT)
+    host, port = mcptoken.parse_bind(args.bind or mcptoken.DEFAULT_BIND)
     if args.http:
-        http.check_exposure(host, digest)  # before anything starts
+        mcptoken.check_exposure(host, digest)  # before anything starts
     town = await Town.connect(root, search=False, reconnect=True)  # rides out outages
     try:
         if town.started_server:
             print(f"Started the town's Redis ({town.url}).", file=ctx.out.stderr, flush=True)
-        try:
-            caller = await server.open_caller(town, None if args.http else ctx.agent_id)
-        except trio.TooSlowError:
-            raise RedisUnavailableError(f"The Redis of town {town.name} does not answer.") from None
+        agent = None
+        if ctx.agent_id and not args.http:
+            try:
+                with trio.fail_after(IDENTITY_TIMEOUT):
+                    agent = await town.agents.get(ctx.agent_id)
+            except trio.TooSlowError:
+                raise RedisUnavailableError(
+                    f"The Redis of town {town.name} does not answer."
+                ) from None
+        # The SDK takes seconds to import: only now that the server will run.
+        from tinytown.townhall import http, server
+        from tinytown.townhall.caller import Caller
+
+        caller = Caller(town, agent)
         app = server.build_server(caller, allow_spawn=bool(town.config.setting("mcp.allow_spawn")))
         if not args.http:
             await server.serve_stdio(app)

@@ -1,0 +1,66 @@
+"""The per-agent MCP config file and what each CLI kind is handed (services/mcpwiring.py).
+That the file really starts a working server is tests/townhall/test_stdio.py's test."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.townhall.test_tools import AGENT_TOOLS
+from tinytown.services import mcpwiring
+from tinytown.services.town import Town
+
+
+async def test_config_file_runs_tt_mcp_as_the_agent(town: Town) -> None:
+    ann = await (await town.spawn_agent("ann")).state()
+    env = {
+        "REDIS_URL": "unix:///x/redis.sock",
+        "TT_TOWN": town.name,
+        "PATH": "/bin",
+        "SECRET_TOKEN": "never copied",
+        "TT_AGENT_ID": "someone else",
+    }
+    path = mcpwiring.mcp_config_for(town.root, ann, env)
+    assert path == town.root / ".tt" / "mcp" / "ann.json"
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the agent's Redis URL
+    entry = json.loads(path.read_text())["mcpServers"]["tinytown"]
+    assert entry["command"] == sys.executable
+    assert entry["args"] == ["-m", "tinytown", "mcp", "-t", str(town.root)]
+    assert entry["env"] == {
+        "REDIS_URL": "unix:///x/redis.sock",
+        "TT_TOWN": town.name,
+        "PATH": "/bin",
+        "TT_TOWN_DIR": str(town.root),
+        "TT_AGENT_ID": ann.id,  # its own identity, whatever the environment said
+        "TT_AGENT_NAME": "ann",
+    }
+    again = mcpwiring.mcp_config_for(town.root, ann, {**env, "REDIS_URL": "redis://new"})
+    assert again == path and mcpwiring.read_entry(path)["env"]["REDIS_URL"] == "redis://new"
+    assert [p.name for p in path.parent.iterdir()] == ["ann.json"]  # no temporary left
+
+
+async def test_codex_overrides_are_toml_for_the_same_server(town: Town) -> None:
+    ann = await (await town.spawn_agent("ann")).state()
+    path = mcpwiring.mcp_config_for(town.root, ann, {"PATH": 'odd "quoted" \\ path'})
+    flags = mcpwiring.codex_overrides(path)
+    assert flags[0::2] == ["-c", "-c", "-c"]
+    parsed: dict[str, object] = {}
+    for setting in flags[1::2]:
+        key, _, value = setting.partition("=")
+        parsed[key] = tomllib.loads(f"v = {value}")["v"]  # codex parses each value as TOML
+    entry = mcpwiring.read_entry(path)
+    assert parsed == {f"mcp_servers.tinytown.{k}": entry[k] for k in ("command", "args", "env")}
+
+
+def test_env_per_kind() -> None:
+    path = Path("/town/.tt/mcp/ann.json")
+    assert mcpwiring.mcp_env("gemini", path) == {"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(path)}
+    assert mcpwiring.mcp_env("claude", path) == mcpwiring.mcp_env("codex", path) == {}
+
+
+def test_prompt_note_names_real_tools() -> None:
+    named = set(re.findall(r"\b[a-z]+_[a-z_]+\b", mcpwiring.MCP_PROMPT_NOTE))
+    assert named and named <= AGENT_TOOLS
