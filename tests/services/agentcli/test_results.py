@@ -102,6 +102,12 @@ def test_gemini_response_and_tokens_summed_over_models() -> None:
     )
 
 
+def test_a_pretty_printed_object_after_a_warning_line() -> None:
+    noisy = "Loaded cached credentials.\n" + samples.GEMINI_OK + "bye\n"
+    assert read_gemini(noisy) == read_gemini(samples.GEMINI_OK)
+    assert read_gemini(samples.GEMINI_OK).answer == "The capital of France is Paris."
+
+
 def test_gemini_flat_stats() -> None:
     parsed = read_gemini('{"response":"ok","stats":{"inputTokens":12,"outputTokens":8}}')
     assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (12, 8)

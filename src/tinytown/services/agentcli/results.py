@@ -36,24 +36,18 @@ class Parsed:
 
 
 def json_objects(text: str) -> Iterator[dict[str, Any]]:
-    """The JSON objects of ``text``, one per line, or the whole text as one object (a
-    pretty-printed result); anything else is skipped."""
-    stripped = text.strip()
-    if stripped.startswith("{") and "\n" in stripped:
-        try:
-            whole = json.loads(stripped)
-        except ValueError:
-            pass
-        else:
-            if isinstance(whole, dict):
-                yield whole
-                return
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
+    """The JSON objects of ``text`` that start a line (one per line, as JSONL, or spread
+    over several lines, as a pretty-printed result); anything else is skipped."""
+    decoder = json.JSONDecoder()
+    offset = 0  # where the current line starts in ``text``
+    done = 0  # where the last object found ends: lines inside it are not looked at
+    for line in text.splitlines(keepends=True):
+        start, offset = offset, offset + len(line)
+        stripped = line.lstrip()
+        if start < done or not stripped.startswith("{"):
             continue
         try:
-            value = json.loads(line)
+            value, done = decoder.raw_decode(text, start + len(line) - len(stripped))
         except ValueError:
             continue
         if isinstance(value, dict):
