@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from tinytown.cli.main import main as run_cli
 
 
@@ -29,6 +31,11 @@ class TerminalConsole:
         from tinytown.repl.app import run_town_with_repl
 
         await run_town_with_repl(root)
+
+    async def top(self, root: Path, *, done: trio.Event | None = None) -> None:
+        from tinytown.repl.top import run_dashboard
+
+        await run_dashboard(root, done=done)
 
 
 def main(argv: list[str] | None = None) -> int:

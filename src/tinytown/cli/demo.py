@@ -5,17 +5,20 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
+from tinytown.cli.interactive import Interactive
 from tinytown.errors import ConfigError
 from tinytown.model import TaskState
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.endpoint import embedded_server, redis_url
 from tinytown.services.town import Town
 
+#: Seconds the dashboard stays up once the demo's work is done.
+DASHBOARD_LINGER = 2.0
 #: (agent, role, task description in the scripted agent's directive language)
 DEMO_PLAN = [
     (
@@ -48,8 +51,17 @@ def find_scripted_agent() -> Path:
     raise ConfigError("The demo needs actors/scripted_agent.py from the Tinytown source tree.")
 
 
-async def run_demo(directory: Path | None, keep: bool, echo: Callable[[str], None]) -> int:
-    """Create a town, run scripted agents through a small plan, print a summary, clean up."""
+async def run_demo(
+    directory: Path | None,
+    keep: bool,
+    echo: Callable[[str], None],
+    interactive: Interactive | None = None,
+) -> int:
+    """Create a town, run scripted agents through a small plan, print a summary, clean up.
+
+    With an ``interactive`` console that has a dashboard and stdout a terminal, the town
+    is shown on the dashboard (``tt top``) while it works, instead of as event lines.
+    """
     agent_program = find_scripted_agent()
     root = directory or Path(tempfile.mkdtemp(prefix="tt-demo-"))
     town = await Town.init(root, "demo")
@@ -57,10 +69,15 @@ async def run_demo(directory: Path | None, keep: bool, echo: Callable[[str], Non
     town.config.data["default_cli"] = "scripted"
     town.config.save()
     echo(f"demo town at {root} (Redis: {town.url})")
+    board = getattr(interactive, "top", None) if sys.stdout.isatty() else None
+    notes: list[str] = []  # the runtime's own notes, printed once the dashboard is gone
     try:
-        runtime = Runtime(town, echo)
+        runtime = Runtime(town, echo if board is None else notes.append, echo_events=not board)
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.serve)
+            over, closed = trio.Event(), trio.Event()
+            if board is not None:
+                nursery.start_soon(_dashboard, board, root, over, closed)
             handles = {}
             for name, role, _ in DEMO_PLAN:
                 if name not in handles:
@@ -73,7 +90,13 @@ async def run_demo(directory: Path | None, keep: bool, echo: Callable[[str], Non
                 # replies to queries produce more rounds: wait until everything is quiet
                 for handle in handles.values():
                     await handle.wait(idle=True)
+            if board is not None:
+                await trio.sleep(DASHBOARD_LINGER)  # the last rows settle on screen
+                over.set()
+                await closed.wait()
             runtime.shutdown_requested.set()
+        for note in notes:
+            echo(note)
         await _summary(town, echo)
         tasks = await town.tasks.list()
         return 0 if all(t.state is TaskState.COMPLETED for t in tasks) else 1
@@ -83,6 +106,16 @@ async def run_demo(directory: Path | None, keep: bool, echo: Callable[[str], Non
             if redis_url(town.config) is None:
                 await trio.to_thread.run_sync(embedded_server(town.config).stop)
             shutil.rmtree(root, ignore_errors=True)
+
+
+async def _dashboard(
+    board: Callable[..., Awaitable[None]], root: Path, over: trio.Event, closed: trio.Event
+) -> None:
+    """Show the dashboard until the demo is over (or the user leaves it: the demo goes on)."""
+    try:
+        await board(root, done=over)
+    finally:
+        closed.set()
 
 
 async def _summary(town: Town, echo: Callable[[str], None]) -> None:

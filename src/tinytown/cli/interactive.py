@@ -1,8 +1,8 @@
 """The interactive console, as the command line sees it: a slot the program fills.
 
 The REPL is built on the CLI (it parses and runs the very ``tt`` commands), so the CLI
-cannot import it. ``tt attach`` and ``tt run`` in a terminal reach it through this
-protocol instead: :mod:`tinytown.entry`, the program above both front ends, hands the REPL
+cannot import it. ``tt attach``, ``tt top`` and ``tt run`` in a terminal reach it through
+this protocol instead: :mod:`tinytown.entry`, the program above both front ends, hands the REPL
 to :func:`tinytown.cli.main.main`, which puts it in every command's context.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+import trio
 
 
 class Interactive(Protocol):
@@ -26,4 +28,11 @@ class Interactive(Protocol):
         return once the user leaves and the town has shut down.
 
         Cancellation stops the console and the town at once, then propagates.
+        """
+
+    async def top(self, root: Path, *, done: trio.Event | None = None) -> None:
+        """Open the live dashboard on the town at ``root`` until the user leaves (the
+        town keeps running) or ``done`` is set (``tt demo`` closes it when it is over).
+
+        Cancellation closes the dashboard (restoring the terminal) and propagates.
         """

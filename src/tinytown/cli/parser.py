@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "plans",
     "runtime",
     "attach",
+    "top",
     "mcp",
     "workspace",
     "completion",

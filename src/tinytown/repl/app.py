@@ -18,10 +18,11 @@ from tinytown.errors import TinytownError
 from tinytown.model import AgentState
 from tinytown.repl.console import Console
 from tinytown.repl.core import Repl
+from tinytown.repl.top.switch import add_dashboard_key
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
-HINT = "Type 'help' for the commands, Tab to complete; Ctrl-D leaves."
+HINT = "Type 'help' for the commands, Tab to complete, F2 for the dashboard; Ctrl-D leaves."
 #: How long leaving waits for Redis to say what is still going on.
 LEAVE_QUERY_TIMEOUT = 2.0
 #: Agent states in which a round is in progress.
@@ -50,6 +51,7 @@ async def run_town_with_repl(
             # feed shows the event stream, filtered.
             runtime = Runtime(town, echo=lambda text: console.print(text, "dim"), echo_events=False)
             repl = Repl(town, console=console, input=input, output=output)
+            add_dashboard_key(repl, input=input, output=output)  # F2: the dashboard
             async with trio.open_nursery() as nursery:
                 served = trio.Event()
                 await nursery.start(_serve, runtime, served)
@@ -92,6 +94,7 @@ async def attach(root: Path, *, input: Input | None = None, output: PtOutput | N
         with _terminal_output(input, output):
             console = Console(output)
             repl = Repl(town, console=console, input=input, output=output)
+            add_dashboard_key(repl, input=input, output=output)  # F2: the dashboard
             holder = await town.runtime()
             if holder is not None:
                 console.print(f"Attached to town {town.name}, run by {holder.describe()}.")

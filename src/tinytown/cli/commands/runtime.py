@@ -199,4 +199,6 @@ async def _detach(ctx: Any, root: Path) -> int:
 async def cmd_demo(ctx: Any, args: argparse.Namespace) -> int:
     from tinytown.cli.demo import run_demo
 
-    return await run_demo(args.dir, args.keep, lambda line: print(line, flush=True))
+    return await run_demo(
+        args.dir, args.keep, lambda line: print(line, flush=True), ctx.interactive
+    )
