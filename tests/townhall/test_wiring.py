@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.townhall.test_tools import AGENT_TOOLS
 from tinytown.services import mcpwiring
+from tinytown.services.agentcli.spec import codex_mcp_overrides
 from tinytown.services.town import Town
 
 
@@ -42,17 +43,19 @@ async def test_config_file_runs_tt_mcp_as_the_agent(town: Town) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["ann.json"]  # no temporary left
 
 
-async def test_codex_overrides_are_toml_for_the_same_server(town: Town) -> None:
+async def test_codex_gets_the_same_server_as_toml_overrides(town: Town) -> None:
     ann = await (await town.spawn_agent("ann")).state()
     path = mcpwiring.mcp_config_for(town.root, ann, {"PATH": 'odd "quoted" \\ path'})
-    flags = mcpwiring.codex_overrides(path)
-    assert flags[0::2] == ["-c", "-c", "-c"]
+    flags = codex_mcp_overrides(path)  # what the codex CLI spec hands codex for this file
+    assert set(flags[0::2]) == {"-c"}
     parsed: dict[str, object] = {}
     for setting in flags[1::2]:
         key, _, value = setting.partition("=")
         parsed[key] = tomllib.loads(f"v = {value}")["v"]  # codex parses each value as TOML
     entry = mcpwiring.read_entry(path)
-    assert parsed == {f"mcp_servers.tinytown.{k}": entry[k] for k in ("command", "args", "env")}
+    expected = {f"mcp_servers.tinytown.{k}": entry[k] for k in ("command", "args")}
+    expected |= {f"mcp_servers.tinytown.env.{k}": v for k, v in entry["env"].items()}
+    assert parsed == expected
 
 
 def test_env_per_kind() -> None:

@@ -5,9 +5,9 @@ Each round of an agent whose CLI takes MCP servers gets the town's server config
 the common ``{"mcpServers": {...}}`` shape that claude (``--mcp-config FILE``), gemini (a
 settings file) and desktop clients read: it runs ``tt mcp`` with this interpreter and the
 agent's identity. How each CLI is pointed at it is the CLI spec's business
-(``CliSpec.round_argv(..., mcp_config=path)``), helped by :func:`codex_overrides` (codex
-has no config-file flag, only ``-c key=value``) and :func:`mcp_env` (gemini reads a
-settings file named by an environment variable).
+(``CliSpec.round_argv(..., mcp_config=path)``: ``--mcp-config`` for claude, ``-c
+mcp_servers...`` overrides for codex, which has no config-file flag), helped by
+:func:`mcp_env` (gemini reads a settings file named by an environment variable).
 
 The file holds the agent's Redis URL (never the admin password: see
 :mod:`tinytown.services.access`), so it is written 0600 inside the 0700 ``.tt/``.
@@ -31,8 +31,6 @@ MCP_DIR = Path(".tt") / "mcp"
 #: Variables of the round's environment the server needs (codex starts MCP servers with
 #: a minimal environment, so the file carries them rather than relying on inheritance).
 PASSED_ENV = ("TT_TOWN", "TT_TOWN_DIR", "REDIS_URL", "TT_HOME", "PATH", "PYTHONPATH")
-#: The CLI spec ``.mcp`` kinds this module knows.
-KINDS = ("claude", "codex", "gemini")
 
 #: One sentence for a round's prompt when the CLI has the server (runtime/prompt.py).
 MCP_PROMPT_NOTE = (
@@ -82,27 +80,6 @@ def read_entry(path: Path) -> dict[str, Any]:
     entry = data["mcpServers"][SERVER_NAME]
     assert isinstance(entry, dict)
     return entry
-
-
-def _toml(value: Any) -> str:
-    """A TOML inline value. JSON's string escapes are valid in TOML basic strings."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def codex_overrides(path: Path) -> list[str]:
-    """``codex exec`` options configuring the server of the file at ``path``: codex takes
-    no MCP config file, only ``-c mcp_servers.NAME.KEY=VALUE`` overrides (TOML values)."""
-    entry = read_entry(path)
-    out: list[str] = []
-    for key in ("command", "args", "env"):
-        out += ["-c", f"mcp_servers.{SERVER_NAME}.{key}={_toml(entry[key])}"]
-    return out
 
 
 def mcp_env(kind: str, path: Path) -> dict[str, str]:
