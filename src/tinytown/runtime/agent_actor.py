@@ -12,48 +12,38 @@ run, so a ``close``, ``kill`` or shutdown given while the actor restarts still h
 
 from __future__ import annotations
 
-import functools
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import attrs
 import trio
 
-from tinytown.errors import (
-    CliNotFoundError,
-    InvalidTransitionError,
-    MalformedRecordError,
-    NotFoundError,
-)
+from tinytown.errors import CliNotFoundError, ConfigError, NotFoundError
 from tinytown.model import (
     Agent,
     AgentState,
-    Message,
     MessageType,
     StatusResponse,
-    Task,
-    TaskState,
     dumps,
     loads,
     now,
 )
 from tinytown.runtime.context import Context
+from tinytown.runtime.gates import RoundGates
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
-from tinytown.runtime.outcome import replies, round_state, verdict
-from tinytown.runtime.process import RoundResult, RunningProcess, run_cli
-from tinytown.runtime.proctree import ProcessLedger, signal_tree
-from tinytown.runtime.prompt import compose
+from tinytown.runtime.process import RunningProcess
+from tinytown.runtime.proctree import signal_tree
+from tinytown.runtime.rounds import Change
 from tinytown.runtime.wakeups import Token
+from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.executables import check_cli_installed
 from tinytown.store.records import Conflict, GuardFailed, Op
 
-Change = Callable[[Agent], Agent]
 
-
-class AgentActor:
-    """One agent's message loop and rounds. The supervisor runs it (again after a crash)
-    and calls its control methods; it never outlives the supervisor's nursery."""
+class AgentActor(RoundGates):
+    """One agent's message loop and rounds (runtime/rounds.py, and runtime/gates.py for
+    what a round waits for). The supervisor runs it (again after a crash) and calls its
+    control methods; it never outlives the supervisor's nursery."""
 
     def __init__(self, ctx: Context, agent_id: str, life: Lifecycle) -> None:
         self.ctx = ctx
@@ -62,8 +52,11 @@ class AgentActor:
         self.keys = ctx.town.keys
         self.name = agent_id[:8]
         self.argv: list[str] = []
+        self.spec = CliSpec("", ())
         self.proc: RunningProcess | None = None
-        self.failed_rounds = 0  # consecutive; a failing CLI backs off instead of spinning
+        self.failed_rounds = 0
+        self.transient_rounds = 0
+        self.retry_at: float | None = None
         self.mailbox = Mailbox(ctx, agent_id, lambda: self.name)
 
     # -- one run -----------------------------------------------------------------------
@@ -77,20 +70,27 @@ class AgentActor:
         crash: the supervisor restarts the actor, which re-handles what is in flight.
         """
         self.proc = None
-        self.failed_rounds = 0
+        self.failed_rounds = self.transient_rounds = 0
+        self.retry_at = self._noted = None
         self.mailbox = Mailbox(self.ctx, self.id, lambda: self.name)
         agent = await self.ctx.town.agents.get(self.id)
         self.name = agent.name
         if agent.state.terminal or self.life.state in (Life.KILLED, Life.STOPPING):
             return
         self.ctx.refresh_config()  # a CLI added with `tt config` since the town started
-        cli_name, self.argv = self.ctx.config.resolve_cli(agent.cli)
+        try:
+            self.spec = self.ctx.cli_spec(agent.cli)
+        except ConfigError as exc:
+            reason = str(exc)
+            await self._change(lambda a: a.transition("error", state_reason=reason), "error")
+            return
+        self.argv = list(self.spec.argv)
         try:
             check_cli_installed(
-                self.argv, cli_name, cwd=self.ctx.workdir(agent), env=self.ctx.agent_env
+                self.argv, self.spec.name, cwd=self.ctx.workdir(agent), env=self.ctx.agent_env
             )
         except CliNotFoundError:
-            reason = self.ctx.config.explain_missing_cli(cli_name, self.argv[0])
+            reason = self.ctx.config.explain_missing_cli(self.spec.name, self.argv[0])
             await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
         held = await self.mailbox.recover()
@@ -132,6 +132,8 @@ class AgentActor:
                 if not self.life.can("begin_round"):
                     continue  # paused, closed or stopping meanwhile: the loop decides again
                 held, settled = await self._round(held)
+                if settled is None:
+                    continue  # no round ran (paused, closed, held meanwhile): decide again
                 limit = settled.max_rounds
                 if limit is not None and settled.rounds_completed >= limit:
                     await self._change(lambda a: a.transition("cool"), "max rounds")
@@ -266,173 +268,6 @@ class AgentActor:
     def _check(self, event: str) -> None:
         if not self.life.can(event):
             self.life.fire(event)  # raises the one-sentence refusal
-
-    # -- rounds ----------------------------------------------------------------------
-
-    async def _round(self, held: Held) -> tuple[Held, Agent]:
-        """One CLI run for every held message; returns what is still held (nothing) and
-        the agent as settled after the round. Cancelled (kill, shutdown), the process
-        group is stopped and the messages stay in flight."""
-        self.life.fire("begin_round")
-        try:
-            return await self._round_body(held)
-        finally:
-            self.proc = None
-            self.life.try_fire("end_round")
-
-    async def _round_body(self, held: Held) -> tuple[Held, Agent]:
-        town = self.ctx.town
-        tasks: list[Task] = []
-        requests: list[Message] = []
-        notes: list[Message] = []
-        for _, msg in held:
-            if msg.type is MessageType.TASK_ASSIGN:
-                task = await self._start_task(msg.body.task_id)  # type: ignore[union-attr]
-                if task:
-                    tasks.append(task)
-            elif msg.actionable:
-                requests.append(msg)
-            else:
-                notes.append(msg)
-        if not tasks and not requests:  # every assignment was stale: just acknowledge
-            return [], await self._finish_round(held, counted=False)
-        current = tasks[0].id if tasks else None
-        agent = await self._change(lambda a: round_state(a, current), "round")
-        names = await self.ctx.queues.all_agent_names()
-        parent_results = await self._parent_results(agent)
-        prompt = compose(
-            agent,
-            town.name,
-            agent.rounds_completed + 1,
-            tasks,
-            requests,
-            notes,
-            names,
-            parent_results,
-        )
-        result = await self._run_cli(agent, prompt, current or "")
-        replies, completed = await self._record(result, tasks, requests)
-        settled = await self._finish_round(
-            held, counted=True, extra_ops=replies, completed=completed
-        )
-        return [], settled
-
-    async def _backoff_after_failures(self) -> None:
-        """After 3 failed rounds in a row, wait 1, 2, 4 ... 60 s before the next one; a
-        close, kill or shutdown ends the wait at once. Cancellable."""
-        if self.failed_rounds >= 3:
-            delay = min(2.0 ** (self.failed_rounds - 3), 60.0)
-            self.ctx.report(f"{self.name}: {self.failed_rounds} failed rounds; waiting {delay:g} s")
-            with trio.move_on_after(delay):
-                while not self.life.state.intent:
-                    await self.life.changed()
-
-    async def _start_task(self, task_id: str) -> Task | None:
-        """Start an assigned task; None when it is stale (finished, reassigned), gone, or
-        its record is corrupt (reported: it can never be started). Any other error (Redis
-        refusing the write, an outage) propagates: the actor restarts and the assignment,
-        still in flight, is handled again."""
-        try:
-            return await self.ctx.town.tasks.start(task_id, self.id)
-        except (InvalidTransitionError, NotFoundError):
-            return None
-        except MalformedRecordError as exc:
-            self.ctx.report(f"{self.name}: skipped the assignment of a corrupt task: {exc}")
-            event = self.ctx.store.event_op(
-                "malformed", agent=self.id, task=task_id, text=f"corrupt task: {exc}"[:300]
-            )
-            await self.ctx.store.run_ops([event])
-            return None
-
-    async def _run_cli(self, agent: Agent, prompt: str, task_id: str) -> RoundResult:
-        town = self.ctx.town
-        env = dict(self.ctx.agent_env)
-        env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
-        runner = functools.partial(
-            run_cli,
-            self.argv,
-            prompt=prompt,
-            cwd=self.ctx.workdir(agent),
-            env=env,
-            log_path=town.root / ".tt" / "logs" / f"{agent.name}.log",
-            timeout=self.ctx.setting("runtime.round_timeout") or None,
-            kill_grace=self.ctx.setting("runtime.kill_grace"),
-            tail_bytes=int(self.ctx.setting("runtime.log_tail_bytes")),
-            log_max_bytes=int(self.ctx.setting("runtime.log_max_bytes")),
-            log_keep=int(self.ctx.setting("runtime.log_keep")),
-            ledger=ProcessLedger(self.ctx.store).for_agent(self.id),  # reaped if we crash
-        )
-        box: list[RoundResult] = []
-
-        async def go(task_status: trio.TaskStatus[RunningProcess]) -> None:
-            box.append(await runner(task_status=task_status))
-
-        async with trio.open_nursery() as nursery:
-            self.proc = await nursery.start(go)
-            if self.life.state is Life.PAUSED_ROUND:
-                self.proc.suspend()
-        return box[0]
-
-    async def _record(
-        self, result: RoundResult, tasks: list[Task], requests: list[Message]
-    ) -> tuple[list[Op], int]:
-        """Record the round's outcome on its tasks; return the replies to its requests (to
-        be sent with the acknowledgement) and how many tasks it completed."""
-        ok, detail = verdict(result)
-        self.failed_rounds = 0 if ok else self.failed_rounds + 1
-        completed = 0
-        for task in tasks:
-            try:
-                await self.ctx.town.tasks.finish(
-                    task.id, "complete" if ok else "fail", detail, count=False
-                )
-                completed += ok
-            except InvalidTransitionError:
-                pass  # the CLI finished it itself (tt task complete/fail), and it counted
-        ops: list[Op] = []
-        for reply in replies(self.id, requests, ok, detail):
-            ops += self.ctx.store.deliver_ops(reply)
-        return ops, completed
-
-    async def _finish_round(
-        self,
-        held: Held,
-        *,
-        counted: bool,
-        extra_ops: Sequence[Op] = (),
-        completed: int = 0,
-    ) -> Agent:
-        """Acknowledge the round's messages, send its replies and settle the agent, in one
-        atomic step."""
-        acks = self.mailbox.ack_ops(held)
-
-        def change(a: Agent) -> tuple[Agent, list[Op]]:
-            state = AgentState.IDLE if a.state is AgentState.WORKING else a.state
-            new = attrs.evolve(
-                a,
-                state=state,
-                current_task=None,
-                rounds_completed=a.rounds_completed + (1 if counted else 0),
-                tasks_completed=a.tasks_completed + completed,
-            )
-            ops = [*extra_ops, *acks]
-            if state != a.state:
-                ops.append(self.ctx.town.agents.state_event(a, new, "round done"))
-            return new, ops
-
-        settled = await self.ctx.store.update(
-            Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
-        )
-        self.mailbox.acked(held)
-        return settled
-
-    async def _parent_results(self, agent: Agent) -> list[Task]:
-        if not agent.parent_agent_id or agent.spawn_mode.value != "forkedcontext":
-            return []
-        done = await self.ctx.town.tasks.list(
-            agent=agent.parent_agent_id, state=TaskState.COMPLETED
-        )
-        return done[-5:]
 
     async def _change(self, fn: Change, verb: str, extra_ops: Sequence[Op] = ()) -> Agent:
         """Read-modify-write the agent record (with a state event when the state moves)."""

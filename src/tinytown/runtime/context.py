@@ -15,7 +15,10 @@ from pathlib import Path
 
 from tinytown.errors import ConfigError
 from tinytown.model import Agent, Message
+from tinytown.runtime.ratelimit import CliHolds
+from tinytown.runtime.slots import RoundSlots, slot_count
 from tinytown.runtime.wakeups import WakeHub
+from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.config import TownConfig
 from tinytown.services.town import Town
 from tinytown.store.queues import Queues
@@ -41,6 +44,10 @@ class Context:
         #: Asks the town to shut down (``tt stop``; True: at once). Set by the runtime.
         self.on_shutdown: Callable[[bool], None] | None = None
         self.agent_env = {**os.environ, **town.env_for_agents()}  # computed once, not per round
+        #: CLI processes at once, town-wide (``runtime.max_parallel_rounds``, read at start).
+        self.slots = RoundSlots(slot_count(self.setting("runtime.max_parallel_rounds")))
+        #: CLIs whose rounds and dispatch wait after a rate limit.
+        self.holds = CliHolds()
 
     def report(self, text: str) -> None:
         """One line for the person running the town (when an echo is attached)."""
@@ -60,6 +67,11 @@ class Context:
     def setting(self, key: str) -> float:
         """A numeric runtime setting."""
         return float(self.config.setting(key))
+
+    def cli_spec(self, cli: str | None) -> CliSpec:
+        """How the agent CLI ``cli`` (a preset, a raw command, None: the default) runs
+        and reports its rounds. Raises ConfigError for a preset that cannot be used."""
+        return self.config.cli_spec(cli)
 
     def workdir(self, agent: Agent) -> Path:
         """The town root (the agent's git worktree when it has one), or the agent's scope

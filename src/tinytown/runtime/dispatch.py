@@ -5,15 +5,18 @@ or an agent becomes idle, never by polling. Each hand-over is the atomic
 ``pending -> assigned`` transition, guarded by the agent's liveness, so a task is never
 given twice (even when people claim tasks by hand at the same moment) and never to an
 agent that was killed or closed meanwhile; a task no idle agent matches stays queued.
+Agents whose CLI is held after a rate limit (runtime/ratelimit.py) get nothing until the
+hold ends; :meth:`Dispatcher.watch_holds` wakes the dispatcher then.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import trio
 
-from tinytown.errors import InvalidTransitionError, NotFoundError
+from tinytown.errors import ConfigError, InvalidTransitionError, NotFoundError
 from tinytown.model import Agent, AgentState, Task, TaskState
 from tinytown.runtime.context import Context
 
@@ -91,6 +94,26 @@ class Dispatcher:
             start += len(ids) - handed  # handed-out ids left the list
         return given
 
+    async def watch_holds(self) -> None:
+        """Wake the dispatcher each time a CLI's rate-limit hold ends, so its idle agents
+        get backlog work again. Runs until cancelled; no polling (sleeps until the next
+        end, or until a hold is set)."""
+        holds = self.ctx.holds
+        while True:
+            end = holds.next_end()
+            with trio.move_on_at(math.inf if end is None else end):
+                await holds.changed()
+                continue
+            self.ctx.hub.notify(BACKLOG_WAKE)
+
+    def _held(self, agent: Agent, held: set[str]) -> bool:
+        """Whether the agent's CLI is held after a rate limit."""
+        try:
+            name, _ = self.ctx.config.resolve_cli(agent.cli)
+        except ConfigError:
+            return False  # its actor reports the bad preset
+        return name in held
+
     async def _idle_agents(self) -> list[Agent]:
         """Agents whose actor waits with nothing to do and an empty inbox, longest first."""
         since = dict(self.agents.idle_agents())
@@ -104,4 +127,7 @@ class Dispatcher:
             for agent, queued in zip(records, lengths, strict=True)
             if agent.state is AgentState.IDLE and queued == 0
         ]
+        held = self.ctx.holds.held()
+        if held:
+            ready = [a for a in ready if not self._held(a, held)]
         return sorted(ready, key=lambda a: since.get(a.id) or trio.current_time())

@@ -15,14 +15,15 @@ import datetime as _dt
 import math
 import os
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 import trio
 
 from tinytown.errors import CliNotFoundError
 from tinytown.runtime.guard import process_guard
+from tinytown.runtime.linewatch import LineWatch
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
 from tinytown.runtime.prompt import round_number
@@ -36,6 +37,8 @@ _CHUNK = 65536
 _LEDGER_GRACE = 2.0
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_KEEP = 3
+#: How much of stdout a round keeps for a CLI whose output is read as a whole (JSON).
+STRUCTURED_STDOUT_BYTES = 8 * 1024 * 1024
 
 
 class RoundLedger(Protocol):
@@ -48,7 +51,9 @@ class RoundLedger(Protocol):
 
 @attrs.frozen
 class RoundResult:
-    """Outcome of one round; ``returncode`` is None when the round timed out or was killed."""
+    """Outcome of one round; ``returncode`` is None when the round timed out or was killed
+    (or stopped early). ``stopped_by`` is what the ``watch`` function answered for the
+    line that ended the round early (None: it was not stopped so)."""
 
     pid: int
     returncode: int | None
@@ -56,6 +61,7 @@ class RoundResult:
     stdout_tail: str
     stderr_tail: str
     duration: float
+    stopped_by: Any = None
 
 
 class RunningProcess:
@@ -189,10 +195,18 @@ async def _feed_stdin(stream: trio.abc.SendStream, data: bytes) -> None:
         await stream.aclose()  # EOF tells the child the prompt is complete
 
 
-async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail, log: _Log, err: bool) -> None:
+async def _pump(
+    stream: trio.abc.ReceiveStream,
+    tail: _Tail,
+    log: _Log,
+    err: bool,
+    watch: LineWatch[Any] | None,
+) -> None:
     while chunk := await stream.receive_some(_CHUNK):
         tail.add(chunk)
         log.write(chunk, err)
+        if watch is not None:
+            watch.feed(chunk, err)
 
 
 async def _pump_io(
@@ -202,6 +216,7 @@ async def _pump_io(
     log: _Log,
     tails: tuple[_Tail, _Tail],
     eof: trio.Event,
+    watch: LineWatch[Any] | None,
 ) -> None:
     # io_scope is shielded: output keeps draining (and the child never blocks on a full pipe)
     # while we run the SIGTERM ladder; run_cli cancels it explicitly when it is done.
@@ -210,8 +225,10 @@ async def _pump_io(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_feed_stdin, proc.stdin, prompt)
             async with trio.open_nursery() as readers:
-                readers.start_soon(_pump, proc.stdout, tails[0], log, False)
-                readers.start_soon(_pump, proc.stderr, tails[1], log, True)
+                readers.start_soon(_pump, proc.stdout, tails[0], log, False, watch)
+                readers.start_soon(_pump, proc.stderr, tails[1], log, True, watch)
+            if watch is not None:
+                watch.finish()
             eof.set()
 
 
@@ -246,6 +263,8 @@ async def run_cli(
     timeout: float | None = None,
     kill_grace: float = 5.0,
     tail_bytes: int = 16384,
+    stdout_bytes: int | None = None,
+    watch: Callable[[str], Any] | None = None,
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     log_keep: int = DEFAULT_LOG_KEEP,
     ledger: RoundLedger | None = None,
@@ -262,13 +281,18 @@ async def run_cli(
     ``err| `` (parents created; a header line ``--- round N pid=P started ... ---`` and a
     footer frame the round, N being ``round_no`` or else the round the prompt names; the
     file rotates at ``log_max_bytes`` keeping ``log_keep`` old files); only the last
-    ``tail_bytes`` of each stream are kept in memory. Once the process exists,
+    ``tail_bytes`` of each stream are kept in memory (of stdout: ``stdout_bytes`` when
+    given, for a CLI whose whole output is read as JSON). Once the process exists,
     ``task_status.started()`` receives a :class:`RunningProcess` for suspend/resume, and
     the group is recorded in ``ledger`` (if given) until it has been reaped.
 
     The round ends when the child exits and both pipes reach EOF; if a grandchild keeps a
     pipe open, it gets ``_PIPE_GRACE`` seconds. Any process still in the group or carrying
     the marker then is SIGKILLed: a round never leaves anything of its tree running.
+
+    Early stop: each whole line of stdout and stderr (decoded, without its newline) is
+    given to ``watch`` when set; the first answer that is not None ends the round as a
+    timeout does (the group is stopped and reaped) and becomes ``stopped_by``.
 
     Timeout: after ``timeout`` seconds of unpaused running time the group gets SIGTERM, then
     SIGKILL after ``kill_grace`` seconds if the leader is still alive; it is reaped and the
@@ -304,26 +328,33 @@ async def run_cli(
         guard.watch(marker, proc.pid)  # from here, our death takes the whole tree
         started = trio.current_time()
         handle = RunningProcess(proc.pid, timeout, marker)
-        tails = (_Tail(tail_bytes), _Tail(tail_bytes))
+        tails = (_Tail(stdout_bytes or tail_bytes), _Tail(tail_bytes))
+        early = trio.CancelScope()
+        watcher = None if watch is None else LineWatch(watch, early.cancel)
         eof = trio.Event()
         io_scope = trio.CancelScope(shield=True)
-        timed_out = cancelled = recorded = False
+        timed_out = cancelled = recorded = stopped = False
         outcome = "aborted"  # footer wording; stays so only if an unexpected error escapes
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump_io, io_scope, proc, prompt.encode(), log, tails, eof)
+                nursery.start_soon(
+                    _pump_io, io_scope, proc, prompt.encode(), log, tails, eof, watcher
+                )
                 try:
                     stamp = _utc_stamp()
                     log.line(f"--- {label} pid={proc.pid} started {stamp} argv={args!r} ---\n")
                     task_status.started(handle)
-                    with handle._deadline:
+                    with handle._deadline, early:
                         if ledger is not None:
                             recorded = True  # (a cancelled record may still have landed)
                             await ledger.record(ProcEntry.here(proc.pid, marker))
                         await proc.wait()
                     timed_out = handle._deadline.cancelled_caught
+                    stopped = early.cancelled_caught
                     outcome = "timed out" if timed_out else f"exited returncode={proc.returncode}"
-                    if not timed_out:
+                    if stopped:
+                        outcome = "stopped early"
+                    if not (timed_out or stopped):
                         with trio.move_on_after(_PIPE_GRACE):
                             await eof.wait()
                 except trio.Cancelled:
@@ -351,7 +382,7 @@ async def run_cli(
             log.line(f"--- {label} pid={proc.pid} {outcome} after {duration:.3f}s ---\n")
     if cancelled:
         await trio.lowlevel.checkpoint()
-    killed = timed_out or cancelled
+    killed = timed_out or cancelled or stopped
     return RoundResult(
         pid=proc.pid,
         returncode=None if killed else proc.returncode,
@@ -359,6 +390,7 @@ async def run_cli(
         stdout_tail=tails[0].text(),
         stderr_tail=tails[1].text(),
         duration=duration,
+        stopped_by=None if watcher is None else watcher.found,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from tinytown.model import Agent, Message, Task
 from tinytown.model.enums import SpawnMode
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.eventformat import cut
 
 CONTEXT_BEGIN = "<<<BEGIN PARENT CONTEXT>>>"
@@ -18,6 +19,13 @@ def round_number(prompt: str) -> int | None:
     """The round a prompt made by :func:`compose` is for (its first line), else None."""
     match = _TITLE.match(prompt)
     return int(match.group(1)) if match else None
+
+
+def sender_name(sender: str, names: Mapping[str, str]) -> str:
+    """How a prompt or a reply names a sender: the agent's name, or ``supervisor``."""
+    if sender == SUPERVISOR_ID:
+        return "supervisor"
+    return names.get(sender, sender[:8])
 
 
 def one_line(text: str, limit: int = 4000) -> str:
@@ -61,7 +69,7 @@ def compose(
     if requests:
         out.append("## Messages")
         for msg in requests:
-            sender = names.get(msg.sender, msg.sender[:8])
+            sender = sender_name(msg.sender, names)
             urgent = " URGENT" if msg.priority.jumps_queue else ""
             out += [
                 f"### Message {msg.type.value}{urgent} from {sender}",
@@ -71,7 +79,7 @@ def compose(
     if notes:
         out.append("## Notes (for context; no action needed)")
         for msg in notes:
-            out.append(f"- from {names.get(msg.sender, msg.sender[:8])}: {one_line(msg.text, 400)}")
+            out.append(f"- from {sender_name(msg.sender, names)}: {one_line(msg.text, 400)}")
         out.append("")
     if agent.spawn_mode is SpawnMode.FORKED_CONTEXT and parent_results:
         out += ["## Context inherited from your parent agent", CONTEXT_BEGIN]

@@ -71,7 +71,9 @@ class Supervisor:
                 nursery.start_soon(self._keep_running, "mail", self._mail_loop)
                 nursery.start_soon(self._keep_running, "heartbeat", self._heartbeat_loop)
                 nursery.start_soon(self._keep_running, "notify", Notifier(self.ctx).run)
-                nursery.start_soon(self._keep_running, "dispatch", Dispatcher(self.ctx, self).run)
+                dispatcher = Dispatcher(self.ctx, self)
+                nursery.start_soon(self._keep_running, "dispatch", dispatcher.run)
+                nursery.start_soon(self._keep_running, "holds", dispatcher.watch_holds)
                 nursery.start_soon(self._keep_running, "merges", MergeWorker(self.ctx).run)
                 for agent in await self.ctx.town.agents.list():
                     if not agent.state.terminal:

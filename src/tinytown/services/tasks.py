@@ -7,7 +7,12 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from tinytown.errors import AmbiguousReferenceError, InvalidTransitionError, NotFoundError
+from tinytown.errors import (
+    AmbiguousReferenceError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+)
 from tinytown.model import (
     Agent,
     Message,
@@ -16,6 +21,7 @@ from tinytown.model import (
     TaskDone,
     TaskFailed,
     TaskState,
+    Usage,
     dumps,
     loads,
 )
@@ -119,8 +125,16 @@ class TaskService:
 
     # -- creating --------------------------------------------------------------------
 
-    def _new(self, description: str, tags: Sequence[str], parent: str | None) -> Task:
+    def _new(
+        self,
+        description: str,
+        tags: Sequence[str],
+        parent: str | None,
+        max_attempts: int | None = None,
+    ) -> Task:
         description = check_text(description, "the task description").strip()
+        if max_attempts is not None and max_attempts < 1:
+            raise InvalidInputError(f"max_attempts must be 1 or more, not {max_attempts}.")
         for tag in tags:
             check_text(tag, f"tag {tag!r}")
         if not description:
@@ -130,7 +144,8 @@ class TaskService:
                 f"Task description is {len(description)} characters; the limit is"
                 f" {MAX_DESCRIPTION}."
             )
-        return Task.new(description, tags=[t.strip() for t in tags if t.strip()], parent_id=parent)
+        task = Task.new(description, tags=[t.strip() for t in tags if t.strip()], parent_id=parent)
+        return attrs.evolve(task, max_attempts=max_attempts)
 
     def index_ops(self, task: Task) -> builtins.list[Op]:
         return [["ZADD", self.keys.tasks, str(parse_time(task.created_at).timestamp()), task.id]]
@@ -142,10 +157,13 @@ class TaskService:
         tags: Sequence[str] = (),
         parent: str | None = None,
         backlog: bool = True,
+        max_attempts: int | None = None,
     ) -> Task:
-        """A new pending task, put in the backlog unless ``backlog`` is false."""
+        """A new pending task, put in the backlog unless ``backlog`` is false.
+        ``max_attempts``: attempts before a real failure fails it (None: the town's
+        ``runtime.max_attempts``; less than 1 is refused with InvalidInputError)."""
         parent_id = (await self.resolve(parent)).id if parent else None
-        task = self._new(description, tags, parent_id)
+        task = self._new(description, tags, parent_id, max_attempts)
         ops = self.index_ops(task)
         if backlog:
             ops.append(["RPUSH", self.keys.backlog, task.id])
@@ -163,16 +181,18 @@ class TaskService:
         tags: Sequence[str] = (),
         parent: str | None = None,
         anyone: bool = False,
+        max_attempts: int | None = None,
     ) -> Task:
         """Create a task assigned to the agent and send it ``task_assign``, atomically.
 
         A cold, stopped or error agent (or one that disappears) is refused
         (InvalidTransitionError, NotFoundError), checked in the same atomic step as the
         write; with ``anyone`` the task goes to the backlog instead (state ``pending``).
+        ``max_attempts`` as for :meth:`create`.
         """
         agent = await self.agents.resolve(agent_ref)
         parent_id = (await self.resolve(parent)).id if parent else None
-        base = self._new(description, tags, parent_id)
+        base = self._new(description, tags, parent_id, max_attempts)
         while True:
             raw = await self.store.get_raw(self.keys.agent(agent.id))
             current = None if raw is None else loads(Agent, raw, where=self.keys.agent(agent.id))
@@ -184,7 +204,11 @@ class TaskService:
                 if not anyone:
                     raise
                 return await self.create(
-                    base.description, tags=base.tags, parent=parent_id, backlog=True
+                    base.description,
+                    tags=base.tags,
+                    parent=parent_id,
+                    backlog=True,
+                    max_attempts=max_attempts,
                 )
             task = base.transition("assign", assigned_to=agent.id, assigned_by=sender)
             message = Message.new(sender, agent.id, TaskAssign(task.id))
@@ -279,14 +303,18 @@ class TaskService:
         *,
         count: bool = True,
         sender: str = SUPERVISOR_ID,
+        usage: Usage | None = None,
     ) -> Task:
         """Move a task to a terminal state, notify its assigner, and (``count``) add it to
         its agent's ``tasks_completed`` (the runtime counts in its own round update).
-        ``sender`` signs the notice when the task has no assignee."""
+        ``sender`` signs the notice when the task has no assignee; ``usage`` (what the
+        round that finished it cost) is added to the task's in the same step."""
         text = check_text(text, "the result text")[-MAX_RESULT:]
 
         def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             new = task.transition(verb, result=text)
+            if usage is not None:
+                new = attrs.evolve(new, usage=task.usage + usage)
             ops: builtins.list[Op] = [["LREM", self.keys.backlog, "0", task.id]]
             notify = task.assigned_by and task.assigned_by != task.assigned_to
             if notify and verb in ("complete", "fail"):
@@ -371,6 +399,48 @@ class TaskService:
             return await self._update(task_id, change)
         except (InvalidTransitionError, NotFoundError):
             return None
+
+    async def retry_later(
+        self, task_id: str, agent_id: str, *, usage: Usage, counted: bool, why: str
+    ) -> Task | None:
+        """A ``running`` task of ``agent_id`` whose round did not finish it (rate limited,
+        transient, a failure with attempts left, the agent's setup or budget) goes back
+        to ``assigned``, ``usage`` added, to be started again by the agent. ``counted``
+        false takes back the attempt its start counted (the task was not at fault).
+        None when the task is not running here (the CLI finished it itself, or it moved):
+        then only the usage is added."""
+
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
+            if task.assigned_to != agent_id or task.state is not TaskState.RUNNING:
+                raise InvalidTransitionError(f"Task {task.short_id} is not running here.")
+            attempts = task.attempts if counted else max(0, task.attempts - 1)
+            new = task.transition("retry", usage=task.usage + usage, attempts=attempts)
+            event = self.store.event_op(
+                "retry", agent=agent_id, task=task.id, text=f"{task.short_id}: {why}"[:300]
+            )
+            return new, [event]
+
+        try:
+            return await self._update(task_id, change)
+        except InvalidTransitionError:
+            await self.add_usage(task_id, usage)
+            return None
+        except NotFoundError:
+            return None
+
+    async def add_usage(self, task_id: str, usage: Usage) -> None:
+        """Add what a round cost to the task's usage, whatever its state (a task the CLI
+        finished itself during the round). A task gone meanwhile is left alone."""
+        if usage.empty:
+            return
+
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
+            return attrs.evolve(task, usage=task.usage + usage), []
+
+        try:
+            await self._update(task_id, change)
+        except NotFoundError:
+            pass
 
     async def requeue_agent_tasks(self, agent_id: str) -> int:
         """Requeue every unfinished task assigned to ``agent_id``."""

@@ -136,6 +136,13 @@ class Keys:
         return f"{self.prefix}meta"
 
     @property
+    def usage(self) -> str:
+        """Hash: the town's running usage totals (``input_tokens``, ``output_tokens``,
+        ``cached_tokens``, ``cost_usd``, ``rounds``, ``duration``), added to by each round
+        in the step that acknowledges it."""
+        return f"{self.prefix}usage"
+
+    @property
     def pattern(self) -> str:
         """SCAN pattern for every key of this town (the name has no glob characters)."""
         return f"{self.prefix}*"

@@ -1,0 +1,168 @@
+"""One round of an agent's CLI: what it takes, how it runs, and how it is recorded.
+
+A round takes at most ``runtime.tasks_per_round`` actionable messages (task assignments,
+``task`` and ``query`` messages; default 1, so one failure cannot fail a batch), with the
+informational notes held so far riding along; the rest stay held for the next rounds, in
+order. Its CLI runs through the CLI's spec (services/agentcli): argv per round (session,
+MCP), the prompt on stdin or as the last argument, the output read into a RoundReport.
+
+Recording: runtime/recording.py.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+
+from tinytown.errors import InvalidTransitionError, MalformedRecordError, NotFoundError
+from tinytown.model import (
+    Agent,
+    MessageType,
+    Task,
+    TaskState,
+    Usage,
+)
+from tinytown.model.enums import SpawnMode
+from tinytown.runtime.lifecycle import Life
+from tinytown.runtime.mailbox import Held
+from tinytown.runtime.outcome import round_state
+from tinytown.runtime.process import STRUCTURED_STDOUT_BYTES, RoundResult, RunningProcess, run_cli
+from tinytown.runtime.proctree import ProcessLedger
+from tinytown.runtime.prompt import compose
+from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _without
+from tinytown.services import budgets
+
+__all__ = ["Change", "Pause", "RoundRunner"]
+
+
+class RoundRunner(RoundRecorder):
+    """The rounds of one agent actor (the actor's base class: it owns the loop)."""
+
+    # -- one round ---------------------------------------------------------------------
+
+    async def _round_body(self, held: Held) -> tuple[Held, Agent]:
+        """Run the round over ``held``; return what stays held and the settled agent.
+        Cancelled (kill, shutdown), the process group is stopped and the messages stay
+        in flight."""
+        picked = await self._pick(held)
+        if not picked.tasks and not picked.requests:  # every assignment was stale
+            done = picked.stale + picked.notes
+            return _without(held, done), await self._settle(done, counted=False)
+        tasks = [task for _, _, task in picked.tasks]
+        limits = self._limits(None)
+        over = budgets.reached(
+            budgets.Limits(task=limits.task),
+            agent=Usage(),
+            town=Usage(),
+            tasks=[(t.id, t.usage) for t in tasks],
+        )
+        if over:  # a task that already spent its budget is not run again
+            for task in tasks:
+                await self.ctx.town.tasks.retry_later(
+                    task.id, self.id, usage=Usage(), counted=False, why=f"budget: {over}"
+                )
+            pause = Pause(f"budget: {over}", "budget", budgets.advice(over, self.name))
+            done = picked.stale
+            return _without(held, done), await self._settle(done, counted=False, pause=pause)
+        current = tasks[0].id if tasks else None
+        agent = await self._change(lambda a: round_state(a, current), "round")
+        round_no = agent.rounds_completed + 1
+        names = await self.ctx.queues.all_agent_names()
+        prompt = compose(
+            agent,
+            self.ctx.town.name,
+            round_no,
+            tasks,
+            [m for _, m in picked.requests],
+            [m for _, m in picked.notes],
+            names,
+            await self._parent_results(agent),
+        )
+        result = await self._run_cli(agent, prompt, current or "", round_no)
+        return await self._record(held, picked, round_no, result)
+
+    async def _pick(self, held: Held) -> Picked:
+        """Start up to ``runtime.tasks_per_round`` actionable messages, in order (stale
+        assignments do not count); every note held rides along."""
+        limit = int(self.ctx.setting("runtime.tasks_per_round"))
+        picked = Picked()
+        for raw, msg in held:
+            taken = len(picked.tasks) + len(picked.requests)
+            if msg.type is MessageType.TASK_ASSIGN:
+                if taken >= limit:
+                    continue
+                task = await self._start_task(msg.body.task_id)  # type: ignore[union-attr]
+                if task:
+                    picked.tasks.append((raw, msg, task))
+                else:
+                    picked.stale.append((raw, msg))
+            elif msg.actionable:
+                if taken < limit:
+                    picked.requests.append((raw, msg))
+            else:
+                picked.notes.append((raw, msg))
+        return picked
+
+    async def _start_task(self, task_id: str) -> Task | None:
+        """Start an assigned task; None when it is stale (finished, reassigned), gone, or
+        its record is corrupt (reported: it can never be started). Any other error (Redis
+        refusing the write, an outage) propagates: the actor restarts and the assignment,
+        still in flight, is handled again."""
+        try:
+            return await self.ctx.town.tasks.start(task_id, self.id)
+        except (InvalidTransitionError, NotFoundError):
+            return None
+        except MalformedRecordError as exc:
+            self.ctx.report(f"{self.name}: skipped the assignment of a corrupt task: {exc}")
+            event = self.ctx.store.event_op(
+                "malformed", agent=self.id, task=task_id, text=f"corrupt task: {exc}"[:300]
+            )
+            await self.ctx.store.run_ops([event])
+            return None
+
+    async def _run_cli(self, agent: Agent, prompt: str, task_id: str, round_no: int) -> RoundResult:
+        town, spec = self.ctx.town, self.spec
+        env = dict(self.ctx.agent_env)
+        env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
+        resume = agent.spawn_mode is SpawnMode.RESUMED
+        # The one place an MCP config will be handed to the CLI (issue 13): None for now.
+        mcp_config = None
+        argv = spec.round_argv(agent.session_id if resume else None, resume, mcp_config)
+        if not spec.prompt_on_stdin:
+            argv, prompt = [*argv, prompt], ""
+        runner = functools.partial(
+            run_cli,
+            argv,
+            prompt=prompt,
+            cwd=self.ctx.workdir(agent),
+            env=env,
+            log_path=town.root / ".tt" / "logs" / f"{agent.name}.log",
+            timeout=self.ctx.setting("runtime.round_timeout") or None,
+            kill_grace=self.ctx.setting("runtime.kill_grace"),
+            tail_bytes=int(self.ctx.setting("runtime.log_tail_bytes")),
+            stdout_bytes=STRUCTURED_STDOUT_BYTES if spec.format != "text" else None,
+            watch=spec.early_stop,
+            log_max_bytes=int(self.ctx.setting("runtime.log_max_bytes")),
+            log_keep=int(self.ctx.setting("runtime.log_keep")),
+            ledger=ProcessLedger(self.ctx.store).for_agent(self.id),  # reaped if we crash
+            round_no=round_no,
+        )
+        box: list[RoundResult] = []
+
+        async def go(task_status: trio.TaskStatus[RunningProcess]) -> None:
+            box.append(await runner(task_status=task_status))
+
+        async with trio.open_nursery() as nursery:
+            self.proc = await nursery.start(go)
+            if self.life.state is Life.PAUSED_ROUND:
+                self.proc.suspend()
+        return box[0]
+
+    async def _parent_results(self, agent: Agent) -> list[Task]:
+        if not agent.parent_agent_id or agent.spawn_mode.value != "forkedcontext":
+            return []
+        done = await self.ctx.town.tasks.list(
+            agent=agent.parent_agent_id, state=TaskState.COMPLETED
+        )
+        return done[-5:]
