@@ -347,11 +347,15 @@ class TownConfig:
             raise ConfigError(f"{self.path}: {exc}") from None
 
     def clis(self) -> dict[str, str]:
-        """Every CLI preset: built-ins overridden by ``[agent_clis.<name>]``."""
+        """Every CLI preset: built-ins overridden by ``[agent_clis.<name>]`` (except by
+        Rust Tinytown's own preset command, which its ``tt init`` writes into every town:
+        that keeps the preset of the same name here)."""
         out = dict(BUILTIN_CLIS)
         for name, entry in (self.data.get("agent_clis") or {}).items():
             command = entry.get("command") if isinstance(entry, dict) else entry
             if isinstance(command, str) and command.strip():
+                if name in BUILTIN_CLIS and legacy.is_rust_preset(name, command):
+                    continue
                 out[name] = command
         return out
 

@@ -283,6 +283,14 @@ def preset_for(cli: str, presets: Mapping[str, str]) -> str:
     return cli
 
 
+def is_rust_preset(name: str, command: str) -> bool:
+    """Whether ``command`` is Rust Tinytown's built-in command for preset ``name``."""
+    try:
+        return name in RUST_COMMANDS and shlex.split(command) == shlex.split(RUST_COMMANDS[name])
+    except ValueError:
+        return False
+
+
 # -- TINYTOWN_* variables ----------------------------------------------------------------
 
 def agent_id_from_env(env: Mapping[str, str] | None = None) -> str | None:

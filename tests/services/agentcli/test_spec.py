@@ -183,3 +183,18 @@ def test_early_stop_only_for_codex_waiting_for_network(config: TownConfig) -> No
     assert plain.message.endswith("): ERROR: Reconnecting... waiting for network (x)")
     assert codex.early_stop('{"type":"error","message":"Reconnecting... 2/5 (x)"}') is None
     assert config.cli_spec("claude").early_stop(samples.CODEX_WAITING) is None
+
+
+def test_a_rust_town_file_keeps_the_presets_and_its_keys_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "tinytown.toml").write_text(
+        'name = "t"\n'
+        '[agent_clis.claude]\nname = "claude"\n'
+        'command = "claude --print --dangerously-skip-permissions"\n'
+        '[agent_clis.aider]\nname = "aider"\ncommand = "aider --yes --no-auto-commits --message"\n'
+        '[agent_clis.codex]\nname = "codex"\ncommand = "codex exec --full-auto"\nworkdir = "."\n'
+    )
+    config = TownConfig.load(tmp_path)  # Rust's name/workdir/env keys are no error
+    assert config.clis()["claude"] == BUILTIN_CLIS["claude"]  # Rust's init wrote its own
+    assert config.cli_spec("claude").format == "claude-json"
+    assert config.clis()["aider"] == BUILTIN_CLIS["aider"]  # and its broken aider is fixed
+    assert config.clis()["codex"] == "codex exec --full-auto"  # a real override stays

@@ -34,6 +34,8 @@ TABLE_KEYS = (
     "rate_limit_patterns",
     "transient_patterns",
 )
+#: Keys Rust Tinytown writes there, accepted and not used.
+RUST_KEYS = ("name", "workdir", "env")
 
 _NO_NETWORK = "waiting for network"
 
@@ -173,7 +175,7 @@ def build(name: str, argv: list[str], table: Mapping[str, Any] | None = None) ->
     format, prompt and patterns. Raises :class:`CliSpecError` naming the bad key."""
     table = table or {}
     where = f"[agent_clis.{name}]"
-    unknown = sorted(set(table) - set(TABLE_KEYS))
+    unknown = sorted(set(table) - set(TABLE_KEYS) - set(RUST_KEYS))
     if unknown:
         raise CliSpecError(
             f"{where} has unknown key {unknown[0]!r}; known keys: {', '.join(TABLE_KEYS)}."
