@@ -3,6 +3,10 @@ the services: identity rules, errors as tool errors, spawn gating."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.townhall.conftest import Connect, data, error
 from tinytown.model import MessageType, TaskState
 from tinytown.model.ids import SUPERVISOR_ID
@@ -242,3 +246,63 @@ async def test_supervisor_tools(town: Town, hall: Connect) -> None:
         assert sent["recipients"] == 0  # nobody live any more
     assert (await town.tasks.get(made["id"])).state is TaskState.PENDING  # the kill gave it back
     assert (await town.agents.get(bob.id)).state.value == "cold"
+
+
+async def test_a_name_cached_for_a_pruned_agent_reaches_its_successor(
+    town: Town, hall: Connect
+) -> None:
+    ann = await (await town.spawn_agent("ann")).state()
+    await town.spawn_agent("bob")
+    async with hall(ann) as client:
+        data(await client.call_tool("send_message", {"to": "bob", "text": "first"}))
+        await town.lifecycle.kill("bob")
+        await town.messages.inbox("bob")
+        assert [a.name for a in await town.lifecycle.prune()] == ["bob"]
+        new_bob = await (await town.spawn_agent("bob")).state()
+        data(await client.call_tool("send_message", {"to": "bob", "text": "second"}))
+    queued, _ = await town.messages.inbox(new_bob.id)
+    assert [m.text for m in queued] == ["second"]
+
+
+async def test_round_trips_per_call(
+    town: Town, hall: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool call costs a few Redis round trips, not a process: counted at the client."""
+    ann = await (await town.spawn_agent("ann")).state()
+    await town.spawn_agent("bob")
+    task = await town.tasks.assign("ann", "count me")
+    await town.messages.send("ann", make_body("info", "a note"))
+    trips: list[str] = []
+    execute, pipeline = town.redis.execute, town.redis.pipeline
+
+    async def counted_execute(*args: Any, **kwargs: Any) -> Any:
+        if args[0] not in ("EVALSHA", "EVAL"):  # a script's call, counted by run_script
+            trips.append(str(args[0]))
+        return await execute(*args, **kwargs)
+
+    async def counted_pipeline(commands: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append("pipeline")
+        return await pipeline(commands, *args, **kwargs)
+
+    async def counted_script(*args: Any, **kwargs: Any) -> Any:
+        trips.append("script")
+        return await run_script(*args, **kwargs)
+
+    run_script = town.redis.run_script
+    monkeypatch.setattr(town.redis, "execute", counted_execute)
+    monkeypatch.setattr(town.redis, "pipeline", counted_pipeline)
+    monkeypatch.setattr(town.redis, "run_script", counted_script)
+    async with hall(ann) as client:
+        await client.call_tool("town_status", {})  # fills the name cache
+        for tool, arguments, most in (
+            ("get_task", {"task_id": task.id}, 1),
+            ("send_message", {"to": "bob", "text": "hi"}, 2),
+            ("send_message", {"to": "supervisor", "text": "hi"}, 2),
+            ("read_inbox", {}, 2),
+            ("backlog_add", {"description": "later"}, 1),
+            ("list_tasks", {"mine": True}, 2),
+            ("complete_task", {"task_id": task.id, "result": "ok"}, 5),
+        ):
+            trips.clear()
+            data(await client.call_tool(tool, arguments))
+            assert len(trips) <= most, (tool, trips)

@@ -14,11 +14,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from tinytown.errors import NotFoundError
 from tinytown.model import Agent, Message, TaskState, converter
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.mcpinbox import take_notes
 from tinytown.services.messages import make_body
-from tinytown.store import indexes
 from tinytown.townhall.caller import Caller, task_summary, tool_errors
 
 StateName = Literal["pending", "assigned", "running", "completed", "failed", "cancelled"]
@@ -55,6 +55,7 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
     @tool_errors
     async def town_status() -> dict[str, Any]:
         agents = await town.agents.list()
+        caller.remember(agents)
         tasks = await town.tasks.list()
         by_id = {t.id: t for t in tasks}
         holder = await town.runtime()
@@ -98,7 +99,7 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
         tasks = await town.tasks.list(
             state=TaskState(state) if state else None, tag=tag, agent=agent
         )
-        names = await _names(caller)
+        names = await caller.names(*(t.assigned_to for t in tasks[-limit:]))
         return {
             "total": len(tasks),
             "tasks": [task_summary(t, names) for t in tasks[-limit:]],
@@ -114,7 +115,7 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
     async def get_task(task_id: TaskId) -> dict[str, Any]:
         task = await town.tasks.resolve(task_id)
         record: dict[str, Any] = converter.unstructure(task)
-        names = await _names(caller)
+        names = await caller.names(task.assigned_to, task.assigned_by)
         record["assigned_to_name"] = names.get(task.assigned_to or "")
         record["assigned_by_name"] = names.get(task.assigned_by or "")
         return record
@@ -195,7 +196,16 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
                 )
                 ids.append(sent.id)
             return {"message_ids": ids, "recipients": [a.name for a in agents]}
-        message = await town.messages.send(target, body, urgent=urgent, sender=caller.agent_id)
+        recipient = await caller.id_of(target)
+        try:
+            message = await town.messages.send(
+                recipient, body, urgent=urgent, sender=caller.agent_id
+            )
+        except NotFoundError:
+            if recipient == target:
+                raise
+            caller.forget_names()  # that agent was pruned since: resolve the name afresh
+            message = await town.messages.send(target, body, urgent=urgent, sender=caller.agent_id)
         return {"message_id": message.id, "recipients": 1}
 
     @app.tool(
@@ -210,12 +220,13 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
     async def read_inbox(
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many.")] = 20,
     ) -> dict[str, Any]:
-        names = await _names(caller)
         if caller.agent is None:
             queued, _ = await town.messages.inbox(SUPERVISOR_ID)
-            return {"messages": [message_record(m, names) for m in queued[-limit:]]}
-        notes = await take_notes(town.store, caller.agent.id, limit)
-        return {"messages": [message_record(m, names) for m in notes]}
+            messages = queued[-limit:]
+        else:
+            messages = await take_notes(town.store, caller.agent.id, limit)
+        names = await caller.names(*(m.sender for m in messages))
+        return {"messages": [message_record(m, names) for m in messages]}
 
     @app.tool(
         description=(
@@ -270,11 +281,3 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
             handle = await town.spawn_agent(name, cli, role=role, parent=caller.agent_id)
             agent = await handle.state()
             return {"id": agent.id, "name": agent.name, "nickname": agent.nickname}
-
-
-async def _names(caller: Caller) -> dict[str, str]:
-    """Agent id -> name (and the supervisor), one round trip."""
-    index = await indexes.agent_index(caller.town.store)
-    names = {agent_id: name for name, agent_id in index.items()}
-    names[SUPERVISOR_ID] = "supervisor"
-    return names

@@ -19,6 +19,7 @@ from tinytown.errors import ReplyLostError, TinytownError
 from tinytown.model import Agent, Task
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.town import Town
+from tinytown.store import indexes
 from tinytown.store.client import ResponseError
 
 #: Longest a tool call waits (mostly for Redis to come back after an outage: the server's
@@ -35,6 +36,9 @@ class Caller:
 
     town: Town
     agent: Agent | None = None  # None: the supervisor
+    #: Agent id -> name, kept for the server's life (names never change; a new agent is
+    #: looked up when first seen), so most tools do not spend a round trip on names.
+    _names: dict[str, str] = attrs.field(factory=dict, init=False)
 
     @property
     def agent_id(self) -> str | None:
@@ -48,6 +52,36 @@ class Caller:
     @property
     def name(self) -> str:
         return self.agent.name if self.agent else "supervisor"
+
+    async def names(self, *ids: str | None) -> dict[str, str]:
+        """Agent id -> name (and the supervisor), read again only when one of ``ids`` is
+        unknown (one round trip then). Cancellable."""
+        if not self._names or any(i and i not in self._names for i in ids):
+            index = await indexes.agent_index(self.town.store)
+            self._names = {agent_id: name for name, agent_id in index.items()}
+            self._names[SUPERVISOR_ID] = "supervisor"
+            for gone in ids:  # pruned since: shown by id, not looked up again
+                if gone and gone not in self._names:
+                    self._names[gone] = gone
+        return self._names
+
+    async def id_of(self, ref: str) -> str:
+        """The id of the agent named exactly ``ref`` when the name cache knows it (no round
+        trip: a send to an id checks inside its own atomic script that the agent still
+        exists), else ``ref`` itself for the services to resolve."""
+        wanted = ref.strip()
+        for agent_id, name in self._names.items():
+            if name == wanted and agent_id != SUPERVISOR_ID and agent_id != name:
+                return agent_id
+        return ref
+
+    def remember(self, agents: list[Agent]) -> None:
+        """Refresh the name cache from a full agent list a tool read anyway."""
+        self._names = {a.id: a.name for a in agents}
+        self._names[SUPERVISOR_ID] = "supervisor"
+
+    def forget_names(self) -> None:
+        self._names = {}
 
     def own_task(self, task: Task, verb: str) -> None:
         """Refuse (ToolError) to ``verb`` a task that is not this agent's; the supervisor
@@ -104,9 +138,3 @@ def task_summary(task: Task, names: dict[str, str]) -> dict[str, Any]:
         "assigned_to": names.get(task.assigned_to or "", task.assigned_to),
         "result": task.result,
     }
-
-
-def agent_names(agents: list[Agent]) -> dict[str, str]:
-    names = {a.id: a.name for a in agents}
-    names[SUPERVISOR_ID] = "supervisor"
-    return names

@@ -9,9 +9,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 
 from tinytown.errors import TinytownError
 from tinytown.model import converter
-from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.eventformat import event_line, shown
-from tinytown.store import indexes
 from tinytown.townhall.caller import Caller
 
 TASKS_URI = "tinytown://tasks/current"
@@ -53,10 +51,8 @@ def register_resources(app: MCPServer, caller: Caller) -> None:
     async def recent_events() -> str:
         try:
             events = await town.messages.recent_events(RECENT_EVENTS)
-            index = await indexes.agent_index(town.store)
+            names = await caller.names(*(e.agent for e in events))
         except TinytownError as exc:
             raise ResourceError(str(exc)) from None
-        names = {agent_id: name for name, agent_id in index.items()}
-        names[SUPERVISOR_ID] = "supervisor"
         lines = [event_line(e, names) for e in events if shown(e)]
         return "\n".join(lines) + "\n" if lines else "(no events yet)\n"
