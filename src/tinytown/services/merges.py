@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 from pathlib import Path
 
 import attrs
@@ -226,6 +227,8 @@ async def _run_check(
         try:
             done = await trio.run_process(
                 argv,
+                start_new_session=True,  # its own group: a cancel kills its children too
+                deliver_cancel=_kill_group,
                 cwd=scratch,
                 env=env,
                 stdin=b"",
@@ -250,6 +253,13 @@ async def _run_check(
     return MergeOutcome(
         "check-failed", branch, base, f"{text}: {last[:200]}" if last else text, output=output
     )
+
+
+async def _kill_group(process: trio.Process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 async def _root_blocks(root: Path, base: str, old: str, new: str) -> str | None:

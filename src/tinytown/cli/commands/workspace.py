@@ -8,7 +8,6 @@ from typing import Any
 from tinytown.cli.commands.agents import AGENT_HELP, seconds
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, record
-from tinytown.errors import TinytownError
 from tinytown.services.merge_requests import position_text
 from tinytown.services.merges import MergeOutcome
 
@@ -124,13 +123,13 @@ async def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
             ctx.out.line(position_text(q.request, q.position, q.new, running))
         return 0
     if not running:
-        raise TinytownError(
-            f"Town {town.name} is not running; 'tt run' works the merge queue"
-            " (the requests stay queued)."
-        )
+        ctx.out.warn(f"Town {town.name} is not running; waiting for 'tt run' to merge.")
     results = []
     for q in queued:
-        fields = await service.wait_merged(q.request, after, timeout=args.timeout)
+        # a request queued earlier (kept its place) may have finished before this
+        # command started: look from the start of the event stream for it
+        since = after if q.new else "0-0"
+        fields = await service.wait_merged(q.request, since, timeout=args.timeout)
         results.append(fields)
         if not ctx.json:
             ctx.out.line(f"{fields.get('status')}: {fields.get('text')}.")
