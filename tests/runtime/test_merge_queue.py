@@ -220,3 +220,15 @@ async def test_agents_run_in_their_own_worktrees(gtown: Town, repo: Path) -> Non
         assert f"cwd={repo / '.tt' / 'worktrees' / name}" in log
     assert (repo / "shared.txt").read_text() == "one\ntwo\nthree\n"
     assert git(repo, "log", "-1", "--format=%s", "main") == "initial"
+
+
+async def test_scope_is_relative_to_the_worktree(gtown: Town, repo: Path) -> None:
+    ctx = Context(gtown)
+    agent = await gtown.agents.spawn("alice", worktree=True, scope="sub")
+    worktree = repo / ".tt" / "worktrees" / "alice"
+    assert ctx.workdir(agent) == worktree  # no such directory in the worktree: its top
+    (worktree / "sub").mkdir()
+    assert ctx.workdir(agent) == worktree / "sub"
+    (repo / "only-at-root").mkdir()
+    other = await gtown.agents.spawn("bob", worktree=True, scope="only-at-root")
+    assert ctx.workdir(other) == repo / ".tt" / "worktrees" / "bob"

@@ -331,3 +331,73 @@ async def test_town_lock_serialises_and_a_cancelled_wait_lets_go(repo: Path) -> 
     with trio.fail_after(5):  # the abandoned waiter did not keep the lock
         async with town_lock(repo):
             pass
+
+
+async def test_push_only_when_configured(gtown: Town, repo: Path) -> None:
+    remote = repo.parent / "remote.git"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    pushed = git(remote, "rev-parse", "main")
+    agent = await gtown.agents.spawn("alice", worktree=True)
+    path = repo / agent.worktree  # type: ignore[operator]
+    first = commit_file(path, "one.txt", "1\n", "one")
+    assert (await gtown.workspaces.merge_now("alice")).status == "merged"
+    assert git(remote, "rev-parse", "main") == pushed  # push = false: the remote is untouched
+    set_config(gtown, "workspace.push", "true")
+    second = commit_file(path, "two.txt", "2\n", "two")
+    outcome = await gtown.workspaces.merge_now("alice")
+    assert outcome.text.endswith("; pushed main to origin")
+    assert git(remote, "rev-parse", "main") == second != first
+
+
+async def test_base_moved_during_the_check_is_merged_again_never_overwritten(
+    gtown: Town, repo: Path
+) -> None:
+    # The check moves the base once (as a person committing meanwhile would): the
+    # compare-and-swap refuses the stale landing and the merge is done again on top.
+    marker = repo.parent / "moved-once"
+    script = (
+        "import os, subprocess, sys\n"
+        "if not os.path.exists(sys.argv[1]):\n"
+        "    open(sys.argv[1], 'w').close()\n"
+        "    subprocess.run(['git', '-C', sys.argv[2], 'commit', '-q', '--allow-empty',"
+        " '-m', 'moved during the check'], check=True)"
+    )
+    set_config(gtown, "workspace.check", f'{sys.executable} -c "{script}" {marker} {repo}')
+    agent = await gtown.agents.spawn("alice", worktree=True)
+    commit_file(repo / agent.worktree, "feature.txt", "feature\n", "add feature")  # type: ignore[operator]
+    outcome = await gtown.workspaces.merge_now("alice")
+    assert outcome.status == "merged", outcome
+    assert git(repo, "log", "-1", "--format=%s", "main^1") == "moved during the check"
+    assert (repo / "feature.txt").exists()
+
+
+async def test_a_failed_rescue_deletes_nothing(
+    gtown: Town, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = await gtown.agents.spawn("alice", worktree=True)
+    path = repo / agent.worktree  # type: ignore[operator]
+    (path / "wip.txt").write_text("work\n")
+
+    async def broken(*args: object) -> str:
+        raise RuntimeError("injected: the rescue ref could not be written")
+
+    monkeypatch.setattr(workspaces, "_save", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        await workspaces.remove(gtown.config, agent, force=True)
+    assert (path / "wip.txt").read_text() == "work\n"
+    assert "tt/alice" in git(repo, "branch", "--list")
+
+
+async def test_summary_line_for_status(gtown: Town, repo: Path) -> None:
+    agent = await gtown.agents.spawn("alice", worktree=True)
+    commit_file(repo / agent.worktree, "one.txt", "1\n", "one")  # type: ignore[operator]
+    (repo / agent.worktree / "wip.txt").write_text("w\n")  # type: ignore[operator]
+    line = await gtown.workspaces.summary(agent)
+    assert line == ".tt/worktrees/alice on tt/alice: ahead 1, dirty 1 file"
+    assert await gtown.workspaces.summary(await gtown.agents.spawn("bob")) is None
+    gtown.config.set("workspace.base", "nope")
+    assert "[workspace] base 'nope' is not a local branch" in (
+        await gtown.workspaces.summary(agent) or ""
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from tinytown.errors import InvalidInputError
+from tinytown.errors import InvalidInputError, TinytownError
 from tinytown.model import Agent
 from tinytown.services import control, merges, workspaces
 from tinytown.services.agents import AgentService
@@ -54,6 +54,18 @@ class WorkspaceService:
         found = await workspaces.state(self.config, agent)
         assert found is not None
         return found
+
+    async def summary(self, agent: Agent) -> str | None:
+        """One line for ``tt status``: ``.tt/worktrees/alice on tt/alice: ahead 1, dirty
+        2 files`` (None for an agent without a worktree; git trouble is said in the line,
+        never raised). Four git calls."""
+        if not agent.worktree:
+            return None
+        try:
+            found = await workspaces.state(self.config, agent)
+        except TinytownError as exc:
+            return f"{agent.worktree} on {agent.branch}: {exc}"
+        return f"{agent.worktree} on {agent.branch}: {found.describe() if found else '?'}"
 
     async def diff(self, ref: str, *, stat: bool = False) -> str:
         """The agent's committed and uncommitted changes against the base (``git diff``)."""
