@@ -5,6 +5,10 @@ redis-py's asyncio client does not run on trio, and a thread per command costs ~
 command packing and reply parsing; it only owns the socket (store/connection.py) and
 the pool (here).
 
+Outside a trio run (a one-shot command driven by store/oneshot.py) the pool opens
+blocking connections instead (store/blocking.py): the same commands, retries and errors,
+with ``async`` methods that never suspend, and trio is not imported at all.
+
 Cancellation: a command cancelled half-way leaves its connection in an unknown state,
 so that connection is closed rather than returned to the pool. Nothing is half-read.
 
@@ -20,19 +24,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import trio
 
 from tinytown.errors import RedisUnavailableError, ReplyLostError
-from tinytown.store.connection import Address, Arg, Connection, ResponseError
+from tinytown.store.blocking import BlockingConnection
+from tinytown.store.resp import IDEMPOTENT, Address, Arg, ResponseError, is_idempotent
+
+if TYPE_CHECKING:
+    import trio
+
+    from tinytown.store.connection import Connection
 
 __all__ = [
     "IDEMPOTENT",
     "Address",
     "Arg",
+    "BlockingConnection",
     "Connection",
     "Redis",
     "ResponseError",
@@ -40,40 +51,39 @@ __all__ = [
     "is_idempotent",
 ]
 
-#: Commands that may run twice with the same effect and the same reply: read-only ones
-#: (MULTI/EXEC only group the commands they wrap). Only these are retried after a lost
-#: reply; everything else raises ReplyLostError then.
-IDEMPOTENT = frozenset(
-    {
-        "PING", "ECHO", "TIME", "DBSIZE", "INFO",
-        "GET", "MGET", "STRLEN", "EXISTS", "TYPE", "TTL", "PTTL", "SCAN",
-        "HGET", "HMGET", "HGETALL", "HKEYS", "HVALS", "HLEN", "HEXISTS", "HSCAN",
-        "LRANGE", "LLEN", "LINDEX", "LPOS",
-        "SCARD", "SMEMBERS", "SISMEMBER", "SSCAN",
-        "ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZCARD", "ZSCORE", "ZRANK", "ZCOUNT",
-        "XRANGE", "XREVRANGE", "XLEN", "XREAD",
-        "MULTI", "EXEC", "DISCARD",
-    }
-)  # fmt: skip
-#: Read-only subcommands of admin commands.
-IDEMPOTENT_SUB = frozenset(
-    {
-        ("CONFIG", "GET"), ("SCRIPT", "EXISTS"),
-        ("CLIENT", "ID"), ("CLIENT", "LIST"), ("CLIENT", "INFO"), ("CLIENT", "GETNAME"),
-    }
-)  # fmt: skip
+
+class Link(Protocol):
+    """A connection of either kind (trio's :class:`Connection`, :class:`BlockingConnection`)."""
+
+    broken: bool
+
+    async def execute(self, *args: Arg) -> Any: ...
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]: ...
+    async def send(self, *args: Arg) -> None: ...
+    async def read_reply(self) -> Any: ...
+    def peer_closed(self) -> bool: ...
+    def close_now(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
-def is_idempotent(command: Sequence[Arg]) -> bool:
-    """Whether ``command`` may safely run again after its reply was lost."""
-    name = _upper(command[0])
-    if name in IDEMPOTENT:
-        return True
-    return len(command) > 1 and (name, _upper(command[1])) in IDEMPOTENT_SUB
+def in_trio() -> bool:
+    """Whether this thread runs inside ``trio.run`` (without importing trio)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
-def _upper(arg: Arg) -> str:
-    return (arg.decode() if isinstance(arg, bytes) else str(arg)).upper()
+def __getattr__(name: str) -> Any:
+    if name == "Connection":  # imports trio: only when asked for
+        from tinytown.store.connection import Connection
+
+        return Connection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @attrs.frozen
@@ -126,10 +136,20 @@ class Redis:
         self.address = Address.from_url(url)
         self.reconnect = reconnect
         self.max_idle = max_idle
-        self._idle: list[Connection] = []
+        self._idle: list[Link] = []
         self._closed = False
         self._outage = False  # a failure since the last success
-        self.reconnected = trio.Event()  # replaced after each successful reconnect
+        self._reconnected: trio.Event | None = None  # made when first asked for
+
+    @property
+    def reconnected(self) -> trio.Event:
+        """Set (then replaced) after each successful reconnect; made on first use, so a
+        one-shot command never imports trio for it."""
+        if self._reconnected is None:
+            import trio
+
+            self._reconnected = trio.Event()
+        return self._reconnected
 
     async def execute(self, *args: Arg, idempotent: bool | None = None) -> Any:
         """Run one command; ``idempotent`` overrides :func:`is_idempotent`.
@@ -154,7 +174,7 @@ class Redis:
             return []
         retry = all(is_idempotent(c) for c in commands) if idempotent is None else idempotent
 
-        async def call(conn: Connection) -> list[Any]:
+        async def call(conn: Link) -> list[Any]:
             replies = await conn.pipeline(commands)
             refused = [r for r in replies if isinstance(r, ResponseError) and _not_run(r)]
             if refused and len(refused) == len(replies):
@@ -187,7 +207,7 @@ class Redis:
             )
 
     @contextlib.asynccontextmanager
-    async def dedicated(self) -> AsyncIterator[Connection]:
+    async def dedicated(self) -> AsyncIterator[Link]:
         """A connection of one's own, for blocking commands and pub/sub; closed afterwards.
 
         Never retries: the caller handles :class:`RedisUnavailableError`. Opening waits
@@ -206,22 +226,30 @@ class Redis:
         for conn in idle:
             await conn.aclose()
 
-    async def _connect(self) -> Connection:
+    async def _connect(self) -> Link:
         delay = 0.05
         while True:
             try:
+                if not in_trio():
+                    return await BlockingConnection.open(self.address)
+                from tinytown.store.connection import Connection
+
                 return await Connection.open(self.address)
             except RedisUnavailableError:
                 if not self.reconnect or self._closed:
                     raise
                 self._outage = True
-            await trio.sleep(delay)
+            await _pause(delay)
             delay = min(delay * 2, 2.0)
 
-    async def _acquire(self) -> Connection:
+    async def _acquire(self) -> Link:
         """A pooled connection the server has not closed, or a new one."""
+        blocking = not in_trio()
         while self._idle:
             conn = self._idle.pop()
+            if isinstance(conn, BlockingConnection) != blocking:
+                conn.close_now()  # made outside trio, now inside (or back): never mixed
+                continue
             if not conn.peer_closed():
                 return conn
             # Closed while idle (server restart, CLIENT KILL, timeout): the command has
@@ -263,19 +291,30 @@ class Redis:
                 self._release(conn)
                 if self._outage:
                     self._outage = False
-                    self.reconnected.set()
-                    self.reconnected = trio.Event()
+                    if self._reconnected is not None:  # nobody holds one otherwise
+                        self._reconnected.set()
+                        self._reconnected = None
                 return result
-            await trio.sleep(delay)
+            await _pause(delay)
             delay = min(delay * 2, 2.0)
 
-    def _release(self, conn: Connection) -> None:
+    def _release(self, conn: Link) -> None:
         if conn.broken or self._closed or len(self._idle) >= self.max_idle:
-            # Not kept: close the socket now (aclose would need an await here).
-            if isinstance(conn.stream, trio.SocketStream):
-                conn.stream.socket.close()
+            conn.close_now()  # not kept (aclose would need an await here)
             return
         self._idle.append(conn)
+
+
+async def _pause(delay: float) -> None:
+    """The backoff between retries: trio's sleep inside trio, a blocking one outside."""
+    if in_trio():
+        import trio
+
+        await trio.sleep(delay)
+    else:
+        import time
+
+        time.sleep(delay)
 
 
 def _not_run(exc: ResponseError) -> bool:

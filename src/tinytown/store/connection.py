@@ -1,4 +1,5 @@
-"""One connection to Redis: where the server is (Address), the socket, RESP by hiredis.
+"""One connection to Redis on trio: the socket, RESP by hiredis (store/resp.py). The
+blocking twin for one-shot commands is store/blocking.py.
 
 A connection runs one command (or pipeline) at a time. It tells the two failures apart
 that decide whether a command may be tried again (see store/client.py): raising
@@ -19,59 +20,22 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-import hiredis
 import trio
 
-from tinytown.errors import RedisUnavailableError, ReplyLostError
+from tinytown.errors import RedisUnavailableError
+from tinytown.store.resp import (
+    Address,
+    Arg,
+    ResponseError,
+    first_reply,
+    login_failed,
+    pack,
+    reader,
+    reply_lost,
+    unreachable,
+)
 
-Arg = str | bytes | int | float
-
-
-class ResponseError(Exception):
-    """Redis answered a command with an error reply."""
-
-
-@attrs.frozen
-class Address:
-    """Where a Redis server is and how to log in."""
-
-    path: str | None = None
-    host: str = "localhost"
-    port: int = 6379
-    tls: bool = False
-    username: str | None = None
-    password: str | None = attrs.field(default=None, repr=False)
-    db: int = 0
-
-    @classmethod
-    def from_url(cls, url: str) -> Address:
-        if url.startswith("unix://") and "?" not in url and "@" not in url:
-            # The embedded server's URL: skip importing redis-py (~0.2 s of `tt` start-up).
-            return cls(path=url[len("unix://") :])
-        # Everything else (auth, TLS, db, query options) through redis-py's parser.
-        from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
-
-        try:
-            opts = parse_url(url)
-        except ValueError as exc:
-            raise RedisUnavailableError(f"Invalid Redis URL: {exc}.") from exc
-        conn_cls = opts.get("connection_class")
-        return cls(
-            path=opts.get("path") if conn_cls is UnixDomainSocketConnection else None,
-            host=opts.get("host") or "localhost",
-            port=int(opts.get("port") or 6379),
-            tls=conn_cls is SSLConnection,
-            username=opts.get("username"),
-            password=opts.get("password"),
-            db=int(opts.get("db") or 0),
-        )
-
-    def describe(self) -> str:
-        """The address without credentials, for messages."""
-        if self.path:
-            return f"unix://{self.path}"
-        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+__all__ = ["Address", "Arg", "Connection", "ResponseError"]
 
 
 class Connection:
@@ -80,7 +44,7 @@ class Connection:
     def __init__(self, stream: trio.abc.Stream, address: Address) -> None:
         self.stream = stream
         self.address = address
-        self.reader = hiredis.Reader(replyError=ResponseError, encoding="utf-8", errors="replace")
+        self.reader = reader()
         self.broken = False
 
     @classmethod
@@ -96,30 +60,15 @@ class Connection:
             else:
                 stream = await trio.open_tcp_stream(address.host, address.port)
         except (OSError, trio.BrokenResourceError) as exc:
-            why = getattr(exc, "strerror", None) or exc
-            raise RedisUnavailableError(
-                f"Cannot reach Redis at {address.describe()}: {why}."
-            ) from exc
+            raise unreachable(address, exc) from exc
         conn = cls(stream, address)
         try:
-            if address.password:
-                auth = (
-                    [address.username, address.password] if address.username else [address.password]
-                )
-                await conn.execute("AUTH", *auth)
-            if address.db:
-                await conn.execute("SELECT", address.db)
-        except ResponseError as exc:
-            await conn.aclose()
-            raise RedisUnavailableError(
-                f"Redis at {address.describe()} refused the login: {exc}."
-            ) from exc
-        except RedisUnavailableError as exc:
+            for command in address.login():
+                await conn.execute(*command)
+        except (ResponseError, RedisUnavailableError) as exc:
             # Nothing of the caller's command was sent: a plain connect failure.
             await conn.aclose()
-            raise RedisUnavailableError(
-                f"Lost the connection to Redis at {address.describe()} while logging in."
-            ) from exc
+            raise login_failed(address, exc) from exc
         except BaseException:
             await conn.aclose()
             raise
@@ -131,10 +80,7 @@ class Connection:
         Raises :class:`RedisUnavailableError` when the command was not sent, and its
         subclass :class:`ReplyLostError` when it was sent but the reply never came.
         """
-        (reply,) = await self._roundtrip([args])
-        if isinstance(reply, ResponseError):
-            raise reply
-        return reply
+        return first_reply(await self._roundtrip([args]))
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Send many commands in one write; return every reply (errors as values).
@@ -146,7 +92,7 @@ class Connection:
     async def send(self, *args: Arg) -> None:
         """Write one command without reading a reply (pub/sub). Cancellation may leave it
         half-written: the connection must then be closed."""
-        await self._write(_pack(args))
+        await self._write(pack(args))
 
     async def read_reply(self) -> Any:
         """Read the next reply (used for pub/sub pushes). Cancellation breaks the connection."""
@@ -170,13 +116,13 @@ class Connection:
     async def _roundtrip(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         if self.broken:
             raise RedisUnavailableError("Redis connection is broken.")
-        payload = b"".join(_pack(c) for c in commands)
+        payload = b"".join(pack(c) for c in commands)
         try:
             await self._write(payload)
         except RedisUnavailableError as exc:
             if len(commands) > 1:
                 # Part of a pipeline may have arrived (and run) before the write failed.
-                raise _reply_lost(exc) from exc
+                raise reply_lost(exc) from exc
             # One command whose bytes did not all go out cannot have run.
             raise
         except BaseException:
@@ -186,7 +132,7 @@ class Connection:
             return [await self._read_one() for _ in commands]
         except RedisUnavailableError as exc:
             self.broken = True
-            raise _reply_lost(exc) from exc
+            raise reply_lost(exc) from exc
         except BaseException:
             # Cancelled mid-command: the reply stream is out of step; drop it.
             self.broken = True
@@ -212,22 +158,17 @@ class Connection:
                 raise RedisUnavailableError("Redis closed the connection.")
             self.reader.feed(bytes(data))
 
+    def close_now(self) -> None:
+        """Close the socket at once (no await: for a connection not kept in the pool)."""
+        self.broken = True
+        if isinstance(self.stream, trio.SocketStream):
+            self.stream.socket.close()
+
     async def aclose(self) -> None:
         self.broken = True
         with trio.CancelScope(shield=True):
             with contextlib.suppress(Exception):
                 await self.stream.aclose()
-
-
-def _reply_lost(exc: RedisUnavailableError) -> ReplyLostError:
-    return ReplyLostError(
-        f"Lost the connection to Redis before a reply ({str(exc).rstrip('.')}):"
-        " the command may or may not have run."
-    )
-
-
-def _pack(command: Sequence[Arg]) -> bytes:
-    return hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
 
 
 async def _open_unix(path: str) -> trio.SocketStream:

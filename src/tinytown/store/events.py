@@ -14,10 +14,9 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
-import trio
 
 from tinytown.errors import RedisUnavailableError
-from tinytown.store.client import Connection, Redis
+from tinytown.store.client import Link, Redis
 
 #: Entries read per XREAD / XRANGE.
 PAGE = 500
@@ -128,6 +127,8 @@ class EventStream:
         Cancellable at any point (while blocked, reconnecting or yielding); the
         connection is closed.
         """
+        import trio  # following is long-lived: it always runs under trio
+
         last = since
         delay = RETRY_MIN
         while True:
@@ -153,6 +154,6 @@ class EventStream:
             delay = min(delay * 2, RETRY_MAX)
 
 
-async def _last_id(conn: Connection, key: str) -> str:
+async def _last_id(conn: Link, key: str) -> str:
     reply = await conn.execute("XREVRANGE", key, "+", "-", "COUNT", 1)
     return reply[0][0] if reply else "0-0"

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from tinytown.store.records import Op, Store
 from tinytown.store.scripts import HEARTBEAT, TAKE
+
+if TYPE_CHECKING:
+    import trio
 
 #: Move up to ARGV[1] requests from the control list (KEYS[1]) to the claimed list
 #: (KEYS[2]), oldest first; return them. The same move as an agent's TAKE: a request is

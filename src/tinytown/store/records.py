@@ -13,10 +13,9 @@ from __future__ import annotations
 import collections
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import trio
 
 from tinytown.errors import MalformedRecordError, ReplyLostError
 from tinytown.model import Message, dumps, loads, now
@@ -24,6 +23,9 @@ from tinytown.store.client import Arg, Redis
 from tinytown.store.events import EventStream
 from tinytown.store.keys import Keys
 from tinytown.store.scripts import APPLY
+
+if TYPE_CHECKING:
+    import trio
 
 T = TypeVar("T")
 Op = list[str]
