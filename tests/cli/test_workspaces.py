@@ -71,6 +71,9 @@ def test_spawn_worktree_diff_and_status(tt: TtRunner, repo: Path) -> None:
     assert "feature.txt" in stat and "2 files changed" in stat
     ok(tt("spawn", "bob"))
     assert "has no worktree" in refused(tt("diff", "bob"))
+    # the repository tracks tinytown.toml, so the worktree has a copy: still the same town
+    assert (path / "tinytown.toml").is_file()
+    assert f"Root:    {repo}\n" in ok(tt("status", cwd=path))
     ok(tt("spawn", "carol", "--worktree"))
     assert ok(tt("diff", "carol")) == "No changes against the base.\n"
 
