@@ -67,3 +67,10 @@ def test_env_per_kind() -> None:
 def test_prompt_note_names_real_tools() -> None:
     named = set(re.findall(r"\b[a-z]+_[a-z_]+\b", mcpwiring.MCP_PROMPT_NOTE))
     assert named and named <= AGENT_TOOLS
+
+
+def test_the_repl_refuses_tt_mcp() -> None:
+    from tinytown.repl.commands import refusal
+
+    refused = refusal(["mcp", "--http"])
+    assert refused is not None and "run 'tt mcp' in a shell" in refused

@@ -29,6 +29,7 @@ REFUSED = {
     "run": "The REPL cannot host the town; use 'tt run' in a shell, or 'run --detach' here.",
     "init": "This town exists already; run 'tt init' in a shell to make another.",
     "down": "'down' would stop the town this REPL is on; leave (Ctrl-D), then 'tt down'.",
+    "mcp": "The MCP server needs the terminal's stdin or a port; run 'tt mcp' in a shell.",
 }
 
 
