@@ -401,3 +401,35 @@ async def test_summary_line_for_status(gtown: Town, repo: Path) -> None:
     assert "[workspace] base 'nope' is not a local branch" in (
         await gtown.workspaces.summary(agent) or ""
     )
+
+
+async def test_a_check_past_the_round_timeout_fails_and_its_group_is_killed(
+    gtown: Town, repo: Path
+) -> None:
+    pids = repo.parent / "pids"
+    # the check starts a child (as pytest or make would) and both hang
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "time.sleep(60)"
+    )
+    set_config(gtown, "workspace.check", f'{sys.executable} -c "{script}" {pids}')
+    set_config(gtown, "runtime.round_timeout", "2")
+    agent = await gtown.agents.spawn("alice", worktree=True)
+    commit_file(repo / agent.worktree, "feature.txt", "feature\n", "add feature")  # type: ignore[operator]
+    before = git(repo, "rev-parse", "main")
+    outcome = await gtown.workspaces.merge_now("alice")
+    assert outcome.status == "check-failed" and outcome.text.endswith("timed out")
+    assert git(repo, "rev-parse", "main") == before
+    for pid in map(int, pids.read_text().split()):
+        with trio.fail_after(5):
+            while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+                await trio.sleep(0.02)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"
