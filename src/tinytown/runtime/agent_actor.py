@@ -57,6 +57,7 @@ class AgentActor(RoundGates):
         self.failed_rounds = 0
         self.transient_rounds = 0
         self.retry_at: float | None = None
+        self._noted: str | None = None
         self.mailbox = Mailbox(ctx, agent_id, lambda: self.name)
 
     # -- one run -----------------------------------------------------------------------

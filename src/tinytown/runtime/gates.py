@@ -142,5 +142,3 @@ class RoundGates(RoundRunner):
         if over is None:
             return None
         return Pause(f"budget: {over}", "budget", budgets.advice(over, self.name))
-
-    _noted: str | None = None  # the reason last written for a wait

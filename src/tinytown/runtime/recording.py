@@ -80,6 +80,7 @@ class RoundRecorder:
     failed_rounds: int  # final failures in a row: a failing CLI backs off
     transient_rounds: int  # transient failures in a row
     retry_at: float | None  # trio time before which no round starts (transient backoff)
+    _noted: str | None  # the wait reason last written on the record
 
     async def _change(self, fn: Change, verb: str, extra_ops: Sequence[Op] = ()) -> Agent:
         raise NotImplementedError
@@ -145,6 +146,7 @@ class RoundRecorder:
             spent=spent,
             waiting=waiting,
         )
+        self._noted = waiting  # already on the record: the wait that follows need not write it
         return _without(held, done), settled
 
     def _after(self, report: RoundReport, final_failure: bool) -> tuple[str | None, Pause | None]:
