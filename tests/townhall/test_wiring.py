@@ -60,8 +60,10 @@ async def test_codex_gets_the_same_server_as_toml_overrides(town: Town) -> None:
 
 def test_env_per_kind() -> None:
     path = Path("/town/.tt/mcp/ann.json")
-    assert mcpwiring.mcp_env("gemini", path) == {"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(path)}
-    assert mcpwiring.mcp_env("claude", path) == mcpwiring.mcp_env("codex", path) == {}
+    for kind in ("gemini", "gemini-json", "gemini-safe"):
+        assert mcpwiring.mcp_env(kind, path) == {"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(path)}
+    for kind in ("claude", "claude-json", "codex", "codex-jsonl", "text"):
+        assert mcpwiring.mcp_env(kind, path) == {}
 
 
 def test_prompt_note_names_real_tools() -> None:

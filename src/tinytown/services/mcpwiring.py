@@ -83,9 +83,10 @@ def read_entry(path: Path) -> dict[str, Any]:
 
 
 def mcp_env(kind: str, path: Path) -> dict[str, str]:
-    """Environment a round of a CLI of ``kind`` needs to find the server file: gemini
-    reads its settings (``mcpServers`` included) from ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``;
-    the others take flags (nothing here)."""
-    if kind == "gemini":
+    """Environment a round of a CLI of ``kind`` (a preset name or a CLI spec format, e.g.
+    ``gemini`` or ``gemini-json``) needs to find the server file: gemini reads its settings
+    (``mcpServers`` included) from ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``; the others take
+    flags (nothing here)."""
+    if kind.split("-")[0] == "gemini":
         return {"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(path)}
     return {}
