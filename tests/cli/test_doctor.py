@@ -11,6 +11,7 @@ import pytest
 
 from tests.cli.clihelp import RunIn
 from tests.services.doctor_shims import install_shims
+from tinytown.services.town import Town
 
 ROOT = os.geteuid() == 0
 
@@ -40,14 +41,19 @@ def env(tmp_path: Path) -> dict[str, str | None]:
 
 
 @pytest.fixture
-def three(tt_in: RunIn, town_dir: Path, env: dict[str, str | None]) -> Path:
-    for name, cli in (("ann", "claude"), ("cody", "codex"), ("gem", "gemini")):
-        spawned = tt_in("spawn", name, "--cli", cli, cwd=town_dir, env=env)
-        assert spawned.returncode == 0, spawned.stderr
+async def three(
+    town_dir: Path, env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The town with ann (claude), cody (codex) and gem (gemini), spawned through the API
+    (quicker than three `tt` processes; `tt spawn` has its own test below)."""
+    monkeypatch.setenv("PATH", str(env["PATH"]))
+    async with await Town.connect(town_dir) as town:
+        for name, cli in (("ann", "claude"), ("cody", "codex"), ("gem", "gemini")):
+            await town.spawn_agent(name, cli)
     return town_dir
 
 
-def test_doctor_reports_each_cli_not_logged_in(
+async def test_doctor_reports_each_cli_not_logged_in(
     tt_in: RunIn, three: Path, env: dict[str, str | None], tmp_path: Path
 ) -> None:
     done = tt_in("doctor", cwd=three, env=env)
@@ -79,7 +85,7 @@ def test_doctor_reports_each_cli_not_logged_in(
     assert logins == {"claude (ann)": "FAIL", "codex (cody)": "FAIL", "gemini (gem)": "FAIL"}
 
 
-def test_doctor_passes_when_everything_is_set_up(
+async def test_doctor_passes_when_everything_is_set_up(
     tt_in: RunIn, three: Path, env: dict[str, str | None]
 ) -> None:
     ready = {**env, "FAKE_LOGGED_IN": "1", "GEMINI_API_KEY": "k", "IS_SANDBOX": "1"}
@@ -89,7 +95,7 @@ def test_doctor_passes_when_everything_is_set_up(
     assert done.stdout.splitlines()[-1].endswith("nothing blocks the agents' work.")
 
 
-def test_doctor_for_some_agents_and_bad_input(
+async def test_doctor_for_some_agents_and_bad_input(
     tt_in: RunIn, three: Path, env: dict[str, str | None]
 ) -> None:
     done = tt_in("doctor", "cody", "--json", cwd=three, env=env)

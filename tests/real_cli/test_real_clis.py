@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import trio
 
@@ -116,7 +117,7 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
     try:
         async with await Town.connect(town_dir) as town:
             started = trio.current_time()
-            agents = await eventually(lambda: _settled(town), timeout=150, step=0.5)
+            agents = cast(list[Agent], await eventually(lambda: _settled(town), 150, 0.5))
             took = trio.current_time() - started
             tasks = await town.tasks.list()
     finally:
@@ -126,7 +127,7 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
         except subprocess.TimeoutExpired:
             town_proc.kill()
             out, _ = town_proc.communicate()
-    by_name = {a.name: a for a in agents}  # type: ignore[union-attr]
+    by_name = {a.name: a for a in agents}
     for agent in by_name.values():  # what each real CLI said, in the test's output
         print(f"{agent.name} ({agent.cli}): {agent.state.value}, {agent.state_reason}")
     words = {

@@ -6,9 +6,12 @@ recorded in docs/agents.md#troubleshooting): ``--version``, ``claude auth status
 reach a model in the real CLI (a non-empty prompt, any other gemini call) is appended to
 ``$FAKE_PAID_CALLS``, so a test can prove the doctor made no paid call.
 
-Environment: ``FAKE_LOGGED_IN=1`` logs claude and codex in; ``FAKE_HANG=1`` makes the
-login questions hang after writing the shim's pid (and a child's) to ``$FAKE_PIDS``;
-``FAKE_EUID`` is the user claude believes it runs as (default: the real one).
+``claude mcp list`` reports each server added with ``claude mcp add-json`` connected
+(``FAKE_MCP=fail``: failed); with ``FAKE_MCP=handshake`` it starts the server and sends it
+MCP's ``initialize``, as the real one does. Environment: ``FAKE_LOGGED_IN=1`` logs claude
+and codex in; ``FAKE_HANG=1`` makes the login questions hang after writing the shim's pid
+(and a child's) to ``$FAKE_PIDS``; ``FAKE_EUID`` is the user claude believes it runs as
+(default: the real one).
 """
 
 from __future__ import annotations
@@ -28,6 +31,29 @@ def hang():
     with open(os.environ["FAKE_PIDS"], "w") as f:
         f.write(f"{os.getpid()} {child.pid}\n")
     time.sleep(1000)
+
+def handshake(entry):
+    # Start the stdio server as claude does and send MCP's initialize: an answer with a
+    # result is a connection.
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "fake-claude", "version": "0"}}}
+    try:
+        server = subprocess.Popen(
+            [entry["command"], *entry.get("args", [])], env={**os.environ, **entry.get("env", {})},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return False
+    try:
+        server.stdin.write(json.dumps(hello) + "\n")
+        server.stdin.flush()
+        line = server.stdout.readline()
+        return "result" in json.loads(line or "{}")
+    except (OSError, ValueError):
+        return False
+    finally:
+        server.kill()
+        server.wait()
 
 args = sys.argv[1:]
 if args == ["--version"]:
@@ -67,7 +93,8 @@ if args[:2] == ["mcp", "list"]:
         print("No MCP servers configured. Use `claude mcp add` to add a server.")
     print("Checking MCP server health…\n")
     for name, entry in servers.items():
-        ok = os.environ.get("FAKE_MCP") != "fail"
+        mode = os.environ.get("FAKE_MCP", "")
+        ok = mode != "fail" and (mode != "handshake" or handshake(entry))
         mark = "✔ Connected" if ok else "✘ Failed to connect"
         print(f"{name}: {entry['command']} {' '.join(entry['args'])} - {mark}")
     sys.exit(0)

@@ -14,6 +14,7 @@ import trio.testing
 
 from tests.services.doctor_shims import install_shims
 from tinytown.errors import NotFoundError
+from tinytown.services import mcpwiring
 from tinytown.services.config import TownConfig
 from tinytown.services.doctor import Check, Level, Report, diagnose, diagnose_offline, root_notice
 from tinytown.services.doctorclis import probe_safe
@@ -264,12 +265,22 @@ def _pids_when_written(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
-def _gone(pid: int) -> bool:
+def _dead(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+
+
+def _gone(pid: int) -> bool:
+    """``pid`` is dead (or a zombie), allowing a moment for a SIGKILL to land: a killed
+    grandchild is not ours to wait for."""
+    deadline = time.monotonic() + 10
+    while not _dead(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _hang_argv(pids: Path) -> list[str]:
@@ -331,3 +342,27 @@ async def test_a_hung_login_check_is_a_warning_and_leaves_nothing_behind(
     assert login.level is Level.WARN and "timed out" in login.text
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
     assert all(_gone(pid) for pid in pids), pids
+
+
+async def test_the_town_mcp_server_is_reached_by_claude(
+    town: Town, shims: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await town.agents.spawn("sam", "claude-safe")
+    await town.agents.spawn("cody", "codex")
+    monkeypatch.setenv("FAKE_MCP", "handshake")  # the stand-in really connects
+    report = await diagnose(town, euid=1000)
+    mcp = _by(report, "claude-safe", "mcp")
+    assert mcp.level is Level.OK and "✔ Connected" in mcp.text  # a real handshake with tt mcp
+    assert "-m tinytown mcp" in mcp.text
+    assert _by(report, "codex", "mcp").level is Level.SKIP
+    assert not (Path.home() / ".claude.json").exists()  # the user's claude config untouched
+
+    monkeypatch.setattr(
+        mcpwiring, "server_entry", lambda root, env: {"command": "false", "args": [], "env": {}}
+    )
+    broken = _by(await diagnose(town, ["sam"], euid=1000), "claude-safe", "mcp")
+    assert broken.level is Level.FAIL and "✘ Failed to connect" in broken.text
+
+    town.config.data["mcp"] = {"agents": False}
+    off = _by(await diagnose(town, ["sam"], euid=1000), "claude-safe", "mcp")
+    assert off.level is Level.SKIP

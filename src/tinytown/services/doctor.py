@@ -12,19 +12,18 @@ API: ``report = await diagnose(town, ["alice"])`` (``report.blocked``, ``report.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Protocol
 
 import attrs
 import trio
 
 from tinytown.model import Agent
+from tinytown.services import mcpwiring
 from tinytown.services.agents import AgentService
 from tinytown.services.config import TownConfig
 from tinytown.services.control import LeaseHolder
@@ -241,14 +240,6 @@ async def _gather(*jobs: object) -> list[Check]:
     return [check for check in out if check is not None]
 
 
-def _wiring() -> ModuleType | None:
-    """The MCP wiring module (services/mcpwiring.py), when this version has it."""
-    try:
-        return importlib.import_module("tinytown.services.mcpwiring")
-    except ImportError:
-        return None
-
-
 async def _check_mcp(
     config: TownConfig,
     target: CliTarget,
@@ -260,20 +251,19 @@ async def _check_mcp(
     """Can the CLI start the town's MCP server and complete the handshake? For claude:
     the server entry the rounds get is added to a throw-away claude home and ``claude mcp
     list`` connects to it (free: no login needed, nothing of the user's is changed)."""
-    wiring = _wiring()
     if mcp is None:
         return Check(target.subject, "mcp", Level.SKIP, "this CLI is not handed MCP servers.")
-    if wiring is None or not config.setting("mcp.agents"):
+    if not config.setting("mcp.agents"):
         return Check(target.subject, "mcp", Level.SKIP, "the town does not wire MCP into rounds.")
     if program_kind(target.argv) != "claude":
         return Check(
             target.subject, "mcp", Level.SKIP, "only claude can list its MCP servers for free."
         )
-    server_env = {k: target.env[k] for k in wiring.PASSED_ENV if target.env.get(k)}
+    server_env = {k: target.env[k] for k in mcpwiring.PASSED_ENV if target.env.get(k)}
     if users:
         server_env.update({"TT_AGENT_ID": users[0].id, "TT_AGENT_NAME": users[0].name})
-    entry = wiring.server_entry(config.root, server_env)
-    name = str(wiring.SERVER_NAME)
+    entry = mcpwiring.server_entry(config.root, server_env)
+    name = mcpwiring.SERVER_NAME
     with tempfile.TemporaryDirectory(prefix="tt-doctor-") as home:
         env = {**target.env, "HOME": home}
         added = await probe(
