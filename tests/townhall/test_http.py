@@ -15,7 +15,6 @@ import pytest
 import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import TtRunner
 from tests.townhall.conftest import data
@@ -54,7 +53,7 @@ async def test_http_server_needs_the_token_once_one_exists(town: Town) -> None:
                 assert refused.headers["www-authenticate"].startswith("Bearer")
         headers = {"Authorization": f"Bearer {token}"}
         async with (
-            create_mcp_http_client(headers=headers) as http,
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
             names = {t.name for t in (await client.list_tools()).tools}
@@ -136,7 +135,7 @@ async def test_tt_mcp_http_serves_a_client(
         url = line.split(" on ", 1)[1].split(" ", 1)[0].replace("0.0.0.0", "127.0.0.1")
         headers = {"Authorization": f"Bearer {token}"}
         async with (
-            create_mcp_http_client(headers=headers) as http,
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
             data(await client.call_tool("broadcast", {"text": "standup at 10"}))
