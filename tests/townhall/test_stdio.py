@@ -20,7 +20,7 @@ from tinytown.townhall.resources import EVENTS_URI, TASKS_URI
 
 
 async def test_stdio_server_acts_as_the_agent(
-    town: Town, tt: TtRunner, tt_env: dict[str, str]
+    town: Town, tt: TtRunner, tt_env: dict[str, str], tmp_path: Path
 ) -> None:
     ann = await (await town.spawn_agent("ann")).state()
     await town.spawn_agent("bob")
@@ -28,7 +28,7 @@ async def test_stdio_server_acts_as_the_agent(
     theirs = await town.tasks.assign("bob", "write the lexer")
     entry = read_entry(mcp_config_for(town.root, ann, tt_env))
     params = StdioServerParameters(
-        command=entry["command"], args=entry["args"], env=entry["env"], cwd=str(Path.home())
+        command=entry["command"], args=entry["args"], env=entry["env"], cwd=str(tmp_path)
     )  # started away from the town: it finds it through -t, as a CLI's child would
     async with Client(params) as client:
         assert {t.name for t in (await client.list_tools()).tools} == AGENT_TOOLS
