@@ -137,6 +137,8 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
     }
     for name, expected in words.items():
         assert expected in (by_name[name].state_reason or ""), (name, by_name[name], out)
+    # The CLI's own sentence, not a line of its JSON (gemini prints it on stderr).
+    assert (by_name["gem"].state_reason or "").startswith("setup: Please set an Auth method")
     codex = by_name["cody"].state_reason or ""
     assert "Not logged in" in codex or "network" in codex, (codex, out)
     assert took < 90, "codex's round should end on 'waiting for network', not the timeout"
