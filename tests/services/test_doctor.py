@@ -81,7 +81,8 @@ async def test_not_logged_in_is_reported_for_each_cli_without_a_paid_call(
     assert "GEMINI_API_KEY" in _by(report, "gemini", "login").text
     assert _by(report, "claude", "options").level is Level.OK
     assert _by(report, "codex", "options").level is Level.OK
-    assert _by(report, "gemini", "options").level is Level.SKIP  # no free way to ask
+    trust = _by(report, "gemini", "options")  # the preset's yolo needs a trusted folder
+    assert trust.level is Level.WARN and "as 'default'" in trust.text
     assert _by(report, "town", "redis").level is Level.OK
     assert _by(report, "town", "runtime").level is Level.WARN  # no runtime in this test
     assert report.blocked and "3 failed" in report.summary()
@@ -366,3 +367,40 @@ async def test_the_town_mcp_server_is_reached_by_claude(
     town.config.data["mcp"] = {"agents": False}
     off = _by(await diagnose(town, ["sam"], euid=1000), "claude-safe", "mcp")
     assert off.level is Level.SKIP
+
+
+async def test_gemini_keeps_its_approval_mode_only_in_a_trusted_folder(
+    town: Town, shims: Path, tmp_path: Path
+) -> None:
+    town.config.data["agent_clis"]["gem-plain"] = {"command": "gemini --output-format json"}
+    town.config.data["agent_clis"]["gem-skip"] = {
+        "command": "gemini --output-format json --approval-mode yolo --skip-trust"
+    }
+    for name, cli in (("g", "gemini"), ("s", "gemini-safe"), ("p", "gem-plain"), ("k", "gem-skip")):
+        await town.agents.spawn(name, cli)
+
+    async def levels() -> dict[str, Level]:
+        report = await diagnose(town, euid=1000)
+        return {c.subject.split()[0]: c.level for c in report.checks if c.name == "options"}
+
+    assert await levels() == {
+        "gemini": Level.WARN,
+        "gemini-safe": Level.WARN,
+        "gem-plain": Level.SKIP,
+        "gem-skip": Level.OK,
+    }
+    rules = tmp_path / "home" / ".gemini" / "trustedFolders.json"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(json.dumps({str(town.root / "any"): "TRUST_PARENT"}))  # covers the root
+    assert (await levels())["gemini"] is Level.OK
+    rules.write_text(
+        json.dumps(
+            {
+                str(town.root.parent): "TRUST_FOLDER",
+                str(town.root): "DO_NOT_TRUST",  # longest wins
+            }
+        )
+    )
+    assert (await levels())["gemini-safe"] is Level.WARN
+    rules.write_text(json.dumps({str(town.root.parent): "TRUST_FOLDER"}))
+    assert (await levels())["gemini-safe"] is Level.OK

@@ -27,15 +27,12 @@ from tinytown.services import mcpwiring
 from tinytown.services.agents import AgentService
 from tinytown.services.config import TownConfig
 from tinytown.services.control import LeaseHolder
+from tinytown.services.doctorbase import Check, CliTarget, Level, program_kind
 from tinytown.services.doctorclis import (
-    Check,
-    CliTarget,
-    Level,
     bypass_refused_as_root,
     check_installed,
     check_login,
     check_options,
-    program_kind,
 )
 from tinytown.services.executables import agent_path
 from tinytown.services.probe import PROBE_TIMEOUT, probe

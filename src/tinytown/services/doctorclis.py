@@ -9,7 +9,6 @@ when it ends, times out or is cancelled, the whole group is killed and the probe
 
 from __future__ import annotations
 
-import enum
 import itertools
 import json
 import os
@@ -17,19 +16,11 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import attrs
-
+from tinytown.services.doctorbase import Check, CliTarget, Level, program_kind
+from tinytown.services.doctorgemini import gemini_login, gemini_trust
 from tinytown.services.eventformat import one_line
 from tinytown.services.probe import Probe, probe
 
-#: Environment variables that give gemini an auth method (its own error names the first
-#: three); GOOGLE_API_KEY counts with Vertex AI.
-GEMINI_AUTH_ENV = (
-    "GEMINI_API_KEY",
-    "GOOGLE_GENAI_USE_VERTEXAI",
-    "GOOGLE_GENAI_USE_GCA",
-    "GOOGLE_API_KEY",
-)
 #: Keys codex exec can use without a login.
 CODEX_KEY_ENV = ("CODEX_API_KEY", "OPENAI_API_KEY")
 
@@ -52,62 +43,12 @@ _VALUE_OPTIONS = {
 }
 
 
-class Level(enum.StrEnum):
-    """A check's verdict: ``FAIL`` blocks work, ``warn`` may, ``skip`` was not checked."""
-
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "FAIL"
-    SKIP = "skip"
-
-
-@attrs.frozen
-class Check:
-    """One line of the doctor's report: what (``subject``, ``name``), the verdict and
-    one sentence."""
-
-    subject: str
-    name: str
-    level: Level
-    text: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "subject": self.subject,
-            "check": self.name,
-            "level": str(self.level),
-            "text": self.text,
-        }
-
-
-def program_kind(argv: Sequence[str]) -> str:
-    """Which known CLI ``argv`` runs: ``claude``, ``codex``, ``gemini``, or ``""``."""
-    name = os.path.basename(argv[0]) if argv else ""
-    return name if name in ("claude", "codex", "gemini") else ""
-
-
 def locate(program: str, *, cwd: Path, path: str) -> str | None:
     """Where exec would find ``program`` (a path with a slash is relative to ``cwd``)."""
     if os.sep in program:
         full = cwd / program
         return str(full) if full.is_file() and os.access(full, os.X_OK) else None
     return shutil.which(program, path=path)
-
-
-@attrs.frozen
-class CliTarget:
-    """One CLI to check, as the town's rounds run it: ``argv`` (the preset's command),
-    the directory and environment its rounds get, and who runs them (``euid``)."""
-
-    subject: str
-    argv: tuple[str, ...]
-    cwd: Path
-    env: Mapping[str, str]
-    euid: int = attrs.field(factory=os.geteuid)
-
-    @property
-    def kind(self) -> str:
-        return program_kind(self.argv)
 
 
 async def check_installed(target: CliTarget, timeout: float) -> tuple[Check, str | None]:
@@ -226,42 +167,6 @@ async def _codex_login(target: CliTarget, program: str, timeout: float) -> Check
     )
 
 
-def gemini_login(target: CliTarget) -> Check:
-    """gemini has no status command: an auth method is an environment variable or the
-    ``security.auth.selectedType`` of ``~/.gemini/settings.json`` (its own error says so)."""
-    found = [name for name in GEMINI_AUTH_ENV if target.env.get(name)]
-    if found:
-        return Check(target.subject, "login", Level.OK, f"auth from the environment ({found[0]}).")
-    home = Path(target.env.get("HOME") or Path.home())
-    settings = home / ".gemini" / "settings.json"
-    chosen = _gemini_auth_type(settings)
-    if chosen:
-        return Check(target.subject, "login", Level.OK, f"auth method {chosen!r} in {settings}.")
-    return Check(
-        target.subject,
-        "login",
-        Level.FAIL,
-        "no auth method: set GEMINI_API_KEY (or GOOGLE_GENAI_USE_VERTEXAI /"
-        f" GOOGLE_GENAI_USE_GCA) for 'tt run', or choose one in {settings}"
-        " (run 'gemini' once in a terminal).",
-    )
-
-
-def _gemini_auth_type(settings: Path) -> str:
-    try:
-        data = json.loads(settings.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    auth = (
-        (data.get("security") or {}).get("auth") if isinstance(data.get("security"), dict) else None
-    )
-    chosen = auth.get("selectedType") if isinstance(auth, dict) else None
-    chosen = chosen or data.get("selectedAuthType")  # older settings files
-    return chosen if isinstance(chosen, str) else ""
-
-
 def bypass_refused_as_root(argv: Sequence[str], euid: int, env: Mapping[str, str]) -> bool:
     """Whether claude will refuse ``argv``'s permission bypass: root, a bypass option,
     and no ``IS_SANDBOX=1`` (claude's own escape for real sandboxes)."""
@@ -306,6 +211,8 @@ async def check_options(target: CliTarget, program: str, timeout: float) -> Chec
     argv = [program, *target.argv[1:]]
     if bypass_refused_as_root(target.argv, target.euid, target.env):
         return Check(target.subject, "options", Level.FAIL, ROOT_SUMMARY)
+    if target.kind == "gemini":
+        return gemini_trust(target)
     if not probe_safe(target.argv):
         return Check(
             target.subject,
