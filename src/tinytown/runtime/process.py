@@ -39,6 +39,8 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_KEEP = 3
 #: How much of stdout a round keeps for a CLI whose output is read as a whole (JSON).
 STRUCTURED_STDOUT_BYTES = 8 * 1024 * 1024
+#: ... and of stderr (where some print their error object).
+STRUCTURED_STDERR_BYTES = 256 * 1024
 
 
 class RoundLedger(Protocol):

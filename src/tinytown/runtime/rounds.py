@@ -27,10 +27,17 @@ from tinytown.model.enums import SpawnMode
 from tinytown.runtime.lifecycle import Life
 from tinytown.runtime.mailbox import Held
 from tinytown.runtime.outcome import round_state
-from tinytown.runtime.process import STRUCTURED_STDOUT_BYTES, RoundResult, RunningProcess, run_cli
+from tinytown.runtime.process import (
+    STRUCTURED_STDERR_BYTES,
+    STRUCTURED_STDOUT_BYTES,
+    RoundResult,
+    RunningProcess,
+    run_cli,
+)
 from tinytown.runtime.proctree import ProcessLedger
 from tinytown.runtime.prompt import compose
 from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _without
+from tinytown.runtime.workspace_rounds import after_round, before_round, round_env
 from tinytown.services import budgets
 
 __all__ = ["Change", "Pause", "RoundRunner"]
@@ -79,7 +86,10 @@ class RoundRunner(RoundRecorder):
             names,
             await self._parent_results(agent),
         )
+        # Before the CLI runs / after it ran, before recording: the workspace's commits.
+        before = await before_round(self.ctx, agent)
         result = await self._run_cli(agent, prompt, current or "", round_no)
+        await after_round(self.ctx, agent, before, [t.id for t in tasks])
         return await self._record(held, picked, round_no, result)
 
     async def _pick(self, held: Held) -> Picked:
@@ -125,12 +135,14 @@ class RoundRunner(RoundRecorder):
         town, spec = self.ctx.town, self.spec
         env = dict(self.ctx.agent_env)
         env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
+        env.update(round_env(self.ctx, agent))  # its worktree and branch, if it has one
         resume = agent.spawn_mode is SpawnMode.RESUMED
         # The one place an MCP config will be handed to the CLI (issue 13): None for now.
         mcp_config = None
         argv = spec.round_argv(agent.session_id if resume else None, resume, mcp_config)
         if not spec.prompt_on_stdin:
             argv, prompt = [*argv, prompt], ""
+        tail, text = int(self.ctx.setting("runtime.log_tail_bytes")), spec.format == "text"
         runner = functools.partial(
             run_cli,
             argv,
@@ -140,8 +152,10 @@ class RoundRunner(RoundRecorder):
             log_path=town.root / ".tt" / "logs" / f"{agent.name}.log",
             timeout=self.ctx.setting("runtime.round_timeout") or None,
             kill_grace=self.ctx.setting("runtime.kill_grace"),
-            tail_bytes=int(self.ctx.setting("runtime.log_tail_bytes")),
-            stdout_bytes=STRUCTURED_STDOUT_BYTES if spec.format != "text" else None,
+            # A structured CLI's result is read whole: all of stdout (bounded), and enough
+            # of stderr for an error object printed there (gemini).
+            tail_bytes=tail if text else max(tail, STRUCTURED_STDERR_BYTES),
+            stdout_bytes=None if text else STRUCTURED_STDOUT_BYTES,
             watch=spec.early_stop,
             log_max_bytes=int(self.ctx.setting("runtime.log_max_bytes")),
             log_keep=int(self.ctx.setting("runtime.log_keep")),
