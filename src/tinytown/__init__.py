@@ -11,6 +11,8 @@ Agents act only while a runtime hosts the town (``tt run`` elsewhere, or
 example does that).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tinytown.errors import TinytownError as TinytownError
 from tinytown.model import Agent as Agent
 from tinytown.model import AgentState as AgentState
@@ -19,7 +21,23 @@ from tinytown.model import MessageType as MessageType
 from tinytown.model import Priority as Priority
 from tinytown.model import Task as Task
 from tinytown.model import TaskState as TaskState
-from tinytown.services.handle import AgentHandle as AgentHandle
-from tinytown.services.town import Town as Town
+
+if TYPE_CHECKING:
+    from tinytown.services.handle import AgentHandle as AgentHandle
+    from tinytown.services.town import Town as Town
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The API's entry points are imported when first used, not with the package: the
+    # `tt` program imports this package first, and a one-shot command needs neither.
+    if name == "Town":
+        from tinytown.services.town import Town
+
+        return Town
+    if name == "AgentHandle":
+        from tinytown.services.handle import AgentHandle
+
+        return AgentHandle
+    raise AttributeError(f"module 'tinytown' has no attribute {name!r}")

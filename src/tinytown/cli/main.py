@@ -20,7 +20,14 @@ from tinytown.cli.parser import build_parser
 from tinytown.errors import NotInitializedError, TinytownError
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.town import Town
+from tinytown.store import oneshot
 from tinytown.store.client import ResponseError
+
+#: Handlers run without an event loop (store/oneshot.py): one-shot commands whose work is
+#: a few Redis round trips -- no sleep, wait, thread or task -- so they never import trio.
+#: A handler that needs trio before it wrote anything is run again under trio; one that
+#: needs it after writing fails loudly (NeedsEventLoop), so add only such simple ones.
+LOOP_FREE = frozenset({"cmd_send", "cmd_town_status", "cmd_task_finish"})
 
 
 def main(argv: list[str] | None = None, *, interactive: Interactive | None = None) -> int:
@@ -37,7 +44,10 @@ def main(argv: list[str] | None = None, *, interactive: Interactive | None = Non
         parser.print_help()
         return 2
     try:
-        return trio.run(partial(run_command, args, out, interactive=interactive))
+        command = partial(run_command, args, out, interactive=interactive)
+        if getattr(args.handler, "__name__", "") in LOOP_FREE:
+            return oneshot.run(command)  # no event loop, no trio import (~150 ms)
+        return trio.run(command)
     except BaseException as exc:
         if _leaf(exc, KeyboardInterrupt):
             return 130

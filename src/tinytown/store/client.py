@@ -67,10 +67,12 @@ class Link(Protocol):
 
 
 def in_trio() -> bool:
-    """Whether this thread runs inside ``trio.run`` (without importing trio)."""
-    trio = sys.modules.get("trio")
-    if trio is None:
+    """Whether this thread runs inside ``trio.run``, without importing trio (nor loading
+    a deferred one, see tinytown/entry.py: only a loaded trio can be running)."""
+    if "trio._core._run" not in sys.modules:
         return False
+    import trio
+
     try:
         trio.lowlevel.current_task()
     except RuntimeError:
