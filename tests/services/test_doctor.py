@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,30 @@ async def test_gemini_keeps_its_approval_mode_only_in_a_trusted_folder(
     assert (await levels())["gemini-safe"] is Level.WARN
     rules.write_text(json.dumps({str(town.root.parent): "TRUST_FOLDER"}))
     assert (await levels())["gemini-safe"] is Level.OK
+
+
+async def test_a_cli_table_broken_after_loading_is_one_failed_check(
+    town: Town, shims: Path
+) -> None:
+    await town.agents.spawn("ann", "claude")
+    await town.agents.spawn("cody", "codex")
+    town.config.data["agent_clis"]["claude"] = {"command": "claude --print", "format": "nope"}
+    report = await diagnose(town, euid=1000)
+    broken = _by(report, "claude (ann)", "config")
+    assert broken.level is Level.FAIL and "nope" in broken.text
+    assert _by(report, "codex (cody)", "installed").level is Level.OK  # the rest is checked
+
+
+async def test_cancelling_the_doctor_leaves_no_probe_behind(
+    town: Town, shims: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    await town.agents.spawn("ann", "claude")
+    monkeypatch.setenv("FAKE_HANG", "1")
+    monkeypatch.setenv("FAKE_PIDS", str(tmp_path / "pids"))
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(diagnose, town, timeout=60, euid=1000))
+            pids = await trio.to_thread.run_sync(_pids_when_written, tmp_path / "pids")
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert all(_gone(pid) for pid in pids), pids

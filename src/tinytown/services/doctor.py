@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 import attrs
 import trio
 
+from tinytown.errors import ConfigError
 from tinytown.model import Agent
 from tinytown.services import mcpwiring
 from tinytown.services.agents import AgentService
@@ -195,20 +197,27 @@ async def _check_cli(
 ) -> list[Check]:
     names = ", ".join(a.name for a in users) or "default_cli"
     subject = f"{cli} ({names})"
-    spec = config.cli_spec(cli)
-    cwd = config.root
-    target = CliTarget(
-        subject, tuple(spec.argv), cwd, dict(env), os.geteuid() if euid is None else euid
-    )
-    installed, program = await check_installed(target, timeout)
-    checks = [installed]
-    if program is not None:
-        login, options, mcp = await _gather(
-            check_login(target, program, timeout),
-            check_options(target, program, timeout),
-            _check_mcp(config, target, program, spec.mcp, users, timeout),
+    checks: list[Check] = []
+    try:
+        spec = config.cli_spec(cli)
+    except ConfigError as exc:  # the file changed under us: say so, check the rest
+        checks.append(Check(subject, "config", Level.FAIL, str(exc)))
+    else:
+        target = CliTarget(
+            subject,
+            tuple(spec.argv),
+            config.root,
+            dict(env),
+            os.geteuid() if euid is None else euid,
         )
-        checks += [login, options, mcp]
+        installed, program = await check_installed(target, timeout)
+        checks.append(installed)
+        if program is not None:
+            checks += await _gather(
+                partial(check_login, target, program, timeout),
+                partial(check_options, target, program, timeout),
+                partial(_check_mcp, config, target, program, spec.mcp, users, timeout),
+            )
     for agent in users:
         reason = agent.state_reason or ""
         if reason.startswith("setup:"):
@@ -224,12 +233,12 @@ async def _check_cli(
     return checks
 
 
-async def _gather(*jobs: object) -> list[Check]:
-    """Run the checks ``jobs`` (coroutines) concurrently; their results in order."""
+async def _gather(*jobs: Callable[[], Awaitable[Check]]) -> list[Check]:
+    """Run the checks ``jobs`` concurrently; their results in order."""
     out: list[Check | None] = [None] * len(jobs)
 
-    async def run(i: int, job: object) -> None:
-        out[i] = await job  # type: ignore[misc]
+    async def run(i: int, job: Callable[[], Awaitable[Check]]) -> None:
+        out[i] = await job()
 
     async with trio.open_nursery() as nursery:
         for i, job in enumerate(jobs):
