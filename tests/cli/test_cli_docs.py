@@ -30,4 +30,4 @@ def test_cli_docs_cover_every_command() -> None:
     text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
     for heading in ("## `tt spawn`", "### `tt task complete`", "### `tt backlog assign-all`"):
         assert heading in text
-    assert "`--query`" in text and "[--query | --info | --ack]" in text
+    assert "`--query`" in text and "[--task | --query | --info | --ack]" in text

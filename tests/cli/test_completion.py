@@ -107,7 +107,7 @@ def test_bash_completes_commands_options_and_values(
     assert complete("tt completion ") == ["bash", "fish", "zsh"]
     assert complete("tt spawn x --mode f") == ["forkedcontext", "fresh"]
     assert complete("tt spawn x --role ") == sorted(BUILTIN_ROLES)
-    assert complete("tt spawn x --r") == ["--role"]
+    assert complete("tt spawn x --ro") == ["--role"]
     assert {"--json", "--help"} <= set(complete("tt task show --"))
     # Values from the town, asked of `tt completion --values` when Tab is pressed.
     assert complete("tt spawn x --cli scr") == ["scripted"]  # [agent_clis.scripted]

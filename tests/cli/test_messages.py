@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
 import trio
 
 from tests.cli.clihelp import ok, ok_json, parallel, user_error
-from tinytown.model import MessageType, Priority
+from tinytown.model import AgentState, Message, MessageType, Priority
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.messages import make_body
@@ -48,11 +49,15 @@ async def test_send_and_inbox(tt, town: Town) -> None:
     assert data["supervisor"]["queued"][0]["summary"] == "All done"
     assert data["supervisor"]["queued"][0]["from"] == bob.id
 
-    # Broadcast: one message in every live agent's inbox.
-    assert ok(tt("send", "--all", "Stand-up in 5")) == "Broadcast to 2 agents.\n"
+    # Broadcast: one message in every live agent's inbox; a note unless --task.
+    assert ok(tt("send", "--all", "Stand-up in 5")) == (
+        "Broadcast a note to 2 agents (no round of its own: it rides along with each agent's"
+        " next round; --task makes it work).\n"
+    )
     for agent, count in ((alice, 1), (bob, 6)):
         queued, _ = await town.messages.inbox(agent.id)
         assert len(queued) == count and queued[-1].text == "Stand-up in 5"
+        assert queued[-1].type is MessageType.INFORMATIONAL
 
     # Bad input changes nothing.
     unknown, two_kinds, no_msg, both, huge = parallel(
@@ -69,6 +74,61 @@ async def test_send_and_inbox(tt, town: Town) -> None:
     msg = user_error(huge)
     assert msg.startswith("Message is ") and msg.endswith("the limit is 65536 bytes.")
     assert [len((await town.messages.inbox(a.id))[0]) for a in (alice, bob)] == [1, 6]
+    as_json = ok_json(tt("send", "--all", "--task", "Rebase", "--json"))
+    assert (as_json["type"], as_json["recipients"]) == ("task", 2)
+    for agent in (alice, bob):
+        queued, _ = await town.messages.inbox(agent.id)
+        assert (queued[-1].type, queued[-1].text) == (MessageType.TASK, "Rebase")
+
+
+async def test_a_broadcast_note_costs_no_round_and_rides_along(tt, town: Town) -> None:
+    """`send --all` without a type is informational: the agent holds it and runs no round
+    for it (nobody is replied to); the next actionable message's round carries it."""
+    alice = await town.agents.spawn("alice")
+    rt = Runtime(town, echo_events=False)
+
+    async def until(check: Callable[[], Awaitable[bool]]) -> None:
+        with trio.fail_after(30):
+            while not await check():
+                await trio.sleep(0.05)
+
+    async def note_held() -> bool:
+        queued, inflight = await town.messages.inbox(alice.id)
+        return any(m.text == "standup moved to 10:00" for m in queued + inflight)
+
+    async def replies() -> list[Message]:
+        return [m for m in (await town.messages.inbox(SUPERVISOR_ID))[0] if m.sender == alice.id]
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.serve)
+        await until(lambda: _is_idle(town, alice.id))
+        sent = await trio.to_thread.run_sync(partial(tt, "send", "--all", "standup moved to 10:00"))
+        assert ok(sent).startswith("Broadcast a note to 1 agent (no round of its own")
+        await until(note_held)
+        (note,) = [m for m in await _held(town, alice.id) if m.text.startswith("standup moved")]
+        assert note.type is MessageType.INFORMATIONAL
+        work = await trio.to_thread.run_sync(partial(tt, "send", "--all", "--task", "echo-prompt"))
+        assert ok(work) == "Broadcast a task to 1 agent (each runs a round for it).\n"
+
+        async def answered() -> bool:
+            return len(await replies()) >= 1
+
+        await until(answered)
+        nursery.cancel_scope.cancel()
+    (reply,) = await replies()  # one reply: to the task, none to the note
+    assert "standup moved to 10:00" in reply.text  # it rode along in the task's prompt
+    agent = await town.agents.get(alice.id)
+    assert agent.rounds_completed == 1  # the note started no round of its own
+    assert await _held(town, alice.id) == []  # both acknowledged
+
+
+async def _held(town: Town, agent_id: str) -> list[Message]:
+    queued, inflight = await town.messages.inbox(agent_id)
+    return queued + inflight
+
+
+async def _is_idle(town: Town, agent_id: str) -> bool:
+    return (await town.agents.get(agent_id)).state is AgentState.IDLE
 
 
 async def test_events_and_history(tt, town: Town) -> None:

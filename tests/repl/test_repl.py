@@ -148,14 +148,16 @@ async def test_broadcast_reaches_every_live_agent(driver: Driver, town: Town) ->
     for handle in live:
         queued, _ = await town.messages.inbox(handle.id)
         (message,) = queued
-        assert message.type is MessageType.TASK
+        assert message.type is MessageType.INFORMATIONAL  # a note: no round of its own
         assert message.text == "stand up please"
         assert message.sender == SUPERVISOR_ID
         ids.add(message.id)
     assert len(ids) == 1  # one message id, for correlation
     for handle in stopped:
         assert (await town.messages.inbox(handle.id))[0] == []
-    await driver.command("broadcast --info all good", "Broadcast to 45 agents.")
+    await driver.command("broadcast --task all good", "Broadcast to 45 agents.")
+    queued, _ = await town.messages.inbox(live[0].id)
+    assert queued[-1].type is MessageType.TASK
 
 
 async def test_completion_knows_agents_spawned_in_the_repl(driver: Driver) -> None:

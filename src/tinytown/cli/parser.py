@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "town",
     "agents",
     "tasks",
+    "costs",
     "messages",
     "logs",
     "questions",

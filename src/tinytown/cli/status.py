@@ -21,8 +21,15 @@ from tinytown.cli.output import (
     table_lines,
     terminal_width,
 )
-from tinytown.model import Agent, AgentState, Task, TaskState
+from tinytown.model import Agent, AgentState, Budget, Task, TaskState, Usage, converter
 from tinytown.model.ids import age_seconds
+from tinytown.services.costs import (
+    describe_budget,
+    describe_usage,
+    format_tokens,
+    format_usd,
+    spending_paused,
+)
 from tinytown.services.endpoint import redis_url
 from tinytown.services.town import Town
 
@@ -40,6 +47,13 @@ STATE_STYLES = {
     AgentState.COLD: "dim",
 }
 AGENT_HEADERS = ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "DOING", "INBOX"]
+#: Added when any agent has spent something (tokens or dollars).
+COST_HEADERS = ["TOKENS", "COST"]
+#: The longest state reason the STATE column shows (``--deep`` shows it whole).
+REASON_WIDTH = 60
+#: Reasons that say an agent waits on the town rather than works (runtime spellings).
+RATE_LIMITED = "rate limited"
+WAITING_FOR_SLOT = "waiting for a slot"
 #: Columns given up first when the table is wider than the terminal: DOING, NICKNAME,
 #: ROLE, NAME, STATE.
 AGENT_SHRINK = (5, 1, 2, 0, 3)
@@ -74,6 +88,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
     tasks = await town.tasks.list()
     backlog = await town.backlog.list()
     counts = await ctx.inbox_counts(a.id for a in agents)
+    budgets = await town.budgets()
     data: dict[str, Any] = {
         "town": town.name,
         "root": str(town.root),
@@ -86,6 +101,8 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         "tasks": dict(Counter(t.state.value for t in tasks)),
         "backlog": len(backlog),
         "questions_waiting": [m.id for m in await town.messages.questions_waiting()],
+        "usage": record(budgets.spent),
+        "budget": record(budgets.town) if budgets.town else None,
     }
     by_id = {t.id: t for t in tasks}
     for agent in agents:
@@ -99,6 +116,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
             entry["uptime_seconds"] = _uptime(agent)
             entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
             entry["log_tail"] = log_tail(town.root, agent.name)
+            entry["budget_default"] = record(budgets.agent) if budgets.agent else None
         data["agents"].append(entry)
     if args.tasks:
         data["tasks_by_agent"] = _by_agent(tasks, {a.id: a.name for a in agents})
@@ -115,16 +133,21 @@ def live_task(agent: Agent, tasks: dict[str, Task]) -> Task | None:
     return task
 
 
-def state_shown(agent: Agent, task: Task | None, *, hosted: bool) -> str:
+def state_shown(agent: Agent, task: Task | None, *, hosted: bool, why: bool = True) -> str:
     """The STATE column: the state, how long a task has been worked on, or that no
-    runtime hosts the agent (its recorded starting/idle/working state is not live)."""
+    runtime hosts the agent (its recorded starting/idle/working state is not live); then
+    why, when the record says (``paused (budget: agent limit $5.00 of $5.00)``,
+    ``idle (rate limited (claude) until 12:03:10)``, ``idle (waiting for a slot)``)."""
     if not hosted:
         return NOT_HOSTED
+    shown = agent.state.value
     if agent.state is AgentState.WORKING and task is not None and task.started_at:
         age = age_seconds(task.started_at)
         if age is not None:
-            return f"working {rough(age)}"
-    return agent.state.value
+            shown = f"working {rough(age)}"
+    if why and agent.state_reason:
+        shown += f" ({clip(agent.state_reason, REASON_WIDTH)})"
+    return shown
 
 
 def agent_table(
@@ -138,24 +161,27 @@ def agent_table(
     """The agents as a table, cut to ``width`` (DOING first) and coloured on request."""
     rows: list[list[object]] = []
     styles: dict[tuple[int, int], str] = {}
+    costs = any(not a.usage.empty for a in agents)
     for n, (agent, entry) in enumerate(zip(agents, entries, strict=True)):
         task = tasks.get(entry["current_task_live"] or "")
-        rows.append(
-            [
-                agent.name,
-                agent.nickname,
-                agent.role_id,
-                entry["state_shown"],
-                short(task.id) if task else None,
-                clip(task.description, 200) if task else None,
-                entry["inbox"],
-            ]
-        )
+        row: list[object] = [
+            agent.name,
+            agent.nickname,
+            agent.role_id,
+            entry["state_shown"],
+            short(task.id) if task else None,
+            clip(task.description, 200) if task else None,
+            entry["inbox"],
+        ]
+        if costs:
+            row += [format_tokens(agent.usage.tokens), format_usd(agent.usage.cost_usd)]
+        rows.append(row)
         style = STATE_STYLES.get(agent.state) if entry["hosted"] else "dim"
         if color and style:
             styles[(n, 3)] = style
+    headers = AGENT_HEADERS + (COST_HEADERS if costs else [])
     return table_lines(
-        rows, AGENT_HEADERS, width=width, shrink=AGENT_SHRINK, styles=styles, middle=(0, 1)
+        rows, headers, width=width, shrink=AGENT_SHRINK, styles=styles, middle=(0, 1)
     )
 
 
@@ -214,6 +240,7 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     out.line()
     out.line(f"Tasks:   {_task_summary(data['tasks'])}")
     out.line(f"Backlog: {plural(data['backlog'], 'task')}")
+    _print_spending(ctx, agents, data)
     if data["questions_waiting"]:  # agents wait for a person: say how to answer
         ids = ", ".join(q[:8] for q in data["questions_waiting"][:5])
         more = ", …" if len(data["questions_waiting"]) > 5 else ""
@@ -225,8 +252,47 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         _print_task_breakdown(ctx, data)
     if args.deep:
         for agent, entry in zip(agents, data["agents"], strict=True):
-            _print_deep(ctx, agent, entry)
+            _print_deep(ctx, agent, entry, by_id)
     return 0
+
+
+def _print_spending(ctx: Context, agents: list[Agent], data: dict[str, Any]) -> None:
+    """The town's total and limit, and the agents that wait on the town rather than
+    work: paused for spending, held by a rate limit, waiting for a slot."""
+    town = _usage_of(data["usage"])
+    budget = data["budget"]
+    if not town.empty or budget:
+        limit = f" (budget {describe_budget(_budget_of(budget))})" if budget else ""
+        ctx.out.line(f"Spent:   {describe_usage(town)}{limit}")
+    paused = [a.name for a in agents if spending_paused(a)]
+    if paused:
+        first = paused[0]
+        ctx.out.line(
+            f"Paused for budget: {', '.join(paused)} (raise it with 'tt budget set',"
+            f" then 'tt resume {first}')"
+        )
+    held: dict[str, list[str]] = {}
+    for agent in agents:
+        reason = agent.state_reason or ""
+        if reason.startswith(RATE_LIMITED) and not agent.state.terminal:
+            held.setdefault(reason, []).append(agent.name)
+    for reason, names in held.items():
+        ctx.out.line(f"Rate limit: {reason} ({plural(len(names), 'agent')} wait)")
+    waiting = [a.name for a in agents if (a.state_reason or "").startswith(WAITING_FOR_SLOT)]
+    if waiting:
+        ctx.out.line(
+            f"Waiting for a slot: {', '.join(waiting[:5])}{', …' if len(waiting) > 5 else ''}"
+            " (runtime.max_parallel_rounds CLI rounds run at once)"
+        )
+
+
+def _usage_of(data: dict[str, Any]) -> Usage:
+    """The town's usage back from its JSON form."""
+    return converter.structure(data, Usage)
+
+
+def _budget_of(data: dict[str, Any]) -> Budget:
+    return converter.structure(data, Budget)
 
 
 def _print_task_breakdown(ctx: Context, data: dict[str, Any]) -> None:
@@ -243,12 +309,14 @@ def _print_task_breakdown(ctx: Context, data: dict[str, Any]) -> None:
         ctx.out.table(rows, headers)
 
 
-def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any]) -> None:
+def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any], tasks: dict[str, Task]) -> None:
     out = ctx.out
     out.line()
     role = f" [{agent.role_id}]" if agent.role_id else ""
     reason = f" ({agent.state_reason})" if agent.state_reason else ""
-    out.line(f"{agent.label}{role}: {entry['state_shown']}{reason}")
+    task = tasks.get(entry["current_task_live"] or "")
+    shown = state_shown(agent, task, hosted=entry["hosted"], why=False)
+    out.line(f"{agent.label}{role}: {shown}{reason}")
     rounds = f"{agent.rounds_completed}" + (f"/{agent.max_rounds}" if agent.max_rounds else "")
     out.line(
         f"  rounds: {rounds}   tasks completed: {agent.tasks_completed}"
@@ -260,6 +328,18 @@ def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any]) -> None:
         f"   current task: {short(entry['current_task_live'])}"
         f"   cli: {agent.cli}   id: {agent.id}"
     )
+    default = entry["budget_default"]
+    limits = [describe_budget(b) for b in (agent.budget,) if b is not None]
+    if default:
+        limits.append(f"{describe_budget(_budget_of(default))} (town default)")
+    out.line(
+        f"  spent: {describe_usage(agent.usage)}"
+        f"   budget: {' and '.join(limits) if limits else 'no limit'}"
+    )
+    session = agent.session_id or "(none yet)"
+    out.line(f"  mode: {agent.spawn_mode.value}   session: {session}")
+    if agent.worktree or agent.branch:
+        out.line(f"  worktree: {agent.worktree or '-'}   branch: {agent.branch or '-'}")
     if entry["log_tail"]:
         out.line(f"  last log lines (.tt/logs/{agent.name}.log):")
         for line in entry["log_tail"]:

@@ -16,7 +16,7 @@ from tinytown.cli.output import add_json_flag, plural, record
 from tinytown.cli.parser import command_help, command_parsers
 from tinytown.repl.completer import COMMAND_METAVAR
 from tinytown.repl.feed import Feed, stream_tail
-from tinytown.services.messages import make_body
+from tinytown.services.messages import BROADCAST_KIND, make_body
 
 #: Commands of the REPL itself, in the order ``help`` lists them.
 REPL_COMMANDS = ("broadcast", "watch", "help", "exit", "quit")
@@ -58,13 +58,15 @@ def register(sub: Any, repl: ReplHooks) -> None:
         help="send a message to every live agent at once",
         description=(
             "Put one message (one id) into every live agent's inbox, atomically; stopped\n"
-            "agents are skipped. Words need no quotes. Like 'send --all': a task unless\n"
-            "--info, --query or --ack is given. The sender is the supervisor."
+            "agents are skipped. Words need no quotes. Like 'send --all': a note (no round of\n"
+            "its own, no reply) unless --task, --query or --ack is given. The sender is the\n"
+            "supervisor."
         ),
     )
     p.add_argument("words", nargs="+", metavar="MSG", help="the message text")
     kind = p.add_mutually_exclusive_group()
     for flag, help_text in (
+        ("task", "work for every agent (one round each)"),
         ("query", "a question that expects an answer"),
         ("info", "an FYI (no action needed)"),
         ("ack", "a confirmation"),
@@ -74,7 +76,7 @@ def register(sub: Any, repl: ReplHooks) -> None:
         )
     p.add_argument("--urgent", action="store_true", help="deliver ahead of queued messages")
     add_json_flag(p)
-    p.set_defaults(handler=cmd_broadcast, kind="task", town="required", repl=repl)
+    p.set_defaults(handler=cmd_broadcast, kind=BROADCAST_KIND, town="required", repl=repl)
 
     p = sub.add_parser(
         "watch",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import math
+import re
 from collections.abc import Callable
 
 import attrs
@@ -15,13 +17,26 @@ import attrs
 from tinytown.errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
+    InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
+    ReplyLostError,
 )
-from tinytown.model import Agent, AgentState, SpawnMode, dumps, new_id, now, validate_agent_name
+from tinytown.model import (
+    Agent,
+    AgentState,
+    Budget,
+    SpawnMode,
+    dumps,
+    new_id,
+    now,
+    validate_agent_name,
+)
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
 from tinytown.services import control, legacy, workspaces
+from tinytown.services.agentcli.presets import BYPASS_FLAGS
+from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
@@ -31,6 +46,8 @@ from tinytown.store.records import GuardFailed, Op, Store
 
 #: Tries to reserve a nickname when concurrent spawns keep taking the chosen one.
 NICKNAME_ATTEMPTS = 50
+#: What a CLI session id may look like (claude: a UUID; codex: a thread id).
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 #: Names of the list tried (from the agent's own on) before numbered ones (``Ruth2``).
 NICKNAME_SCAN = 32
 
@@ -147,14 +164,34 @@ class AgentService:
         mode: SpawnMode | str = SpawnMode.FRESH,
         max_rounds: int | None = None,
         scope: str | None = None,
+        budget: Budget | None = None,
+        session_id: str | None = None,
         worktree: bool | None = None,
     ) -> Agent:
-        """Register a new agent (state ``starting``); a running town starts it at once."""
+        """Register a new agent (state ``starting``); a running town starts it at once.
+
+        ``budget`` is its own spending limit (besides the town's ``[budget]``);
+        ``session_id`` a CLI session to continue (``tt spawn --resume-session``): the
+        agent is ``resumed`` and its first round continues that session. Raises
+        InvalidNameError, InvalidInputError, InvalidTransitionError, AlreadyExistsError,
+        CliNotFoundError; nothing is written then. Cancellable: once the write was sent, a
+        cancelled spawn may or may not have registered the agent."""
         validate_agent_name(name)
         for what, text in (("role", role), ("nickname", nickname), ("scope", scope), ("cli", cli)):
             if text is not None:
                 check_text(text, f"the agent's {what}")
         mode = SpawnMode.parse(mode) if isinstance(mode, str) else mode
+        if session_id is not None:
+            session_id = check_session_id(session_id)
+            if mode is SpawnMode.FORKED_CONTEXT:
+                raise InvalidInputError(
+                    "A resumed session continues its own context; it cannot also be forkedcontext."
+                )
+            mode = SpawnMode.RESUMED
+        if budget is not None:
+            check_budget(budget)
+            if budget.usd is None and budget.tokens is None:
+                budget = None
         cli_name, argv = self.config.resolve_cli(cli)
         # The rules the child's exec will use: the agents' PATH, the town root as cwd.
         check_cli_installed(argv, cli_name, cwd=self.config.root, env={"PATH": agent_path()})
@@ -174,6 +211,8 @@ class AgentService:
             spawn_mode=mode,
             current_scope=scope,
             max_rounds=max_rounds,
+            budget=budget,
+            session_id=session_id,
         )
         if workspaces.wants_worktree(self.config, worktree):  # its own git worktree (issue 12)
             if await indexes.agent_id_for_name(self.store, name):
@@ -224,6 +263,34 @@ class AgentService:
         if await control.runtime_holder(self.store):
             await control.notify(self.store, "reconcile", agent_id=agent_id)
         return agent
+
+    async def safety_notice_once(self, cli: str) -> str | None:
+        """The notice for CLI ``cli`` when its command skips the CLI's own permission
+        prompts (``--dangerously-skip-permissions``...), the first time an agent with it
+        is spawned in this town; None otherwise (shown once per town and CLI).
+        Cancellable."""
+        spec = self.config.cli_spec(cli)
+        if not spec.bypasses_permissions or not await self.first_time(f"safety:{spec.name}"):
+            return None
+        return permission_notice(spec)
+
+    async def first_time(self, what: str) -> bool:
+        """Whether this is the first time ``what`` happens in this town (e.g. the safety
+        notice of a CLI preset, shown once per town): remembered in ``tt:<town>:meta``
+        in one atomic step, so concurrent callers get True once. A lost reply counts as
+        the first time (a notice shown twice beats one never shown). Cancellable."""
+        field = f"once:{what}"
+        try:
+            await self.store.apply(
+                self.keys.meta,
+                ops=[["HSET", self.keys.meta, field, now()]],
+                guards=[(["HEXISTS", self.keys.meta, field], 0)],
+            )
+        except GuardFailed:
+            return False
+        except ReplyLostError:
+            pass
+        return True
 
     async def _index_old_nicknames(self) -> None:
         """Index the nicknames of agents recorded before the nickname index existed (an
@@ -321,6 +388,43 @@ def check_verb(agent: Agent, verb: str) -> None:
         raise InvalidTransitionError(f"Agent {agent.name} is already draining.")
     if verb == "interrupt" and state in (AgentState.PAUSED, AgentState.DRAINING):
         raise InvalidTransitionError(f"Agent {agent.name} is {state.value}; cannot interrupt it.")
+
+
+def permission_notice(spec: CliSpec) -> str:
+    """What a CLI that skips its own permission prompts means for the user, plainly."""
+    flags = "; ".join(
+        f"{flag}: {BYPASS_FLAGS.get(flag, 'acts unasked')}" for flag in spec.bypass_flags
+    )
+    return (
+        f"Note: CLI {spec.name!r} skips its own permission prompts ({flags}). Its agents"
+        " edit files and run commands in the town's directory as your user without asking"
+        " first. For untrusted work use a safer preset (claude-safe, gemini-safe), a git"
+        " worktree or a container (docs/agents.md). Shown once per town."
+    )
+
+
+def check_budget(budget: Budget) -> None:
+    """Raise InvalidInputError unless each limit of ``budget`` is a positive amount."""
+    usd, tokens = budget.usd, budget.tokens
+    if usd is not None and (
+        isinstance(usd, bool) or not isinstance(usd, int | float) or not 0 < usd < math.inf
+    ):
+        raise InvalidInputError(f"A dollar budget must be more than 0, not {usd!r}.")
+    if tokens is not None and (
+        isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1
+    ):
+        raise InvalidInputError(f"A token budget must be 1 or more, not {tokens!r}.")
+
+
+def check_session_id(session_id: str) -> str:
+    """A CLI session id as given (``--resume-session``), or InvalidInputError."""
+    text = check_text(session_id, "the session id").strip()
+    if not SESSION_ID_RE.fullmatch(text):
+        raise InvalidInputError(
+            f"{session_id!r} is not a session id (1-200 letters, digits, '.', '_', ':' or"
+            " '-', as the CLI printed it)."
+        )
+    return text
 
 
 def gone(agent_id: str) -> NotFoundError:

@@ -21,8 +21,12 @@ class BacklogService:
         self.tasks = tasks
         self.keys = store.keys
 
-    async def add(self, description: str, *, tags: Sequence[str] = ()) -> Task:
-        return await self.tasks.create(description, tags=tags, backlog=True)
+    async def add(
+        self, description: str, *, tags: Sequence[str] = (), max_attempts: int | None = None
+    ) -> Task:
+        return await self.tasks.create(
+            description, tags=tags, backlog=True, max_attempts=max_attempts
+        )
 
     async def list(self, start: int = 0, limit: int | None = None) -> builtins.list[Task]:
         """Backlog tasks in queue order (ids whose task is gone or finished are skipped);

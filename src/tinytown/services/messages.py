@@ -40,11 +40,18 @@ MAIL_KEEP = 1000
 ANSWERED_KEEP = 1000
 HEX_OR_HYPHEN = frozenset("0123456789abcdef-")
 
-__all__ = ["MAIL_KEEP", "Event", "MessageService", "make_body"]
+#: What ``tt send NAME`` sends without a type flag: work (a task, one round).
+SEND_KIND = "task"
+#: What ``tt send --all`` and the REPL's ``broadcast`` send without one: a note. It starts
+#: no round and gets no reply; it rides along with each agent's next round, so a
+#: broadcast to a thousand paid agents costs nothing by itself (``--task`` for work).
+BROADCAST_KIND = "info"
+
+__all__ = ["BROADCAST_KIND", "MAIL_KEEP", "SEND_KIND", "Event", "MessageService", "make_body"]
 
 
 def make_body(kind: str, text: str) -> Body:
-    """The body for ``tt send`` flags: task (default), query, info, ack."""
+    """The body for ``tt send`` flags: task, query, info, ack."""
     match kind:
         case "task":
             return TaskBody(text)
@@ -196,6 +203,8 @@ class MessageService:
     ) -> tuple[Message, int]:
         """One message (one id) into every live worker's inbox, all or none.
 
+        The front ends send a note (:data:`BROADCAST_KIND`) unless told otherwise: only an
+        actionable body (task, query) makes each agent run a round.
         Returns the message (addressed to the last recipient) and the number reached.
         Raises ReplyLostError when the reply was lost (delivered to all or to none).
         Cancellable like :meth:`send`.

@@ -17,25 +17,28 @@ import trio
 
 from tinytown.errors import (
     ConfigError,
+    InvalidInputError,
     RedisUnavailableError,
     RuntimeBusyError,
     RuntimeNotRunningError,
     TimeoutExpiredError,
     TinytownError,
 )
-from tinytown.model import SpawnMode, now
+from tinytown.model import Agent, Budget, Message, SpawnMode, Usage, now
 from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.message import Body
 from tinytown.services import control
 from tinytown.services.access import AgentAccess
 from tinytown.services.agents import AgentService
 from tinytown.services.backlog import BacklogService
 from tinytown.services.config import CONFIG_FILE, TownConfig, find_town_root
+from tinytown.services.costs import KEEP, Budgets, CostReport, CostService, Keep, Scope
 from tinytown.services.endpoint import embedded_server, redis_url
 from tinytown.services.executables import agent_path
 from tinytown.services.gitignore import ignore_tt_dir
 from tinytown.services.handle import AgentHandle
 from tinytown.services.lifecycle import AgentLifecycle
-from tinytown.services.messages import MessageService
+from tinytown.services.messages import BROADCAST_KIND, MessageService, make_body
 from tinytown.services.recovery import RecoveryService
 from tinytown.services.registry import default_town_name, register_town
 from tinytown.services.tasks import TaskService
@@ -87,6 +90,7 @@ class Town:
         self.lifecycle = AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
         self.access = AgentAccess(self.store, url)
         self.workspaces = WorkspaceService(self.store, config, self.agents)  # issue 12
+        self.spending = CostService(self.store, self.agents, self.tasks, config)
         #: Whether opening the town started its embedded Redis (front ends say so).
         self.started_server = False
 
@@ -178,11 +182,18 @@ class Town:
         mode: SpawnMode | str = SpawnMode.FRESH,
         max_rounds: int | None = None,
         scope: str | None = None,
+        budget: Budget | None = None,
+        session_id: str | None = None,
         worktree: bool | None = None,
     ) -> AgentHandle:
         """Create an agent (``starting``; a running town starts its actor). The town's
         ``tinytown.toml`` is re-read first if it changed, so a CLI preset added meanwhile
-        (``tt config agent_clis.NAME ...``) is known."""
+        (``tt config agent_clis.NAME ...``) is known.
+
+        ``budget``: its own spending limit (``Budget(usd=5)``, ``Budget(tokens=200_000)``),
+        besides the town's ``[budget]``. ``session_id``: a CLI session to continue; the
+        agent is then ``resumed``. Cancellable: once the write was sent, a cancelled call
+        may or may not have registered the agent."""
         self.config.refresh()
         agent = await self.agents.spawn(
             name,
@@ -193,9 +204,64 @@ class Town:
             mode=mode,
             max_rounds=max_rounds,
             scope=scope,
+            budget=budget,
+            session_id=session_id,
             worktree=worktree,  # its own git worktree; None: [workspace] mode
         )
         return self.handle(agent.id)
+
+    async def broadcast(
+        self, body: Body | str, *, urgent: bool = False, sender: str | None = None
+    ) -> tuple[Message, int]:
+        """One message into every live agent's inbox, all or none; returns the message and
+        how many agents it reached. Text is a note (``informational``): it starts no round
+        and costs nothing by itself, riding along with each agent's next round; pass a
+        ``TaskBody`` for work (one round per agent). Cancellable: once sent, a cancelled
+        broadcast may or may not have been delivered (to all or to none)."""
+        if isinstance(body, str):
+            body = make_body(BROADCAST_KIND, body)
+        return await self.messages.broadcast(body, urgent=urgent, sender=sender)
+
+    # -- costs and budgets -------------------------------------------------------------
+
+    async def costs(self, by: str = "agent") -> CostReport:
+        """What the town's rounds cost, per agent (``by="agent"``) or per task
+        (``by="task"``): rows of :class:`~tinytown.model.Usage`, their total and the town's
+        running total. Cancellable (reads only)."""
+        return await self.spending.costs(by)
+
+    async def usage(self) -> Usage:
+        """The town's running total (tokens, dollars, rounds). Cancellable (reads only)."""
+        return await self.spending.town_usage()
+
+    async def budgets(self) -> Budgets:
+        """The town's limits (town, each agent, each task, the agents' own) and what it
+        spent. Cancellable (reads only)."""
+        return await self.spending.budgets()
+
+    async def set_budget(
+        self,
+        agent: str | None = None,
+        *,
+        usd: float | Keep | None = KEEP,
+        tokens: int | Keep | None = KEEP,
+        scope: Scope = "agent",
+    ) -> Agent | Budget | None:
+        """Set a spending limit; ``None`` removes a limit, an omitted one stays.
+
+        With ``agent`` (a name or id): that agent's own budget, one atomic record update;
+        returns the agent. Without: the ``[budget]`` default of tinytown.toml for
+        ``scope`` (``"agent"``: each agent, ``"task"``: each task, ``"town"``: the whole
+        town), the file's comments kept; returns the new limit. Raising a limit never
+        resumes an agent the runtime paused for spending: call ``resume`` on its handle.
+        Raises InvalidInputError, NotFoundError, ConfigError; nothing changes then.
+        Cancellable: once the write was sent, a cancelled call may or may not have
+        happened."""
+        if agent is not None:
+            if scope != "agent":
+                raise InvalidInputError("A budget is for one agent, or for a scope; not both.")
+            return await self.spending.set_agent_budget(agent, usd=usd, tokens=tokens)
+        return await self.spending.set_default_budget(scope, usd=usd, tokens=tokens)
 
     async def agent(self, ref: str, *, sender: str = SUPERVISOR_ID) -> AgentHandle:
         """A handle on an existing agent, by name, nickname, id or id prefix; ``sender``

@@ -8,10 +8,11 @@ from typing import Any, TextIO
 
 import trio
 
-from tinytown.cli.context import Context
+from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, record, short
 from tinytown.errors import TimeoutExpiredError
 from tinytown.model import Agent, SpawnMode
+from tinytown.services.costs import describe_budget, parse_budget
 from tinytown.services.doctor import root_notice
 from tinytown.services.lifecycle import ControlOutcome
 
@@ -79,8 +80,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--mode",
         choices=[m.value for m in SpawnMode],
-        default=SpawnMode.FRESH.value,
-        help="fresh (default), forkedcontext (starts with the parent's recent results), resumed",
+        default=None,
+        help=(
+            "fresh (default: a new CLI session each round), forkedcontext (starts with the"
+            " parent's recent results), resumed (continues its CLI session every round)"
+        ),
     )
     p.add_argument("--max-rounds", type=int, metavar="N", help="go cold after N rounds")
     p.add_argument("--scope", help="free-text scope of the agent's work (shown in its prompt)")
@@ -89,6 +93,20 @@ def register(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="work in its own git worktree on branch tt/NAME (default: [workspace] mode)",
+    )
+    p.add_argument(
+        "--budget",
+        action="append",
+        metavar="AMOUNT",
+        help=(
+            "its own spending limit: dollars (5, 2.50, $5) or tokens (200k, 1.5M,"
+            " 50000tokens); give both with two --budget (docs/costs.md)"
+        ),
+    )
+    p.add_argument(
+        "--resume-session",
+        metavar="ID",
+        help="continue this CLI session (e.g. a claude session id); implies --mode resumed",
     )
     add_json_flag(p)
     p.set_defaults(handler=cmd_spawn, town="required")
@@ -142,29 +160,43 @@ def register(sub: Any) -> None:
 
 async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
+    if args.resume_session is not None and args.mode not in (None, SpawnMode.RESUMED.value):
+        raise UsageError("--resume-session continues a session: give --mode resumed or no --mode.")
+    budget = parse_budget(args.budget or [])
     agent = await town.agents.spawn(
         args.name,
         args.cli,
         role=args.role,
         nickname=args.nickname,
         parent=args.parent,
-        mode=args.mode,
+        mode=args.mode or SpawnMode.FRESH.value,
         max_rounds=args.max_rounds,
         scope=args.scope,
+        budget=budget,
+        session_id=args.resume_session,
         worktree=args.worktree,
     )
     running = await town.runtime() is not None
     if notice := root_notice(agent.cli, town.config.cli_spec(agent.cli).argv):
         ctx.out.warn(notice)  # claude refuses its bypass as root (tt doctor says it too)
+    safety = await town.agents.safety_notice_once(agent.cli)
     if ctx.json:
         ctx.out.json(record(agent))
+        if safety:  # stdout stays one JSON document
+            print(safety, file=ctx.out.stderr, flush=True)
         return 0
     role = f", role {agent.role_id}" if agent.role_id else ""
     ctx.out.line(
         f"Spawned {agent.name} ({agent.nickname}), id {agent.short_id}, cli {agent.cli}{role}."
     )
+    if agent.budget is not None:
+        ctx.out.line(f"Budget: {describe_budget(agent.budget)} (besides the town's [budget]).")
+    if agent.session_id:
+        ctx.out.line(f"Resumes session {agent.session_id} in every round.")
     if agent.worktree:
         ctx.out.line(f"Works in {agent.worktree} on branch {agent.branch}.")
+    if safety:
+        ctx.out.line(safety)
     if running:
         ctx.out.line("The running town starts it now.")
     else:

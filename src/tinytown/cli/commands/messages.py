@@ -16,7 +16,7 @@ from tinytown.cli.output import (
 )
 from tinytown.model import Message
 from tinytown.model.ids import SUPERVISOR_ID
-from tinytown.services.messages import make_body
+from tinytown.services.messages import BROADCAST_KIND, SEND_KIND, make_body
 from tinytown.store.events import Event
 
 #: Kinds of events ``tt history`` shows.
@@ -31,16 +31,30 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "send",
         help="send a message to an agent, the supervisor, or everyone",
-        usage="tt send [--query | --info | --ack] [--urgent] [--from AGENT] (TO MSG | --all MSG)",
+        usage=(
+            "tt send [--task | --query | --info | --ack] [--urgent] [--from AGENT]"
+            " (TO MSG | --all MSG)"
+        ),
         description=(
             "Put a message in an agent's inbox (TO may be 'supervisor'), or with --all in\n"
-            "every live agent's inbox at once. Without a type flag the message is work (a\n"
-            "'task' message). --urgent puts it at the head of the inbox."
+            "every live agent's inbox at once. Without a type flag a message to one agent is\n"
+            "work (a 'task': the agent runs a round for it and the sender gets the outcome),\n"
+            "and a broadcast is a note ('informational': no round of its own, no reply; it\n"
+            "rides along with each agent's next round, so it costs nothing by itself).\n"
+            "--task makes a broadcast work for every agent (one paid round each).\n"
+            "--urgent puts the message at the head of the inbox."
         ),
     )
     p.add_argument("to", nargs="?", metavar="TO", help=AGENT_HELP)
     p.add_argument("message", nargs="?", metavar="MSG", help="the message text")
     kind = p.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--task",
+        dest="kind",
+        action="store_const",
+        const="task",
+        help="work to do (the default for TO; each agent runs a round)",
+    )
     kind.add_argument(
         "--query",
         dest="kind",
@@ -49,7 +63,11 @@ def register(sub: Any) -> None:
         help="a question that expects an answer",
     )
     kind.add_argument(
-        "--info", dest="kind", action="store_const", const="info", help="an FYI (no action needed)"
+        "--info",
+        dest="kind",
+        action="store_const",
+        const="info",
+        help="an FYI: no round, no reply (the default for --all)",
     )
     kind.add_argument(
         "--ack",
@@ -67,7 +85,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--all", action="store_true", help="broadcast to every live agent")
     add_json_flag(p)
-    p.set_defaults(handler=cmd_send, kind="task", town="required")
+    p.set_defaults(handler=cmd_send, kind=None, town="required")
 
     p = sub.add_parser(
         "inbox",
@@ -143,7 +161,7 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
         text, to = to, None
     if text is None:
         raise UsageError("Give TO and MSG (or --all MSG).")
-    body = make_body(args.kind, text)
+    body = make_body(args.kind or (SEND_KIND if to else BROADCAST_KIND), text)
     if to is None:
         message, reached = await town.messages.broadcast(
             body, urgent=args.urgent, sender=args.sender or ctx.agent_id
@@ -151,11 +169,7 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
         if ctx.json:
             ctx.out.json({**record(message), "to": "*", "recipients": reached})
         else:
-            ctx.out.line(
-                f"Broadcast to {plural(reached, 'agent')}"
-                + ("" if reached else " (no live agents)")
-                + "."
-            )
+            ctx.out.line(broadcast_line(message, reached))
         return 0
     message = await town.messages.send(
         to, body, urgent=args.urgent, sender=args.sender or ctx.agent_id
@@ -169,6 +183,19 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
             f" (message {message.id[:8]})."
         )
     return 0
+
+
+def broadcast_line(message: Message, reached: int) -> str:
+    """What a broadcast did, and what it costs: a note no round, work a round each."""
+    if not reached:
+        return f"Broadcast a {message.type.value} to no one (no live agents)."
+    who = plural(reached, "agent")
+    if message.actionable:
+        return f"Broadcast a {message.type.value} to {who} (each runs a round for it)."
+    return (
+        f"Broadcast a note to {who} (no round of its own: it rides along with each"
+        " agent's next round; --task makes it work)."
+    )
 
 
 # -- inbox -----------------------------------------------------------------------------------

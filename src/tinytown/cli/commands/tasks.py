@@ -10,6 +10,7 @@ from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, ago, clip, plural, record, short, stamp_local
 from tinytown.errors import InvalidInputError
 from tinytown.model import Task, TaskState
+from tinytown.services.costs import describe_usage
 
 TASK_HELP = "task id or unique id prefix (4+ hex)"
 AGENT_HELP = "agent name, nickname, id or id prefix"
@@ -29,6 +30,26 @@ def add_tag_options(p: argparse.ArgumentParser, what: str = "tag the task") -> N
     )
     p.add_argument(
         "--tags", dest="tags", action="append", metavar="A,B", help="comma-separated tags"
+    )
+
+
+def attempts(text: str) -> int:
+    """An argparse type: a number of attempts, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs 1 or more, not {text!r}")
+    return value
+
+
+def add_attempts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-attempts",
+        type=attempts,
+        metavar="N",
+        help="rounds that may fail before the task does (default: runtime.max_attempts)",
     )
 
 
@@ -57,6 +78,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="if AGENT cannot take work (cold, stopped, error), put the task in the backlog",
     )
+    add_attempts_option(p)
     add_json_flag(p)
     p.set_defaults(handler=cmd_assign, town="required")
 
@@ -120,6 +142,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("description", metavar="DESC", help="what to do")
     add_tag_options(p)
+    add_attempts_option(p)
     add_json_flag(p)
     p.set_defaults(handler=cmd_backlog_add, town="required")
     p = verbs.add_parser(
@@ -220,8 +243,10 @@ async def _print_tasks(ctx: Context, tasks: list[Task], empty: str, tree: bool =
 
 
 async def _print_task(ctx: Context, task: Task) -> None:
+    default_attempts = int(ctx.need_town().config.setting("runtime.max_attempts"))
     if ctx.json:
-        ctx.out.json(record(task))
+        most = task.max_attempts or default_attempts
+        ctx.out.json({**record(task), "max_attempts_in_force": most})
         return
     out = ctx.out
     out.line(f"Task {task.id}")
@@ -243,8 +268,15 @@ async def _print_task(ctx: Context, task: Task) -> None:
         out.line(f"  started:     {stamp_local(task.started_at)}")
     if task.completed_at:
         out.line(f"  finished:    {stamp_local(task.completed_at)}")
-    if task.attempts:
-        out.line(f"  attempts:    {task.attempts}")
+    most = task.max_attempts or default_attempts
+    whose = "" if task.max_attempts else " (runtime.max_attempts)"
+    out.line(f"  attempts:    {task.attempts} of {most}{whose}")
+    if not task.usage.empty:
+        u = task.usage
+        out.line(
+            f"  spent:       {describe_usage(u)} (in {u.input_tokens:,}, out"
+            f" {u.output_tokens:,}, cached {u.cached_tokens:,}; {u.duration:.1f} s)"
+        )
     if task.result:
         lines = task.result.splitlines() or [""]
         out.line(f"  result:      {lines[0]}")
@@ -271,6 +303,7 @@ async def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
         parent=args.parent,
         sender=ctx.sender,
         anyone=args.anyone,
+        max_attempts=args.max_attempts,
     )
     if task.state is TaskState.PENDING:  # --anyone, and the agent could not take it
         text = f"{args.agent} takes no work now; added task {task.short_id} to the backlog instead."
@@ -321,7 +354,9 @@ async def cmd_task_current(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_backlog_add(ctx: Context, args: argparse.Namespace) -> int:
-    task = await ctx.need_town().backlog.add(args.description, tags=tags_of(args))
+    task = await ctx.need_town().backlog.add(
+        args.description, tags=tags_of(args), max_attempts=args.max_attempts
+    )
     await _done(ctx, task, f"Added task {task.short_id} to the backlog.")
     return 0
 
