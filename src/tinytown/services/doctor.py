@@ -257,14 +257,14 @@ async def _check_mcp(
     """Can the CLI start the town's MCP server and complete the handshake? For claude:
     the server entry the rounds get is added to a throw-away claude home and ``claude mcp
     list`` connects to it (free: no login needed, nothing of the user's is changed)."""
-    if mcp is None:
-        return Check(target.subject, "mcp", Level.SKIP, "this CLI is not handed MCP servers.")
     if not config.setting("mcp.agents"):
         return Check(target.subject, "mcp", Level.SKIP, "the town does not wire MCP into rounds.")
     if program_kind(target.argv) != "claude":
         return Check(
             target.subject, "mcp", Level.SKIP, "only claude can list its MCP servers for free."
         )
+    if mcp is None:
+        return Check(target.subject, "mcp", Level.SKIP, "this command is not handed MCP servers.")
     server_env = {k: target.env[k] for k in mcpwiring.PASSED_ENV if target.env.get(k)}
     if users:
         server_env.update({"TT_AGENT_ID": users[0].id, "TT_AGENT_NAME": users[0].name})
