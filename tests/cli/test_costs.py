@@ -234,8 +234,8 @@ async def test_status_shows_spending_and_why_agents_wait(tt, town: Town) -> None
     carol = await town.agents.spawn("carol")
     dave = await town.agents.spawn("dave")
     await _set_reason(town, alice.id, "interrupt", "budget: agent limit $0.25 of $0.25")
-    await _set_reason(town, bob.id, "ready", "rate limited (claude) until 12:03:10")
-    await _set_reason(town, carol.id, "ready", "rate limited (claude) until 12:03:10")
+    await _set_reason(town, bob.id, "ready", "rate limit: claude until 12:03:10")
+    await _set_reason(town, carol.id, "ready", "rate limit: claude until 12:03:10")
     await _set_reason(town, dave.id, "ready", "waiting for a slot")
     await town.set_budget(scope="town", usd=20.0)
 
@@ -253,7 +253,7 @@ async def test_status_shows_spending_and_why_agents_wait(tt, town: Town) -> None
         "Paused for budget: alice (raise it with 'tt budget set', then 'tt resume alice')"
         in out.splitlines()
     )
-    assert "Rate limit: rate limited (claude) until 12:03:10 (2 agents wait)" in out.splitlines()
+    assert "Rate limit: claude until 12:03:10 (2 agents wait)" in out.splitlines()
     assert any(line.startswith("Waiting for a slot: dave") for line in out.splitlines())
     table = out.split("\nAgents (", 1)[1].split("\n\n", 1)[0].splitlines()
     assert table[1].split()[-2:] == ["TOKENS", "COST"]

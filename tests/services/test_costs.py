@@ -242,3 +242,18 @@ async def test_the_permission_notice_is_shown_once_per_town(town: Town) -> None:
         assert await other.agents.safety_notice_once("yolo") is None
     finally:
         await other.aclose()
+
+
+async def test_the_agent_handle_reads_usage_sets_budget_and_max_attempts(town: Town) -> None:
+    handle = await town.spawn_agent("alice")
+    assert await handle.usage() == Usage()
+    await record_usage(town, agent=handle.id, usage=Usage(10, 5, 0, 0.01, 1, 0.5))
+    assert await handle.usage() == Usage(10, 5, 0, 0.01, 1, 0.5)
+    agent = await handle.set_budget(usd=3.0)
+    assert agent.budget == Budget(usd=3.0) and (await handle.state()).budget == Budget(usd=3.0)
+    with pytest.raises(InvalidInputError):
+        await handle.set_budget(tokens=0)
+    assert (await handle.state()).budget == Budget(usd=3.0)
+    task_id = await handle.assign(attrs.evolve(Task.new("Flaky"), max_attempts=5))
+    assert (await town.tasks.get(task_id)).max_attempts == 5
+    assert (await town.tasks.get(await handle.assign("Plain"))).max_attempts is None

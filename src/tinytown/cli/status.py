@@ -52,7 +52,7 @@ COST_HEADERS = ["TOKENS", "COST"]
 #: The longest state reason the STATE column shows (``--deep`` shows it whole).
 REASON_WIDTH = 60
 #: Reasons that say an agent waits on the town rather than works (runtime spellings).
-RATE_LIMITED = "rate limited"
+RATE_LIMITED = "rate limit"
 WAITING_FOR_SLOT = "waiting for a slot"
 #: Columns given up first when the table is wider than the terminal: DOING, NICKNAME,
 #: ROLE, NAME, STATE.
@@ -137,7 +137,7 @@ def state_shown(agent: Agent, task: Task | None, *, hosted: bool, why: bool = Tr
     """The STATE column: the state, how long a task has been worked on, or that no
     runtime hosts the agent (its recorded starting/idle/working state is not live); then
     why, when the record says (``paused (budget: agent limit $5.00 of $5.00)``,
-    ``idle (rate limited (claude) until 12:03:10)``, ``idle (waiting for a slot)``)."""
+    ``idle (rate limit: claude until 12:03:10)``, ``idle (waiting for a slot)``)."""
     if not hosted:
         return NOT_HOSTED
     shown = agent.state.value
@@ -277,7 +277,8 @@ def _print_spending(ctx: Context, agents: list[Agent], data: dict[str, Any]) -> 
         if reason.startswith(RATE_LIMITED) and not agent.state.terminal:
             held.setdefault(reason, []).append(agent.name)
     for reason, names in held.items():
-        ctx.out.line(f"Rate limit: {reason} ({plural(len(names), 'agent')} wait)")
+        what = reason.split(":", 1)[1].strip() if ":" in reason else reason  # "claude until …"
+        ctx.out.line(f"Rate limit: {what} ({plural(len(names), 'agent')} wait)")
     waiting = [a.name for a in agents if (a.state_reason or "").startswith(WAITING_FOR_SLOT)]
     if waiting:
         ctx.out.line(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinytown.model import Agent, MessageType
+from tinytown.model import Agent, MessageType, Usage
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import BODY_CLASSES, TaskBody
 from tinytown.services.agents import AgentService
+from tinytown.services.costs import KEEP, CostService, Keep
 from tinytown.services.lifecycle import AgentLifecycle
 from tinytown.services.messages import MessageService
 from tinytown.services.tasks import TaskService
@@ -25,6 +26,7 @@ class AgentHandle:
         tasks: TaskService,
         messages: MessageService,
         lifecycle: AgentLifecycle,
+        costs: CostService,
         sender: str = SUPERVISOR_ID,
     ) -> None:
         self.id = agent_id
@@ -33,6 +35,7 @@ class AgentHandle:
         self._tasks = tasks
         self._messages = messages
         self._lifecycle = lifecycle
+        self._costs = costs
 
     async def assign(self, task: Any, *, anyone: bool = False) -> str:
         """Assign a :class:`~tinytown.model.Task` (or a description); returns the task id.
@@ -41,8 +44,14 @@ class AgentHandle:
         ``anyone`` the task goes to the backlog instead."""
         description = task if isinstance(task, str) else task.description
         tags = () if isinstance(task, str) else task.tags
+        max_attempts = None if isinstance(task, str) else task.max_attempts
         created = await self._tasks.assign(
-            self.id, description, tags=tags, sender=self.sender, anyone=anyone
+            self.id,
+            description,
+            tags=tags,
+            sender=self.sender,
+            anyone=anyone,
+            max_attempts=max_attempts,
         )
         return created.id
 
@@ -61,6 +70,19 @@ class AgentHandle:
 
     async def state(self) -> Agent:
         return await self._agents.get(self.id)
+
+    async def usage(self) -> Usage:
+        """What its rounds cost so far (running totals). Cancellable (reads only)."""
+        return (await self._agents.get(self.id)).usage
+
+    async def set_budget(
+        self, *, usd: float | Keep | None = KEEP, tokens: int | Keep | None = KEEP
+    ) -> Agent:
+        """Set its own spending limit (None removes a measure, an omitted one stays); the
+        town's ``[budget]`` applies besides it. A paused agent stays paused: call
+        :meth:`resume`. Raises InvalidInputError (nothing changes). Cancellable: once the
+        write was sent, a cancelled call may or may not have happened."""
+        return await self._costs.set_agent_budget(self.id, usd=usd, tokens=tokens)
 
     async def interrupt(self) -> Agent:
         return (await self._lifecycle.interrupt(self.id)).agent

@@ -275,6 +275,7 @@ class Town:
             tasks=self.tasks,
             messages=self.messages,
             lifecycle=self.lifecycle,
+            costs=self.spending,
             sender=sender,
         )
 
