@@ -357,8 +357,8 @@ async def test_the_town_mcp_server_is_reached_by_claude(
     assert mcp.level is Level.OK and "✔ Connected" in mcp.text  # a real handshake with tt mcp
     assert "-m tinytown mcp" in mcp.text
     assert _by(report, "codex", "mcp").level is Level.SKIP
-    await town.agents.spawn("t", "claude --print")  # text output: rounds get no MCP config
-    plain = _by(await diagnose(town, ["t"], euid=1000), "claude --print", "mcp")
+    await town.agents.spawn("t", "claude --print --model opus")  # text: no MCP config
+    plain = _by(await diagnose(town, ["t"], euid=1000), "claude --print --model", "mcp")
     assert plain.level is Level.SKIP and "not handed MCP servers" in plain.text
     assert not (Path.home() / ".claude.json").exists()  # the user's claude config untouched
 
