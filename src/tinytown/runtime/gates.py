@@ -132,7 +132,9 @@ class RoundGates(RoundRunner):
 
     async def _over_budget(self) -> Pause | None:
         """The pause a reached agent or town budget calls for (reading the totals only
-        when such a budget is set)."""
+        when such a budget is set). The config file is looked at first (one stat): a
+        budget raised with ``tt config`` counts at once."""
+        self.ctx.refresh_config()
         agent = await self.ctx.town.agents.get(self.id)
         limits = self._limits(agent)
         if not limits.agent and limits.town is None:
