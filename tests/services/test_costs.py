@@ -236,7 +236,7 @@ async def test_the_permission_notice_is_shown_once_per_town(town: Town) -> None:
             nursery.start_soon(spawn_and_ask, n)
     shown = [n for n in notices if n]
     assert len(shown) == 1 and len(notices) == 4
-    assert "--dangerously-skip-permissions" in shown[0] and "claude-safe" in shown[0]
+    assert "--dangerously-skip-permissions" in shown[0] and "docs/agents.md" in shown[0]
     other = await Town.connect(town.root)  # another process, later: still remembered
     try:
         assert await other.agents.safety_notice_once("yolo") is None

@@ -117,6 +117,8 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
             entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
             entry["log_tail"] = log_tail(town.root, agent.name)
             entry["budget_default"] = record(budgets.agent) if budgets.agent else None
+            # "<worktree> on <branch>: ahead 1, dirty 2 files" (git; never raises)
+            entry["worktree_summary"] = await town.workspaces.summary(agent)
         data["agents"].append(entry)
     if args.tasks:
         data["tasks_by_agent"] = _by_agent(tasks, {a.id: a.name for a in agents})
@@ -339,8 +341,8 @@ def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any], tasks: dict[s
     )
     session = agent.session_id or "(none yet)"
     out.line(f"  mode: {agent.spawn_mode.value}   session: {session}")
-    if agent.worktree or agent.branch:
-        out.line(f"  worktree: {agent.worktree or '-'}   branch: {agent.branch or '-'}")
+    if entry.get("worktree_summary"):
+        out.line(f"  worktree: {entry['worktree_summary']}")
     if entry["log_tail"]:
         out.line(f"  last log lines (.tt/logs/{agent.name}.log):")
         for line in entry["log_tail"]:

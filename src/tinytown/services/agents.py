@@ -35,8 +35,7 @@ from tinytown.model import (
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
 from tinytown.services import control, legacy, workspaces
-from tinytown.services.agentcli.presets import BYPASS_FLAGS
-from tinytown.services.agentcli.spec import CliSpec
+from tinytown.services.agentcli import safety_notice
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
@@ -270,9 +269,9 @@ class AgentService:
         is spawned in this town; None otherwise (shown once per town and CLI).
         Cancellable."""
         spec = self.config.cli_spec(cli)
-        if not spec.bypasses_permissions or not await self.first_time(f"safety:{spec.name}"):
+        if not safety_notice(spec) or not await self.first_time(f"safety:{spec.name}"):
             return None
-        return permission_notice(spec)
+        return safety_notice(spec)
 
     async def first_time(self, what: str) -> bool:
         """Whether this is the first time ``what`` happens in this town (e.g. the safety
@@ -388,19 +387,6 @@ def check_verb(agent: Agent, verb: str) -> None:
         raise InvalidTransitionError(f"Agent {agent.name} is already draining.")
     if verb == "interrupt" and state in (AgentState.PAUSED, AgentState.DRAINING):
         raise InvalidTransitionError(f"Agent {agent.name} is {state.value}; cannot interrupt it.")
-
-
-def permission_notice(spec: CliSpec) -> str:
-    """What a CLI that skips its own permission prompts means for the user, plainly."""
-    flags = "; ".join(
-        f"{flag}: {BYPASS_FLAGS.get(flag, 'acts unasked')}" for flag in spec.bypass_flags
-    )
-    return (
-        f"Note: CLI {spec.name!r} skips its own permission prompts ({flags}). Its agents"
-        " edit files and run commands in the town's directory as your user without asking"
-        " first. For untrusted work use a safer preset (claude-safe, gemini-safe), a git"
-        " worktree or a container (docs/agents.md). Shown once per town."
-    )
 
 
 def check_budget(budget: Budget) -> None:
