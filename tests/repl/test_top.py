@@ -5,6 +5,7 @@ Redis (and a real runtime where an action needs one)."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -212,6 +213,22 @@ async def test_q_leaves_and_the_town_keeps_running(
     assert await town.runtime() is not None
 
 
+async def test_cancelled_it_gives_the_terminal_back(town: Town, pipe: PipeInput) -> None:
+    output = Vt100_Output(io.StringIO(), lambda: Size(rows=ROWS, columns=COLUMNS), term="xterm")
+    dashboard = Dashboard(town, input=pipe, output=output)
+    before = threading.active_count()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dashboard.run)
+            await dashboard.ready.wait()
+            assert dashboard.screen.app.is_running
+            scope.cancel()
+    assert not dashboard.screen.app.is_running  # its thread no longer reads the keyboard
+    with trio.fail_after(5):
+        while threading.active_count() > before:
+            await trio.sleep(0.01)
+
+
 async def test_log_tail_round_clock_and_live_log(town: Town, board: Board) -> None:
     await town.spawn_agent("alice")
     logs = town.root / ".tt" / "logs"
@@ -229,8 +246,10 @@ async def test_log_tail_round_clock_and_live_log(town: Town, board: Board) -> No
     with log.open("a") as fh:
         fh.write("tests pass\n--- round 1 pid=1 exited returncode=0 after 125.0 s ---\n")
     await board.shows("tests pass")
-    await board.until(lambda: " - " in board.row("alice"), "the round is over: no clock")
-    assert "tests pass" in board.row("alice")
+    await board.until(
+        lambda: "tests pass" in board.row("alice") and "2m" not in board.row("alice"),
+        "the round is over: the latest line, no clock",
+    )
     board.keys("\r")
     await board.until(lambda: "log of alice" not in board.text(), "log closed")
 

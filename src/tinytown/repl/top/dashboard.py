@@ -24,8 +24,9 @@ from tinytown.cli.main import run_command
 from tinytown.cli.output import Output
 from tinytown.cli.parser import build_parser
 from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.repl.top.keys import Action
 from tinytown.repl.top.model import Tracker
-from tinytown.repl.top.screen import LEAVE_KEYS, REFRESH, Action, Screen
+from tinytown.repl.top.screen import LEAVE_KEYS, REFRESH, Screen
 from tinytown.services.town import Town
 
 #: How long leaving waits for the screen's thread to give the terminal back.
@@ -79,10 +80,10 @@ class Dashboard:
             nursery.start_soon(self._perform_actions)
             if done is not None:
                 nursery.start_soon(self._exit_when, done)
-            await self._show()
+            await self._show(nursery)
             nursery.cancel_scope.cancel()
 
-    async def _show(self) -> None:
+    async def _show(self, nursery: trio.Nursery) -> None:
         finished = threading.Event()
 
         def work() -> None:
@@ -96,12 +97,11 @@ class Dashboard:
                 await trio.sleep(0.01)
             self.ready.set()
 
+        nursery.start_soon(started)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(started)
-                await trio.to_thread.run_sync(work, abandon_on_cancel=True)
-                nursery.cancel_scope.cancel()
+            await trio.to_thread.run_sync(work, abandon_on_cancel=True)
         except trio.Cancelled:
+            # Not left running: the thread would go on reading the keyboard.
             with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
                 while not finished.is_set():
                     self.screen.exit()

@@ -23,6 +23,8 @@ import attrs
 CHUNK = 4096
 #: At most this many new bytes are scanned backwards for a newer round header or footer.
 MAX_SCAN = 256 * 1024
+#: Bytes each scanned piece overlaps the next, so a marker line cut in two is found.
+OVERLAP = 200
 #: Longest line kept (the table shows less).
 LINE_MAX = 300
 
@@ -131,8 +133,7 @@ class LogTails:
             while mark is None and end > start and size - end < MAX_SCAN:
                 begin = max(end - CHUNK, start)
                 fh.seek(begin)
-                # Overlap a little, so a marker line cut by the chunk boundary is found.
-                piece = fh.read(min(end + 200, size) - begin)
+                piece = fh.read(min(end + OVERLAP, size) - begin)
                 mark = _last_mark(piece)
                 end = begin
         line = _last_line(data, offset == 0) or before.line

@@ -64,6 +64,7 @@ class SwitchingReader:
         self.input = input
         self.output = output
         self.shown = 0  # times the dashboard was shown (tests)
+        self.board: Dashboard | None = None  # while it is shown
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.reader, name)
@@ -90,8 +91,10 @@ class SwitchingReader:
                     leave_keys=(*LEAVE_KEYS, SWITCH_KEY),
                 )
                 self.shown += 1
+                self.board = board
                 await board.run()
         finally:
+            self.board = None
             feed.paused = paused
 
 
