@@ -387,3 +387,22 @@ async def test_early_stop_ends_a_round_that_cannot_succeed(town: Town, start: St
     retried = [e for e in events if e.kind == "retry" and e.fields.get("task") == task_id]
     assert retried and "transient" in retried[0].text
     assert "waiting for network" in retried[0].text  # the CLI's own words
+
+
+async def test_task_budget_pauses_before_the_task_spends_more(town: Town, start: Start) -> None:
+    town.config.set("budget.task_usd", "0.5")
+    await start()
+    handle = await town.spawn_agent("t", "claude")
+    task = await town.tasks.assign("t", "cost 0.3; fail 1", max_attempts=5)
+    await agent_state(handle, AgentState.PAUSED)  # after its 2nd failed round: $0.60
+    agent = await handle.state()
+    assert agent.state_reason == f"budget: task {task.short_id} limit $0.60 of $0.50"
+    spent = await town.tasks.get(task.id)
+    assert spent.state is TaskState.ASSIGNED and spent.attempts == 2
+    assert spent.usage.cost_usd == 0.6 and spent.usage.rounds == 2
+    # Resumed with the limit unchanged: the task is not run again (nor counted).
+    await handle.resume()
+    await agent_state(handle, AgentState.PAUSED)
+    again = await town.tasks.get(task.id)
+    assert again.attempts == 2 and again.usage.rounds == 2
+    assert (await handle.state()).usage.rounds == 2
