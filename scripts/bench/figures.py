@@ -84,8 +84,9 @@ IDLE_CPU = Figure("idle_cpu_pct", "% core", "<= 1 %")
 RSS_PER_AGENT = Figure("rss_per_agent_kib", "KiB", "<= 100 KiB")
 INTERRUPT = Figure("interrupt_ms", "ms", "<= 100 ms")
 KILL = Figure("kill_ms", "ms", "<= 100 ms")
-TT_SEND = Figure("tt_send_ms", "ms", "<= 150 ms")
-TT_STATUS = Figure("tt_status_ms", "ms", "-")
+TT_SEND = Figure("tt_send_ms", "ms", "<= 60 ms")
+TT_TASK_COMPLETE = Figure("tt_task_complete_ms", "ms", "<= 60 ms")
+TT_STATUS = Figure("tt_status_ms", "ms", "<= 60 ms")
 SCALE_SPAWN = Figure("scale_spawn_s", "s", "<= 10 s")
 SCALE_IDLE_CPU = Figure("scale_idle_cpu_pct", "% core", "<= 1 %")
 SCALE_RSS = Figure("scale_rss_per_agent_kib", "KiB", "<= 20 KiB")
@@ -102,7 +103,7 @@ GROUPS: dict[str, tuple[Figure, ...]] = {
     "broadcast": (BROADCAST,),
     "spawn": (SPAWN, IDLE_CPU, RSS_PER_AGENT),
     "control": (INTERRUPT, KILL),
-    "cli": (TT_SEND, TT_STATUS),
+    "cli": (TT_SEND, TT_TASK_COMPLETE, TT_STATUS),
     "scale": (
         SCALE_SPAWN,
         SCALE_IDLE_CPU,

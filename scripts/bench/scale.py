@@ -2,7 +2,8 @@
 
 For each size, one town hosted by a bare Runtime in its own process: spawn N agents
 (CLI ``true``) and wait until all are idle; the host's resident memory per agent; idle
-CPU of the host and of redis-server over a window; ``tt status`` wall time; backlog
+CPU of the host and of redis-server over a window (after settling 0.5 s + 1 s per 1,000
+agents); ``tt status`` wall time; backlog
 dispatch latency with every agent idle (a task added -> an agent holds it); broadcast of
 a PING to every agent (the call; then until every agent has taken it). Each figure's
 value is the one at the largest size, its baseline the one at the smallest; the details
@@ -17,6 +18,7 @@ import json
 import math
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,20 @@ LIMITS = {"spawn_s": 10.0, "idle_cpu_pct": 1.0, "rss_per_agent_kib": 20.0, "tt_s
 
 
 def run(b: Bench) -> list[Row]:
-    sizes = [20, 100] if b.quick else [100, 1000, 10000]
+    planned = [20, 100] if b.quick else [100, 1000, 10000]
     curve: dict[int, dict[str, float]] = {}
     extra: dict[int, dict[str, Any]] = {}
-    for n in sizes:
-        curve[n], extra[n] = _one_size(b, n)
+    errors: dict[str, str] = {}
+    for n in planned:
+        try:
+            curve[n], extra[n] = _one_size(b, n)
+        except Exception as exc:  # a size that fails must not hide the smaller ones
+            errors[str(n)] = f"{type(exc).__name__}: {exc}"
+            _say(f"scale {n}: failed: {errors[str(n)]}")
+            break
+    sizes = sorted(curve)
+    if not sizes:
+        raise RuntimeError(f"no size could be measured: {errors}")
     small, large = sizes[0], sizes[-1]
     rows = []
     for figure, key, label in MEASURES:
@@ -73,6 +84,7 @@ def run(b: Bench) -> list[Row]:
                 {
                     "by_agents": {str(n): round(v, 4) for n, v in values.items()},
                     "growth_exponent": exponents,
+                    **({"failed_sizes": errors} if errors else {}),
                     **({"per_size": {str(n): extra[n] for n in sizes}} if key == "spawn_s" else {}),
                     **({"method": __doc__} if key == "spawn_s" else {}),
                 },
@@ -87,16 +99,25 @@ def _exponent(v1: float, v2: float, n1: int, n2: int) -> float | None:
     return round(math.log(v2 / v1) / math.log(n2 / n1), 2)
 
 
+def _say(text: str) -> None:
+    """Progress on stderr (a size of 10,000 takes minutes)."""
+    print(f"    {text}", file=sys.stderr, flush=True)
+
+
 def _one_size(b: Bench, n: int) -> tuple[dict[str, float], dict[str, Any]]:
     root = b.make_town(f"scale{n}")
     host = b.start_host(root, how="bare")
     redis_pid = int((b.tmp / ".tt" / "redis.pid").read_text())
+    patience = max(60.0, n * 0.1)  # seconds any one step may take before it is an error
     try:
         time.sleep(0.3)
         rss0 = rss_kib(host.pid)
         with b.profiled(f"scale{n}-spawn"):
-            spawn = trio.run(_spawn_all, root, n)
-        time.sleep(0.5)
+            spawn = trio.run(_spawn_all, root, n, patience)
+        _say(f"scale {n}: spawned, all idle after {spawn['elapsed']:.1f} s")
+        # The host finishes the spawns' tail work (requests, events) after the records say
+        # idle: settle first, so the window sees the idle town, not the end of the spawn.
+        time.sleep(0.5 + n / 1000)
         rss1 = rss_kib(host.pid)
         window = 3.0 if b.quick else 10.0
         c0 = (cpu_seconds(host.pid), cpu_seconds(redis_pid))
@@ -105,8 +126,11 @@ def _one_size(b: Bench, n: int) -> tuple[dict[str, float], dict[str, Any]]:
         elapsed = mono() - t0
         c1 = (cpu_seconds(host.pid), cpu_seconds(redis_pid))
         status = _tt_status(b, root, 1 if b.quick else 3)
-        dispatch = trio.run(_dispatch, root, spawn["ids"], 2 if b.quick else 5)
-        broadcast = trio.run(_broadcast, root, spawn["ids"])
+        _say(f"scale {n}: tt status {status:.0f} ms")
+        dispatch = trio.run(_dispatch, root, spawn["ids"], 2 if b.quick else 5, patience)
+        _say(f"scale {n}: dispatch {[round(x * 1e3, 1) for x in dispatch]} ms")
+        broadcast = trio.run(_broadcast, root, spawn["ids"], patience)
+        _say(f"scale {n}: broadcast {broadcast['call'] * 1e3:.1f} ms")
     finally:
         b.stop_proc(host)
     cpu = [(after - before) / elapsed * 100 for before, after in zip(c0, c1, strict=True)]
@@ -128,12 +152,13 @@ def _one_size(b: Bench, n: int) -> tuple[dict[str, float], dict[str, Any]]:
     return values, extra
 
 
-async def _spawn_all(root: Path, n: int) -> dict[str, Any]:
+async def _spawn_all(root: Path, n: int, patience: float) -> dict[str, Any]:
     async with await connect(root) as town:
         t0 = mono()
         ids = [(await town.agents.spawn(f"s{i}", "true")).id for i in range(n)]
         t_calls = mono()
-        await _wait_idle(town, ids, 600)
+        _say(f"scale {n}: {n} spawn calls took {t_calls - t0:.1f} s")
+        await _wait_idle(town, ids, patience)
         return {"elapsed": mono() - t0, "calls": t_calls - t0, "ids": ids}
 
 
@@ -163,7 +188,7 @@ def _tt_status(b: Bench, root: Path, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
-async def _dispatch(root: Path, ids: list[str], samples: int) -> list[float]:
+async def _dispatch(root: Path, ids: list[str], samples: int, patience: float) -> list[float]:
     """A task added to the backlog -> its record says an agent holds it (polled every
     0.5 ms); then wait until it completed and every agent is idle again."""
     out = []
@@ -172,18 +197,18 @@ async def _dispatch(root: Path, ids: list[str], samples: int) -> list[float]:
             t0 = mono()
             task = await town.backlog.add(f"scale probe {i}")
             key = town.keys.task(task.id)
-            with trio.fail_after(60):
+            with trio.fail_after(patience):
                 while json.loads(await town.redis.execute("GET", key))["state"] == "pending":
                     await trio.sleep(0.0005)
             out.append(mono() - t0)
-            with trio.fail_after(60):
+            with trio.fail_after(patience):
                 while json.loads(await town.redis.execute("GET", key))["state"] != "completed":
                     await trio.sleep(0.01)
-            await _wait_idle(town, ids, 60)
+            await _wait_idle(town, ids, patience)
     return out
 
 
-async def _broadcast(root: Path, ids: list[str]) -> dict[str, float]:
+async def _broadcast(root: Path, ids: list[str], patience: float) -> dict[str, float]:
     """The broadcast call, then until every inbox is empty (each agent took its PING)."""
     async with await connect(root) as town:
         t0 = mono()
@@ -192,7 +217,7 @@ async def _broadcast(root: Path, ids: list[str]) -> dict[str, float]:
         if reached != len(ids):
             raise RuntimeError(f"broadcast reached {reached} of {len(ids)}")
         keys = [town.keys.inbox(i) for i in ids]
-        with trio.fail_after(600):
+        with trio.fail_after(patience):
             while any(await town.redis.pipeline([["LLEN", k] for k in keys])):
                 await trio.sleep(0.01)
         return {"call": t_call - t0, "taken": mono() - t0}
