@@ -120,6 +120,7 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
             agents = cast(list[Agent], await eventually(lambda: _settled(town), 150, 0.5))
             took = trio.current_time() - started
             tasks = await town.tasks.list()
+            events = _tt(real_env, town_dir, "events", "-n", "200", "--json")
     finally:
         town_proc.send_signal(signal.SIGTERM)
         try:
@@ -145,3 +146,10 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
     assert len(tasks) == len(AGENTS)
     assert not [t for t in tasks if t.state is TaskState.FAILED], tasks
     assert "Traceback" not in out
+    # An event says so for each agent stopped for setup (and the supervisor gets mail).
+    setup_events = [e for e in json.loads(events.stdout) if e.get("kind") == "setup"]
+    assert {by_id(agents, e.get("agent")) for e in setup_events} >= {"ann", "sam", "gem"}
+
+
+def by_id(agents: list[Agent], agent_id: object) -> str:
+    return next((a.name for a in agents if a.id == agent_id), "?")
