@@ -67,6 +67,8 @@ def test_spawn_worktree_diff_and_status(tt: TtRunner, repo: Path) -> None:
     (path / "shared.txt").write_text("one\nTWO\nthree\n")
     diff = ok(tt("diff", "alice"))
     assert "+feature" in diff and "+TWO" in diff
+    deep = ok(tt("status", "--deep"))
+    assert "  worktree: .tt/worktrees/alice on tt/alice: ahead 1, dirty 1 file\n" in deep
     stat = ok(tt("diff", "alice", "--stat"))
     assert "feature.txt" in stat and "2 files changed" in stat
     ok(tt("spawn", "bob"))
