@@ -18,7 +18,6 @@ import contextlib
 import os
 import select
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,7 +91,7 @@ class BlockingConnection:
     def peer_closed(self) -> bool:
         """Whether an idle connection has something to read (EOF, a reset, a stray
         reply): it is then unusable. Never blocks."""
-        if isinstance(self.sock, ssl.SSLSocket):
+        if self.address.tls:  # a TLS record may legitimately wait to be read
             return False
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
@@ -172,6 +171,8 @@ def _connect(address: Address) -> socket.socket:
         return sock
     sock = socket.create_connection((address.host, address.port))
     if address.tls:
+        import ssl  # only for TLS: ~5 ms of a one-shot command's start-up otherwise
+
         try:
             return ssl.create_default_context().wrap_socket(sock, server_hostname=address.host)
         except BaseException:
