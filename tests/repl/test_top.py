@@ -75,7 +75,7 @@ class Board:
 @pytest.fixture
 async def board(town: Town, pipe: PipeInput) -> AsyncIterator[Board]:
     output = Vt100_Output(io.StringIO(), lambda: Size(rows=ROWS, columns=COLUMNS), term="xterm")
-    dashboard = Dashboard(town, input=pipe, output=output, refresh=0.05)
+    dashboard = Dashboard(town, input=pipe, output=output, min_redraw=0.05)
     done = trio.Event()
 
     async def run() -> None:

@@ -11,7 +11,9 @@ says, errors included.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +28,13 @@ from tinytown.cli.parser import build_parser
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.repl.top.keys import Action
 from tinytown.repl.top.model import Tracker
-from tinytown.repl.top.screen import LEAVE_KEYS, REFRESH, Screen
+from tinytown.repl.top.screen import LEAVE_KEYS, MIN_REDRAW, Screen
 from tinytown.services.town import Town
 
 #: How long leaving waits for the screen's thread to give the terminal back.
 STOP_TIMEOUT = 2.0
+#: A file to write the frames drawn to, every second (measurements).
+STATS_ENV = "TT_TOP_STATS"
 #: Actions queued while one runs (keys pressed faster than Redis answers).
 ACTIONS_QUEUED = 32
 
@@ -46,7 +50,7 @@ class Dashboard:
         input: Input | None = None,
         output: PtOutput | None = None,
         leave_keys: tuple[str, ...] = LEAVE_KEYS,
-        refresh: float = REFRESH,
+        min_redraw: float = MIN_REDRAW,
     ) -> None:
         self.town = town
         self.tracker = Tracker(town)
@@ -59,7 +63,7 @@ class Dashboard:
             input=input,
             output=output,
             leave_keys=leave_keys,
-            refresh=refresh,
+            min_redraw=min_redraw,
         )
         self.tracker.changed = self.screen.invalidate
         self.ready = trio.Event()  # the first view is there and the screen runs
@@ -80,8 +84,20 @@ class Dashboard:
             nursery.start_soon(self._perform_actions)
             if done is not None:
                 nursery.start_soon(self._exit_when, done)
+            if os.environ.get(STATS_ENV):
+                nursery.start_soon(self._stats, os.environ[STATS_ENV])
             await self._show(nursery)
             nursery.cancel_scope.cancel()
+
+    async def _stats(self, path: str) -> None:
+        """For measurements (docs/dashboard.md): every second, write the frames drawn so
+        far and the seconds since the dashboard opened to ``path`` (``$TT_TOP_STATS``)."""
+        started = trio.current_time()
+        while True:
+            await trio.sleep(1)
+            seconds = trio.current_time() - started
+            with contextlib.suppress(OSError):
+                Path(path).write_text(f"frames {self.screen.frames}\nseconds {seconds:.3f}\n")
 
     async def _show(self, nursery: trio.Nursery) -> None:
         finished = threading.Event()

@@ -46,7 +46,7 @@ class Keys:
     message: tuple[str, str]
     input: Buffer
     input_window: Window
-    table_window: Window
+    home_window: Window
 
     def order(self) -> list[str]:
         raise NotImplementedError
@@ -187,7 +187,7 @@ class Keys:
     def _stop_typing(self, event: KeyPressEvent) -> None:
         self.mode, self.pending = "table", None
         self.input.text = ""
-        event.app.layout.focus(self.table_window)
+        event.app.layout.focus(self.home_window)
 
     def _action(self, verb: str) -> Action | None:
         row = self.view().rows.get(self.selected or "")

@@ -103,6 +103,17 @@ class LogTails:
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)
 
+    def changed(self, path: Path | None) -> bool:
+        """Whether the log at ``path`` is not what was last read of it (one ``stat``)."""
+        if path is None:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path in self._seen
+        seen = self._seen.get(path)
+        return seen is None or seen.ino != st.st_ino or seen.size != st.st_size
+
     def look(self, path: Path) -> Tail:
         """The log at ``path`` as it is now (an empty :class:`Tail` if there is none)."""
         try:

@@ -37,8 +37,9 @@ from tinytown.store.records import Store
 #: Events kept for the events pane, and mail lines for the mail pane.
 EVENTS_KEPT = 200
 MAIL_KEPT = 100
-#: Seconds events are gathered before the agents they name are read again.
-BATCH = 0.1
+#: Seconds events are gathered before the agents they name are read again (the screen
+#: draws at most 5 frames a second: reading more often would show nothing more).
+BATCH = 0.2
 #: Seconds between two reads of the runtime lease (it can expire without an event).
 LEASE_INTERVAL = 3.0
 #: Seconds to wait before following again after Redis could not be read.
@@ -80,6 +81,9 @@ class View:
     round_times: tuple[float, ...] = ()  # epoch seconds of the rounds ended lately
     town_cost: float | None = None  # the town's running total, where it keeps one
     version: int = 0
+    members: int = 0  # grows when an agent comes or goes (not when one changes)
+    counts: dict[AgentState, int] = attrs.field(factory=dict)  # agents by state
+    agents_cost: float = 0.0  # the agents' usage, summed
 
     @property
     def names(self) -> dict[str, str]:
@@ -88,8 +92,8 @@ class View:
         return out
 
     def agent_counts(self) -> dict[AgentState, int]:
-        counts = collections.Counter(r.agent.state for r in self.rows.values())
-        return {s: counts[s] for s in AgentState if counts[s]}
+        """Agents per state, in the enum's order, states without agents left out."""
+        return {s: self.counts[s] for s in AgentState if self.counts.get(s)}
 
     def rounds_per_minute(self, now: float | None = None) -> float:
         now = time.time() if now is None else now
@@ -100,7 +104,7 @@ class View:
         where it keeps none the sum of its agents' (pruned agents then drop out)."""
         if self.town_cost is not None:
             return self.town_cost
-        return round(sum(r.agent.usage.cost_usd for r in self.rows.values()), 6)
+        return round(self.agents_cost, 6)
 
 
 @attrs.define
@@ -197,6 +201,9 @@ class Tracker:
             backlog=len(await indexes.backlog_ids(self.store)),
             questions=await self._questions(self._names),
             version=self.view.version + 1,
+            members=self.view.members + 1,
+            counts=dict(collections.Counter(a.state for a in agents)),
+            agents_cost=sum(a.usage.cost_usd for a in agents),
         )
         self._marks.usage = True
         await self.refresh()  # the town's usage totals, where it keeps them
@@ -308,6 +315,8 @@ class Tracker:
         view = self.view
         rows = view.rows
         tasks: dict[str, Task] = {}
+        changes: dict[str, object] = {}
+        members = view.members
         if agents_ids:
             keys = [self.store.keys.agent(i) for i in agents_ids]
             fresh = {a.id: a for a in await self.store.mget(Agent, keys)}
@@ -315,14 +324,24 @@ class Tracker:
             task_ids.update(a.current_task for a in fresh.values() if a.current_task)
             tasks = await self._read_tasks(task_ids)
             rows = dict(rows)
+            states = collections.Counter(view.counts)
+            spent = view.agents_cost
             for agent_id in agents_ids:
                 agent = fresh.get(agent_id)
+                old = rows.pop(agent_id, None)
+                if old is not None:  # the totals are kept up to date, not summed again
+                    states[old.agent.state] -= 1
+                    spent -= old.agent.usage.cost_usd
                 if agent is None:
-                    rows.pop(agent_id, None)  # pruned
+                    members += old is not None  # pruned
                     continue
-                current = tasks.get(agent.current_task or "") or _task_of(rows.get(agent_id))
+                members += old is None
+                states[agent.state] += 1
+                spent += agent.usage.cost_usd
+                current = tasks.get(agent.current_task or "") or _task_of(old)
                 rows[agent_id] = Row(agent, *counts[agent_id], _own(agent, current))
                 self._names[agent_id] = agent.name
+            changes.update(counts=+states, agents_cost=spent, members=members)
             self.reads += len(agents_ids)
         elif task_ids:
             tasks = await self._read_tasks(task_ids)
@@ -331,7 +350,6 @@ class Tracker:
                 task = tasks.get(row.agent.current_task or "")
                 if task is not None:
                     rows[agent_id] = attrs.evolve(row, task=_own(row.agent, task))
-        changes: dict[str, object] = {}
         if marks.backlog:
             changes["backlog"] = len(await indexes.backlog_ids(self.store))
         if marks.runtime:

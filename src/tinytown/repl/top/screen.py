@@ -9,6 +9,7 @@ command line's own code and answers with :meth:`Screen.notify`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +37,18 @@ from prompt_toolkit.styles import Style
 from tinytown.cli.output import duration, plural
 from tinytown.model.ids import age_seconds
 from tinytown.repl.top import rows as table
+from tinytown.repl.top.canvas import Canvas
 from tinytown.repl.top.keys import Action, Keys
-from tinytown.repl.top.logtail import LogTails, LogView
-from tinytown.repl.top.model import View
+from tinytown.repl.top.logtail import LogTails, LogView, Tail
+from tinytown.repl.top.model import Row, View
 from tinytown.services.eventformat import cut
 
-#: Redraws per second when nothing else asks for one (the round clocks tick).
-REFRESH = 0.2
-#: At most this many redraws per second, however many events arrive.
-MIN_REDRAW = 0.1
+#: Seconds between two looks at the logs on screen and the clocks (a redraw follows
+#: only if one changed).
+WATCH_INTERVAL = 0.2
+#: At least this many seconds between two redraws, however many changes arrive: a
+#: busy town is drawn 5 times a second (a little under 1/5 s: drawing takes time too).
+MIN_REDRAW = 0.18
 #: Keys that leave (the town keeps running).
 LEAVE_KEYS = ("q", "c-c")
 HINTS = (
@@ -66,6 +70,39 @@ STYLE = Style.from_dict(
 )
 
 
+def _one_line(
+    text: Callable[[], StyleAndTextTuples], style: str = ""
+) -> Callable[[int, int], list[StyleAndTextTuples]]:
+    """A one-line canvas's lines; with ``style``, the line is filled to the width with it."""
+
+    def lines(width: int, height: int) -> list[StyleAndTextTuples]:
+        fragments = text()
+        if style:
+            used = sum(len(f[1]) for f in fragments)
+            fragments = [(f"{style} {f[0]}", f[1]) for f in fragments]
+            fragments.append((style, " " * max(width - used, 0)))
+        return [fragments]
+
+    return lines
+
+
+def _row_line(
+    row: Row, tail: Tail, hosted: bool, now: float, columns: list[table.Column], chosen: bool
+) -> StyleAndTextTuples:
+    """One agent's line of the table (the selected one reversed, full width)."""
+    values = table.cells(row, tail, hosted, now)
+    base = "class:selected " if chosen else ""
+    line: StyleAndTextTuples = [(base, "▶" if chosen else " ")]
+    for column in columns:
+        text, style = values[column.title]
+        last = column is columns[-1]
+        cell = table.fit(text, column)
+        line.append((base + style, cell.rstrip() if last and not chosen else cell))
+        if not last:
+            line.append((base, " "))
+    return line
+
+
 class Screen(Keys):
     """The dashboard's application. ``view`` returns the latest view; ``submit`` hands an
     :class:`Action` to the trio side (thread-safe); ``root`` is the town's directory (for
@@ -80,7 +117,7 @@ class Screen(Keys):
         input: Input | None = None,
         output: PtOutput | None = None,
         leave_keys: tuple[str, ...] = LEAVE_KEYS,
-        refresh: float = REFRESH,
+        min_redraw: float = MIN_REDRAW,
     ) -> None:
         self.view = view
         self.logs = root / ".tt" / "logs"
@@ -98,14 +135,18 @@ class Screen(Keys):
         self._order: list[str] = []
         self._order_key: tuple[int, str, str] | None = None
         self.frames = 0  # frames drawn (tests, measurements)
+        self._lines: dict[str, tuple[tuple[object, ...], Row, StyleAndTextTuples]] = {}
+        self._watched: list[Path] = []  # the logs of the rows on screen
+        self._log_path: Path | None = None  # the log in the log pane
+        self._clocks = False  # a round clock is on screen
+        self._second = 0
         self.input = Buffer(multiline=False, on_text_changed=self._typed)
         self.app: Application[None] = Application(
             layout=self._layout(),
             key_bindings=self.key_bindings(leave_keys),
             style=STYLE,
             full_screen=True,
-            refresh_interval=refresh,
-            min_redraw_interval=MIN_REDRAW,
+            min_redraw_interval=min_redraw,
             input=input,
             output=output,
             after_render=self._drawn,
@@ -147,7 +188,9 @@ class Screen(Keys):
     def order(self) -> list[str]:
         """The ids shown, in order (recomputed only when the view, sort or filter change)."""
         view = self.view()
-        key = (view.version, self.sort, self.needle)
+        # The town's own order changes only when agents come or go.
+        changes = view.members if self.sort == "town" and not self.needle else view.version
+        key = (changes, self.sort, self.needle)
         if key != self._order_key:
             self._order = table.ordered(view, self.sort, self.needle)
             self._order_key = key
@@ -206,9 +249,8 @@ class Screen(Keys):
                 ("", f" pid {holder.pid} on {holder.host}"),
                 ("", f" · up {duration(up)}" if up is not None else ""),
             ]
-        agents = " ".join(f"{s.value} {n}" for s, n in view.agent_counts().items()) or "none"
+        agents, cost = self._totals(view)
         tasks = " ".join(f"{s.value} {n}" for s, n in view.tasks.items()) or "none"
-        cost = view.cost()
         line1: StyleAndTextTuples = [("class:title", f" {view.town} "), ("", "· "), *run]
         if view.stale:
             line1.append(("class:error", " · Redis unreachable"))
@@ -221,41 +263,51 @@ class Screen(Keys):
             line2.append(("class:question", f" · {plural(len(view.questions), 'question')}"))
         return [*line1, ("", "\n"), *line2]
 
+    def _totals(self, view: View) -> tuple[str, float]:
+        counts = view.agent_counts().items()
+        return " ".join(f"{s.value} {n}" for s, n in counts) or "none", view.cost()
+
     def _columns(self) -> StyleAndTextTuples:
         _, width = self._size()
         extra = f" sort: {self.sort}" + (f"  filter: {self.needle}" if self.needle else "")
-        head = table.header_cells(table.layout(width))
+        head = table.header_cells(table.layout(width))  # (reversed: the full width)
         return [("class:columns", (head[: width - len(extra)] + extra).ljust(width)[:width])]
 
-    def _table(self) -> StyleAndTextTuples:
+    def _table(self, width: int, height: int) -> list[StyleAndTextTuples]:
         view = self.view()
         order = self.order()
         cursor, top = self._scrolled(order)
-        _, width = self._size()
         columns = table.layout(width)
         hosted = view.runtime is not None
         now = time.time()
-        out: StyleAndTextTuples = []
+        out: list[StyleAndTextTuples] = []
+        logs: list[Path] = []
+        clocks = False
         if not order:
             hint = "no agent matches the filter" if self.needle else "no agents (tt spawn NAME)"
-            return [("class:dim", f" {hint}")]
-        for n, agent_id in enumerate(order[top : top + self.table_height()]):
+            return [[("class:dim", f" {hint}")]]
+        for n, agent_id in enumerate(order[top : top + height]):
             row = view.rows.get(agent_id)
             if row is None:
                 continue
-            tail = self.tails.look(self.logs / f"{row.agent.name}.log")
-            values = table.cells(row, tail, hosted, now)
+            path = self.logs / f"{row.agent.name}.log"
+            logs.append(path)
+            tail = self.tails.look(path)
+            clocks = clocks or (tail.in_round and not row.agent.state.terminal)
             chosen = top + n == cursor
-            base = "class:selected " if chosen else ""
-            out.append((base, "▶" if chosen else " "))
-            for i, column in enumerate(columns):
-                text, style = values[column.title]
-                if i:
-                    out.append((base, " "))
-                out.append((base + style, table.fit(text, column)))
-            out.append(("", "\n"))
-        if out:
-            out.pop()
+            # A row is formatted again only when it changed (or its clock ticked).
+            key = (id(row), tail, chosen, width, hosted, int(now) if tail.in_round else 0)
+            kept = self._lines.get(agent_id)
+            if kept is not None and kept[0] == key:
+                out.append(kept[2])
+                continue
+            line = _row_line(row, tail, hosted, now, columns, chosen)
+            self._lines[agent_id] = (key, row, line)  # (the row is kept: its id stays its own)
+            out.append(line)
+        if len(self._lines) > 4 * max(height, 1):
+            shown = set(order[top : top + height])
+            self._lines = {i: v for i, v in self._lines.items() if i in shown}
+        self._watched, self._clocks = logs, clocks
         return out
 
     def _pane_title(self) -> StyleAndTextTuples:
@@ -269,37 +321,28 @@ class Screen(Keys):
             title = " events".ljust(half) + " supervisor mail and questions"
         return [("class:pane-title", title.ljust(width)[:width])]
 
-    def _lines(self, lines: list[tuple[str, str]], height: int) -> StyleAndTextTuples:
-        out: StyleAndTextTuples = []
-        for style, text in lines[-height:] if height > 0 else []:
-            out += [(style, text), ("", "\n")]
-        return out[:-1]
+    def _events(self, width: int, height: int) -> list[StyleAndTextTuples]:
+        return [[("", e)] for e in self.view().events[-height:]] if height > 0 else []
 
-    def _events(self) -> StyleAndTextTuples:
-        return self._lines([("", e) for e in self.view().events], self._pane_height())
-
-    def _mail(self) -> StyleAndTextTuples:
+    def _mail(self, width: int, height: int) -> list[StyleAndTextTuples]:
         view = self.view()
-        height = self._pane_height()
         asked = [
             ("class:question", f"? {q.text}  (reply {q.text[:8]} ...)") for q in view.questions
         ]
         mail = [("class:question" if m.question else "", m.text) for m in view.mail]
-        return self._lines(mail[-max(height - len(asked), 0) :] + asked, height)
+        lines = mail[-max(height - len(asked), 0) :] + asked
+        return [[line] for line in lines[-height:]] if height > 0 else []
 
-    def _log(self) -> StyleAndTextTuples:
-        if not self.selected:
-            return []
-        row = self.view().rows.get(self.selected)
+    def _log(self, width: int, height: int) -> list[StyleAndTextTuples]:
+        row = self.view().rows.get(self.selected or "")
         if row is None:
-            return [("class:dim", " (gone)")]
-        height = self._pane_height()
-        lines = self.log_view.lines(self.logs / f"{row.agent.name}.log", height)
+            return [[("class:dim", " (gone)")]]
+        path = self.logs / f"{row.agent.name}.log"
+        self._log_path = path
+        lines = self.log_view.lines(path, height)
         if not lines:
-            return [("class:dim", " (no log yet: it starts with the agent's first round)")]
-        return self._lines(
-            [("class:dim" if ln.startswith("--- ") else "", ln) for ln in lines], height
-        )
+            return [[("class:dim", " (no log yet: it starts with the agent's first round)")]]
+        return [[("class:dim" if ln.startswith("--- ") else "", ln)] for ln in lines]
 
     def _status(self) -> StyleAndTextTuples:
         text, style = self.message
@@ -323,21 +366,19 @@ class Screen(Keys):
     def _layout(self) -> Layout:
         typing = Condition(lambda: self.mode in ("filter", "assign"))
         logging = Condition(lambda: self.log_open)
+        # Exact sizes everywhere: prompt-toolkit shares out free space a cell at a time.
+        mail_width = lambda: self._size()[1] * 2 // 5  # noqa: E731
         panes = VSplit(
             [
-                Window(FormattedTextControl(self._events), wrap_lines=False),
+                Canvas(self._events, width=lambda: self._size()[1] - mail_width() - 1),
                 Window(width=1, char="│", style="class:dim"),
-                Window(
-                    FormattedTextControl(self._mail),
-                    width=lambda: D.exact(self._size()[1] * 2 // 5),
-                ),
+                Canvas(self._mail, width=mail_width),
             ],
             height=lambda: D.exact(self._pane_height()),
         )
-        log = Window(FormattedTextControl(self._log), height=lambda: D.exact(self._pane_height()))
-        self.table_window = Window(
-            FormattedTextControl(self._table, focusable=True, show_cursor=False),
-            height=lambda: D.exact(self.table_height()),
+        # The header takes the focus when nothing is typed (the keys are global).
+        self.home_window = Window(
+            FormattedTextControl(self._header, focusable=True, show_cursor=False), height=2
         )
         self.input_window = Window(
             BufferControl(self.input, input_processors=[BeforeInput(self._prompt)]), height=1
@@ -345,26 +386,45 @@ class Screen(Keys):
         return Layout(
             HSplit(
                 [
-                    Window(FormattedTextControl(self._header), height=2),
-                    Window(FormattedTextControl(self._columns), height=1),
-                    self.table_window,
-                    Window(FormattedTextControl(self._pane_title), height=1),
-                    ConditionalContainer(log, filter=logging),
+                    self.home_window,
+                    Canvas(_one_line(self._columns), lambda: 1),
+                    Canvas(self._table, self.table_height),
+                    Canvas(_one_line(self._pane_title), lambda: 1),
+                    ConditionalContainer(Canvas(self._log, self._pane_height), filter=logging),
                     ConditionalContainer(panes, filter=~logging),
                     ConditionalContainer(self.input_window, filter=typing),
                     ConditionalContainer(
-                        Window(FormattedTextControl(self._status), height=1, style="class:status"),
+                        Canvas(_one_line(self._status, "class:status"), lambda: 1),
                         filter=~typing,
                     ),
                 ]
             ),
-            focused_element=self.table_window,
+            focused_element=self.home_window,
         )
+
+    # -- when to draw ---------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Redraw when what the view cannot announce changed: a log on screen grew, or a
+        second passed while a clock is shown (uptime, time in the round). Changes of the
+        town itself come through :meth:`invalidate`."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            second = int(time.time())
+            ticked = second != self._second and (self._clocks or self.view().runtime is not None)
+            logs = [*self._watched, *([self._log_path] if self.log_open else [])]
+            if ticked or any(self.tails.changed(p) for p in logs):
+                self._second = second
+                self.app.invalidate()
 
     def _drawn(self, app: Application[Any]) -> None:
         self.frames += 1
 
     def run(self) -> None:
         """Show the dashboard until a leave key (blocking: run it in a thread)."""
+
+        def watch() -> None:
+            self.app.create_background_task(self._watch())
+
         # No "Press ENTER" handler of its own: it would read the keyboard after an error.
-        self.app.run(handle_sigint=False, set_exception_handler=False)
+        self.app.run(pre_run=watch, handle_sigint=False, set_exception_handler=False)
