@@ -258,7 +258,11 @@ async def test_mail_and_questions(town: Town, board: Board) -> None:
     alice = await town.spawn_agent("alice")
     await town.messages.send(SUPERVISOR_ID, Query("is the build green?"), sender=alice.id)
     shown = await board.shows("[mail] query from alice: is the build green?", "1 question")
-    assert "from alice: is the build green?" in shown.split("[mail]", 1)[1]
+    question = (await town.messages.questions_waiting())[0]
+    assert f"? reply {question.id[:8]}: alice asks: is the build green?" in shown
+    await town.messages.reply(question.id, "yes")  # answered: it no longer waits
+    await board.until(lambda: "? reply" not in board.text(), "the question answered")
+    assert "1 question" not in board.text()
 
 
 async def test_scrolls_to_the_selection(town: Town, board: Board) -> None:

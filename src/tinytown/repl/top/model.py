@@ -378,10 +378,12 @@ class Tracker:
         return tasks
 
     async def _questions(self, names: dict[str, str]) -> tuple[MailLine, ...]:
+        """The questions waiting, each with how to answer it (``tt reply ID``)."""
         waiting = await self.town.messages.questions_waiting()
         return tuple(
             MailLine(
-                f"{m.id[:8]} from {names.get(m.sender, m.sender[:8])}: {' '.join(m.text.split())}",
+                f"reply {m.id[:8]}: {names.get(m.sender, m.sender[:8])} asks:"
+                f" {' '.join(m.text.split())}",
                 True,
             )
             for m in waiting

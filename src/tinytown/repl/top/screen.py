@@ -326,9 +326,7 @@ class Screen(Keys):
 
     def _mail(self, width: int, height: int) -> list[StyleAndTextTuples]:
         view = self.view()
-        asked = [
-            ("class:question", f"? {q.text}  (reply {q.text[:8]} ...)") for q in view.questions
-        ]
+        asked = [("class:question", f"? {q.text}") for q in view.questions]
         mail = [("class:question" if m.question else "", m.text) for m in view.mail]
         lines = mail[-max(height - len(asked), 0) :] + asked
         return [[line] for line in lines[-height:]] if height > 0 else []
