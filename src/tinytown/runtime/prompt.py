@@ -42,13 +42,16 @@ def compose(
     notes: Sequence[Message],
     names: Mapping[str, str],
     parent_results: Sequence[Task] = (),
+    tools_note: str | None = None,
 ) -> str:
     """The prompt text. Tasks and requests carry ``Description:``/``Message:`` lines that
-    scripted agents (and people) can read; notes are context only."""
+    scripted agents (and people) can read; notes are context only. ``tools_note`` tells
+    the agent about the town's MCP tools when its CLI has them this round."""
     role = agent.role_id or "worker"
     out = [
         f"# Tinytown: round {round_no} for agent {agent.name} ({agent.nickname}), town {town}",
         f"You are agent {agent.name!r} with role {role!r}.",
+        *([tools_note] if tools_note else []),
         "",
     ]
     if tasks:

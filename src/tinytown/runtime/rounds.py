@@ -39,6 +39,7 @@ from tinytown.runtime.prompt import compose
 from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _without
 from tinytown.runtime.workspace_rounds import after_round, before_round, round_env
 from tinytown.services import budgets
+from tinytown.services.mcpwiring import MCP_PROMPT_NOTE, mcp_config_for, mcp_env
 
 __all__ = ["Change", "Pause", "RoundRunner"]
 
@@ -85,6 +86,7 @@ class RoundRunner(RoundRecorder):
             [m for _, m in picked.notes],
             names,
             await self._parent_results(agent),
+            tools_note=MCP_PROMPT_NOTE if self._mcp_wired() else None,
         )
         # Before the CLI runs / after it ran, before recording: the workspace's commits.
         before = await before_round(self.ctx, agent)
@@ -131,14 +133,22 @@ class RoundRunner(RoundRecorder):
             await self.ctx.store.run_ops([event])
             return None
 
+    def _mcp_wired(self) -> bool:
+        """Whether this round's CLI gets the town's MCP server (``mcp.agents``, and a CLI
+        that takes MCP servers)."""
+        return bool(self.spec.mcp) and bool(self.ctx.setting("mcp.agents"))
+
     async def _run_cli(self, agent: Agent, prompt: str, task_id: str, round_no: int) -> RoundResult:
         town, spec = self.ctx.town, self.spec
         env = dict(self.ctx.agent_env)
         env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
         env.update(round_env(self.ctx, agent))  # its worktree and branch, if it has one
         resume = agent.spawn_mode is SpawnMode.RESUMED
-        # The one place an MCP config will be handed to the CLI (issue 13): None for now.
+        # The town's MCP server, for a CLI that takes one (issue 13): `tt mcp` as this agent.
         mcp_config = None
+        if self._mcp_wired():
+            mcp_config = mcp_config_for(town.root, agent, env)
+            env.update(mcp_env(spec.format, mcp_config))
         argv = spec.round_argv(agent.session_id if resume else None, resume, mcp_config)
         if not spec.prompt_on_stdin:
             argv, prompt = [*argv, prompt], ""
