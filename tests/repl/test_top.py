@@ -17,6 +17,7 @@ from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput
 from prompt_toolkit.output.vt100 import Vt100_Output
 
+from tinytown.errors import RedisUnavailableError
 from tinytown.model import AgentState, TaskState
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Query
@@ -24,6 +25,7 @@ from tinytown.repl.top import Dashboard
 from tinytown.repl.top.model import Tracker
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
+from tinytown.store.records import Store
 
 ROWS, COLUMNS = 30, 160
 UP, DOWN = "\x1b[A", "\x1b[B"
@@ -288,6 +290,33 @@ async def test_reads_again_only_the_agents_events_name(town: Town) -> None:
             while tracker.view.rows[agents[7].id].agent.state is not AgentState.PAUSED:
                 await trio.sleep(0.02)
         assert tracker.reads == 1  # that agent, not the 30
+        nursery.cancel_scope.cancel()
+
+
+async def test_redis_failing_marks_the_view_stale_until_it_answers(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await town.spawn_agent("alice")
+    tracker = Tracker(town)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(tracker.run)
+
+        async def unreachable(*args: object, **kwargs: object) -> object:
+            raise RedisUnavailableError("Redis is not answering.")
+
+        # (Store has slots: its reads are replaced on the class, for this test only.)
+        with monkeypatch.context() as patched:
+            patched.setattr(Store, "mget", unreachable)
+            await alice.interrupt()  # an event names alice: reading her fails
+            with trio.fail_after(5):
+                while not tracker.view.stale:
+                    await trio.sleep(0.02)
+        with trio.fail_after(5):  # read again (nothing lost): alice's change shows
+            while (
+                tracker.view.stale
+                or tracker.view.rows[alice.id].agent.state is not AgentState.PAUSED
+            ):
+                await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
 
 

@@ -1,18 +1,22 @@
 """The dashboard's reading of agents' logs: the latest line and the round clock, from the
-end of the file, across growth, long output and rotation; and the table's cells."""
+end of the file, across growth, long output and rotation; the table's cells, the header,
+and the canvas's cells."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tinytown.model import Agent, AgentState
 from tinytown.repl.top import logtail
+from tinytown.repl.top.canvas import _cells
 from tinytown.repl.top.logtail import LogTails, LogView, Tail
-from tinytown.repl.top.model import Row
 from tinytown.repl.top.rows import cells, layout, state_label
+from tinytown.repl.top.rows import header as header_lines
+from tinytown.repl.top.view import MailLine, Row, View
 
 STAMP = "2026-01-02T03:04:05Z"
 EPOCH = 1767323045.0  # STAMP
@@ -167,3 +171,21 @@ def test_narrow_terminals_give_up_columns_not_the_output() -> None:
     assert "ROLE" not in [c.title for c in narrow]
     assert narrow[-1].title == "OUTPUT" and narrow[-1].width >= 24
     assert 1 + sum(c.width + 1 for c in narrow) - 1 <= 90
+
+
+def test_wide_characters_take_two_cells_and_lines_are_cut() -> None:
+    cells = _cells([("", "a漢b"), ("bold", "cdef")], 5, "")
+    assert [c.char for c in cells] == ["a", "漢", "", "b", "c"]
+    assert cells[-1].style == "bold"
+    assert len(_cells([("", "漢漢漢")], 5, "")) == 4  # a wide character never half-shown
+
+
+def test_header_says_what_the_town_is_doing() -> None:
+    row = Row(agent(AgentState.WORKING))
+    view = View(town="shop", loaded=True, rows={row.agent.id: row}, counts={AgentState.WORKING: 1})
+    text = "".join(f[1] for f in header_lines(view))
+    assert "shop · not running" in text and "agents 1: working 1" in text
+    assert "$" not in text  # no cost reported: none shown
+    busy = attrs.evolve(view, town_cost=1.5, stale=True, questions=(MailLine("q", True),))
+    text = "".join(f[1] for f in header_lines(busy))
+    assert "$1.50" in text and "Redis unreachable" in text and "1 question" in text

@@ -94,3 +94,19 @@ def _cells(fragments: StyleAndTextTuples, width: int, parent_style: str) -> list
             if char.width == 2:
                 out.append(_CHAR_CACHE["", style])
     return out
+
+
+def one_line(
+    text: Callable[[], StyleAndTextTuples], style: str = ""
+) -> Callable[[int, int], list[StyleAndTextTuples]]:
+    """A one-line canvas's lines; with ``style``, the line is filled to the width with it."""
+
+    def lines(width: int, height: int) -> list[StyleAndTextTuples]:
+        fragments = text()
+        if style:
+            used = sum(len(f[1]) for f in fragments)
+            fragments = [(f"{style} {f[0]}", f[1]) for f in fragments]
+            fragments.append((style, " " * max(width - used, 0)))
+        return [fragments]
+
+    return lines

@@ -17,7 +17,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout import Window
 
 from tinytown.repl.top import rows as table
-from tinytown.repl.top.model import View
+from tinytown.repl.top.view import View
 
 
 @attrs.frozen

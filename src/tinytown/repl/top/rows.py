@@ -9,11 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+from prompt_toolkit.formatted_text import StyleAndTextTuples
 
-from tinytown.cli.output import duration
+from tinytown.cli.output import duration, plural
 from tinytown.model import AgentState
+from tinytown.model.ids import age_seconds
 from tinytown.repl.top.logtail import Tail
-from tinytown.repl.top.model import Row, View
+from tinytown.repl.top.view import Row, View
 from tinytown.services.eventformat import cut
 
 #: prompt-toolkit styles of the agent states (as ``tt status`` colours them).
@@ -184,3 +186,51 @@ def cells(
 
 def header_cells(columns: Sequence[Column]) -> str:
     return " " + " ".join(fit(c.title, c) for c in columns)
+
+
+def row_line(
+    row: Row, tail: Tail, hosted: bool, now: float, columns: list[Column], chosen: bool
+) -> StyleAndTextTuples:
+    """One agent's line of the table (the selected one reversed, full width)."""
+    values = cells(row, tail, hosted, now)
+    base = "class:selected " if chosen else ""
+    line: StyleAndTextTuples = [(base, "▶" if chosen else " ")]
+    for column in columns:
+        text, style = values[column.title]
+        last = column is columns[-1]
+        cell = fit(text, column)
+        line.append((base + style, cell.rstrip() if last and not chosen else cell))
+        if not last:
+            line.append((base, " "))
+    return line
+
+
+def header(view: View) -> StyleAndTextTuples:
+    """The two header lines: the town and its runtime; agents and tasks by state, the
+    backlog, rounds per minute, the cost, the questions waiting."""
+    if not view.loaded:
+        return [("class:title", f" {view.town}"), ("", " · loading…")]
+    holder = view.runtime
+    if holder is None:
+        run = [("ansiyellow", "not running"), ("class:dim", " (start it with 'tt run')")]
+    else:
+        up = age_seconds(holder.started_at)
+        run = [
+            ("ansigreen", "running"),
+            ("", f" pid {holder.pid} on {holder.host}"),
+            ("", f" · up {duration(up)}" if up is not None else ""),
+        ]
+    agents = " ".join(f"{s.value} {n}" for s, n in view.agent_counts().items()) or "none"
+    tasks = " ".join(f"{s.value} {n}" for s, n in view.tasks.items()) or "none"
+    cost = view.cost()
+    line1: StyleAndTextTuples = [("class:title", f" {view.town} "), ("", "· "), *run]
+    if view.stale:
+        line1.append(("class:error", " · Redis unreachable"))
+    line2: StyleAndTextTuples = [
+        ("", f" agents {len(view.rows)}: {agents} · tasks: {tasks}"),
+        ("", f" · backlog {view.backlog} · {view.rounds_per_minute():g} rounds/min"),
+        ("", f" · ${cost:.2f}" if cost else ""),
+    ]
+    if view.questions:
+        line2.append(("class:question", f" · {plural(len(view.questions), 'question')}"))
+    return [*line1, ("", "\n"), *line2]

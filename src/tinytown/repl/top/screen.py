@@ -34,13 +34,11 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.output import Output as PtOutput
 from prompt_toolkit.styles import Style
 
-from tinytown.cli.output import duration, plural
-from tinytown.model.ids import age_seconds
 from tinytown.repl.top import rows as table
-from tinytown.repl.top.canvas import Canvas
+from tinytown.repl.top.canvas import Canvas, one_line
 from tinytown.repl.top.keys import Action, Keys
-from tinytown.repl.top.logtail import LogTails, LogView, Tail
-from tinytown.repl.top.model import Row, View
+from tinytown.repl.top.logtail import LogTails, LogView
+from tinytown.repl.top.view import Row, View
 from tinytown.services.eventformat import cut
 
 #: Seconds between two looks at the logs on screen and the clocks (a redraw follows
@@ -68,39 +66,6 @@ STYLE = Style.from_dict(
         "status": "bg:#222222 #dddddd",
     }
 )
-
-
-def _one_line(
-    text: Callable[[], StyleAndTextTuples], style: str = ""
-) -> Callable[[int, int], list[StyleAndTextTuples]]:
-    """A one-line canvas's lines; with ``style``, the line is filled to the width with it."""
-
-    def lines(width: int, height: int) -> list[StyleAndTextTuples]:
-        fragments = text()
-        if style:
-            used = sum(len(f[1]) for f in fragments)
-            fragments = [(f"{style} {f[0]}", f[1]) for f in fragments]
-            fragments.append((style, " " * max(width - used, 0)))
-        return [fragments]
-
-    return lines
-
-
-def _row_line(
-    row: Row, tail: Tail, hosted: bool, now: float, columns: list[table.Column], chosen: bool
-) -> StyleAndTextTuples:
-    """One agent's line of the table (the selected one reversed, full width)."""
-    values = table.cells(row, tail, hosted, now)
-    base = "class:selected " if chosen else ""
-    line: StyleAndTextTuples = [(base, "▶" if chosen else " ")]
-    for column in columns:
-        text, style = values[column.title]
-        last = column is columns[-1]
-        cell = table.fit(text, column)
-        line.append((base + style, cell.rstrip() if last and not chosen else cell))
-        if not last:
-            line.append((base, " "))
-    return line
 
 
 class Screen(Keys):
@@ -236,36 +201,7 @@ class Screen(Keys):
         return cursor, self.top
 
     def _header(self) -> StyleAndTextTuples:
-        view = self.view()
-        if not view.loaded:
-            return [("class:title", f" {view.town}"), ("", " · loading…")]
-        holder = view.runtime
-        if holder is None:
-            run = [("ansiyellow", "not running"), ("class:dim", " (start it with 'tt run')")]
-        else:
-            up = age_seconds(holder.started_at)
-            run = [
-                ("ansigreen", "running"),
-                ("", f" pid {holder.pid} on {holder.host}"),
-                ("", f" · up {duration(up)}" if up is not None else ""),
-            ]
-        agents, cost = self._totals(view)
-        tasks = " ".join(f"{s.value} {n}" for s, n in view.tasks.items()) or "none"
-        line1: StyleAndTextTuples = [("class:title", f" {view.town} "), ("", "· "), *run]
-        if view.stale:
-            line1.append(("class:error", " · Redis unreachable"))
-        line2: StyleAndTextTuples = [
-            ("", f" agents {len(view.rows)}: {agents} · tasks: {tasks}"),
-            ("", f" · backlog {view.backlog} · {view.rounds_per_minute():g} rounds/min"),
-            ("", f" · ${cost:.2f}" if cost else ""),
-        ]
-        if view.questions:
-            line2.append(("class:question", f" · {plural(len(view.questions), 'question')}"))
-        return [*line1, ("", "\n"), *line2]
-
-    def _totals(self, view: View) -> tuple[str, float]:
-        counts = view.agent_counts().items()
-        return " ".join(f"{s.value} {n}" for s, n in counts) or "none", view.cost()
+        return table.header(self.view())
 
     def _columns(self) -> StyleAndTextTuples:
         _, width = self._size()
@@ -301,7 +237,7 @@ class Screen(Keys):
             if kept is not None and kept[0] == key:
                 out.append(kept[2])
                 continue
-            line = _row_line(row, tail, hosted, now, columns, chosen)
+            line = table.row_line(row, tail, hosted, now, columns, chosen)
             self._lines[agent_id] = (key, row, line)  # (the row is kept: its id stays its own)
             out.append(line)
         if len(self._lines) > 4 * max(height, 1):
@@ -385,14 +321,14 @@ class Screen(Keys):
             HSplit(
                 [
                     self.home_window,
-                    Canvas(_one_line(self._columns), lambda: 1),
+                    Canvas(one_line(self._columns), lambda: 1),
                     Canvas(self._table, self.table_height),
-                    Canvas(_one_line(self._pane_title), lambda: 1),
+                    Canvas(one_line(self._pane_title), lambda: 1),
                     ConditionalContainer(Canvas(self._log, self._pane_height), filter=logging),
                     ConditionalContainer(panes, filter=~logging),
                     ConditionalContainer(self.input_window, filter=typing),
                     ConditionalContainer(
-                        Canvas(_one_line(self._status, "class:status"), lambda: 1),
+                        Canvas(one_line(self._status, "class:status"), lambda: 1),
                         filter=~typing,
                     ),
                 ]
