@@ -18,7 +18,7 @@ from prompt_toolkit.input import PipeInput
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from tinytown.errors import RedisUnavailableError
-from tinytown.model import AgentState, TaskState
+from tinytown.model import AgentState, TaskState, Usage
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Query
 from tinytown.repl.top import Dashboard
@@ -26,6 +26,7 @@ from tinytown.repl.top.model import Tracker
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 from tinytown.store.records import Store
+from tinytown.store.usage import add_usage_ops
 
 ROWS, COLUMNS = 30, 160
 UP, DOWN = "\x1b[A", "\x1b[B"
@@ -112,6 +113,18 @@ async def test_rows_states_and_header(town: Town, runtime: Runtime, board: Board
     assert "architect" in board.row("alice") and "idle" in board.row("alice")
     assert "idle" in board.row("bob")
     assert "[spawn] alice" in shown or "spawned alice" in shown  # the events pane
+
+
+async def test_rounds_per_minute_and_the_cost(town: Town, runtime: Runtime, board: Board) -> None:
+    alice = await town.spawn_agent("alice")
+    await alice.assign("print hello")
+    await board.shows("1 rounds/min", "completed 1")  # the round's event, in the last minute
+    assert "$" not in board.text()  # the scripted agent reports no cost: none is shown
+    # A round of a CLI that reports one (as the runtime records it: the town's totals and
+    # a 'round' event, in one step).
+    ops = add_usage_ops(town.store, Usage(input_tokens=10, cost_usd=0.25, rounds=1))
+    await town.store.run_ops([*ops, town.store.event_op("round", agent=alice.id, text="x")])
+    await board.shows("$0.25", "2 rounds/min")
 
 
 async def test_interrupt_and_resume_the_selected_agent(
