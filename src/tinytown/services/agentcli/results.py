@@ -171,6 +171,8 @@ def read_gemini(stdout: str, stderr: str = "") -> Parsed:
     for obj in json_objects(stdout):
         if any(key in obj for key in ("response", "error", "stats")):
             result = obj
+    if result is None:  # gemini 0.61 prints its error object on stderr (stdout empty)
+        result = next((obj for obj in json_objects(stderr) if "error" in obj), None)
     if result is None:
         return read_text(stdout)
     error = _dict(result.get("error"))
