@@ -26,7 +26,7 @@ def test_defaults_include_log_rotation() -> None:
     [
         ("runtime.kill_grace", "-5", "must be 0 or more, not -5.0"),
         ("runtime.shutdown_grace", "-0.1", "must be 0 or more"),
-        ("runtime.round_timeout", "0", "must be more than 0"),
+        ("runtime.round_timeout", "-1", "must be 0 or more"),
         ("runtime.heartbeat_interval", "0", "must be more than 0"),
         ("runtime.heartbeat_interval", "nan", "needs a finite number"),
         ("runtime.round_timeout", "inf", "needs a finite number"),
@@ -180,3 +180,10 @@ def test_a_missing_cli_is_explained_with_the_config_file(tmp_path: Path) -> None
         "mine", "echo"
     )
     assert "built-in preset" in config.explain_missing_cli("claude", "claude")
+
+
+def test_round_timeout_zero_means_no_limit(tmp_path: Path) -> None:
+    config = config_in(tmp_path)
+    config.set("runtime.round_timeout", "0")
+    config.save()
+    assert TownConfig.load(tmp_path).setting("runtime.round_timeout") == 0

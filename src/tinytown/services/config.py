@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
 #: Timeouts and graces may be 0 (none), intervals and sizes must be positive, counts may
 #: be 0. Every value must be finite.
 RANGES: dict[str, tuple[float, bool]] = {
-    "runtime.round_timeout": (0, False),
+    "runtime.round_timeout": (0, True),  # 0: no limit (issue 17)
     "runtime.kill_grace": (0, True),
     "runtime.heartbeat_interval": (0, False),
     "runtime.shutdown_grace": (0, True),
