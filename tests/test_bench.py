@@ -77,6 +77,12 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
             if not have_peer:
                 assert figure["baseline"] is None and figure["met"] is None
                 continue
+        if key.startswith("scale_"):  # the curve: a value per size, smallest first
+            curve = figure["details"]["by_agents"]
+            assert [int(n) for n in curve] == sorted(int(n) for n in curve), (key, curve)
+            assert len(curve) >= 2 and all(_number(v) for v in curve.values()), (key, curve)
+            smallest = curve[min(curve, key=int)]  # rounded to 4 decimals in the details
+            assert math.isclose(figure["baseline"], smallest, rel_tol=1e-3, abs_tol=1e-4), key
         assert _number(figure["baseline"]), (key, figure)
         # the ratio is undefined only when the baseline is exactly zero (e.g. idle CPU)
         assert _number(figure["ratio"]) or figure["baseline"] == 0, (key, figure)

@@ -46,6 +46,7 @@ from tinytown.services.workspace_service import WorkspaceService
 from tinytown.store import indexes
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name
+from tinytown.store.oneshot import run_sync
 from tinytown.store.records import Store
 
 #: Version of the key layout written to ``tt:<town>:meta``.
@@ -140,8 +141,8 @@ class Town:
         if url is None:
             server = embedded_server(config)
             if start_server:
-                started = await trio.to_thread.run_sync(server.start)
-            elif not await trio.to_thread.run_sync(server.is_running):
+                started = await run_sync(server.start)
+            elif not await run_sync(server.is_running):
                 raise TownStoppedError(config.name, root)
             url = server.url
         redis = Redis(url, reconnect=reconnect)
