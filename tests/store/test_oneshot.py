@@ -143,8 +143,9 @@ def test_a_lost_reply_after_a_write_is_reply_lost_and_counted(mute_server: str) 
 def test_one_shot_commands_never_import_trio(
     tt_env: dict[str, str], town_dir: Path, tt: object
 ) -> None:
-    """`tt send`, `tt status` and `tt task complete` run loop-less in a fresh process: trio
-    is never loaded (a module-level `from trio import ...` on their path would break it)."""
+    """`tt send`, `tt status`, `tt task complete` and the readers agents use in their rounds
+    run loop-less in a fresh process: trio is never loaded (a module-level
+    `from trio import ...` on their path would break it)."""
     run = tt  # the fixture's runner, for setting the town up
 
     def ok(*args: str) -> str:
@@ -161,7 +162,15 @@ def test_one_shot_commands_never_import_trio(
         "print('TRIO LOADED' if 'trio._core._run' in sys.modules else 'NO TRIO')\n"
         "raise SystemExit(code)\n"
     )
-    for args in (["send", "w1", "hello"], ["status"], ["task", "complete", task_id]):
+    for args in (
+        ["send", "w1", "hello"],
+        ["status"],
+        ["tasks"],
+        ["task", "current", "w1"],
+        ["inbox", "w1"],
+        ["list"],
+        ["task", "complete", task_id],
+    ):
         done = subprocess.run(
             [sys.executable, "-c", probe, *args],
             cwd=town_dir,

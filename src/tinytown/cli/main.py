@@ -27,7 +27,20 @@ from tinytown.store.client import ResponseError
 #: a few Redis round trips -- no sleep, wait, thread or task -- so they never import trio.
 #: A handler that needs trio before it wrote anything is run again under trio; one that
 #: needs it after writing fails loudly (NeedsEventLoop), so add only such simple ones.
-LOOP_FREE = frozenset({"cmd_send", "cmd_town_status", "cmd_task_finish"})
+#: (The readers here write nothing: for them the fallback is always safe.)
+LOOP_FREE = frozenset(
+    {
+        "cmd_send",
+        "cmd_town_status",
+        "cmd_task_finish",
+        "cmd_task_current",
+        "cmd_task_show",
+        "cmd_tasks",
+        "cmd_list",
+        "cmd_inbox",
+        "cmd_backlog_list",
+    }
+)
 
 
 def main(argv: list[str] | None = None, *, interactive: Interactive | None = None) -> int:
