@@ -16,7 +16,7 @@ from tests.fakeclis import install_fake_clis
 from tests.runtime.conftest import eventually
 from tinytown import TaskState
 from tinytown.runtime.town_runtime import Runtime
-from tinytown.services.mcpwiring import MCP_PROMPT_NOTE, read_entry
+from tinytown.services.mcp.wiring import MCP_PROMPT_NOTE, read_entry
 from tinytown.services.town import Town
 
 Start = Callable[[], Awaitable[Runtime]]

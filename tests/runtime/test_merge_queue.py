@@ -15,9 +15,9 @@ from tinytown.model import Task
 from tinytown.runtime import workspace_rounds
 from tinytown.runtime.context import Context
 from tinytown.runtime.town_runtime import Runtime
-from tinytown.services import merges
-from tinytown.services.merge_requests import MergeRequest
 from tinytown.services.town import Town
+from tinytown.services.workspace import merges
+from tinytown.services.workspace.requests import MergeRequest
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import trio.testing
 
 from tests.services.doctor_shims import install_shims
 from tinytown.errors import NotFoundError
-from tinytown.services import mcpwiring
 from tinytown.services.config import TownConfig
 from tinytown.services.doctor import Check, Level, Report, diagnose, diagnose_offline, root_notice
-from tinytown.services.doctorclis import probe_safe
-from tinytown.services.probe import probe
+from tinytown.services.doctor.clis import probe_safe
+from tinytown.services.doctor.probe import probe
+from tinytown.services.mcp import wiring as mcpwiring
 from tinytown.services.town import Town
 
 

@@ -11,10 +11,11 @@ import trio
 
 from tests.gitrepo import commit_file, git, git_env, make_repo
 from tinytown.errors import AlreadyExistsError, ConfigError, NotFoundError
-from tinytown.services import merges, workspaces
-from tinytown.services.git import NotARepositoryError, town_lock
 from tinytown.services.town import Town
-from tinytown.services.workspaces import LostWorkError
+from tinytown.services.workspace import merges
+from tinytown.services.workspace import worktrees as workspaces
+from tinytown.services.workspace.git import NotARepositoryError, town_lock
+from tinytown.services.workspace.worktrees import LostWorkError
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from tests.conftest import TtRunner
 from tests.townhall.conftest import data
 from tests.townhall.test_tools import AGENT_TOOLS, SUPERVISOR_TOOLS
 from tinytown.model.ids import SUPERVISOR_ID
-from tinytown.services import mcptoken
+from tinytown.services.mcp import token as mcptoken
 from tinytown.services.town import Town
 from tinytown.townhall.caller import Caller
 from tinytown.townhall.http import serve_http
@@ -142,6 +142,6 @@ async def test_tt_mcp_http_serves_a_client(
     finally:
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
-    assert proc.returncode in (0, 130)
+    assert proc.returncode == 0  # stopped by its signal handler, cleanly
     inbox = json.loads(tt("inbox", "ann", "--json").stdout)
     assert [m["summary"] for m in inbox["ann"]["queued"]] == ["standup at 10"]

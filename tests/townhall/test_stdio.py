@@ -14,7 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 from tests.conftest import TtRunner
 from tests.townhall.conftest import data, error
 from tests.townhall.test_tools import AGENT_TOOLS
-from tinytown.services.mcpwiring import mcp_config_for, read_entry
+from tinytown.services.mcp.wiring import mcp_config_for, read_entry
 from tinytown.services.town import Town
 from tinytown.townhall.resources import EVENTS_URI, TASKS_URI
 

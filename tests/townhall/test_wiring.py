@@ -1,4 +1,4 @@
-"""The per-agent MCP config file and what each CLI kind is handed (services/mcpwiring.py).
+"""The per-agent MCP config file and what each CLI kind is handed (services/mcp/wiring.py).
 That the file really starts a working server is tests/townhall/test_stdio.py's test."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import tomllib
 from pathlib import Path
 
 from tests.townhall.test_tools import AGENT_TOOLS
-from tinytown.services import mcpwiring
 from tinytown.services.agentcli.spec import codex_mcp_overrides
+from tinytown.services.mcp import wiring as mcpwiring
 from tinytown.services.town import Town
 
 

@@ -1,9 +1,9 @@
 """The merge queue's worker: one merge at a time, in the supervisor's nursery.
 
 It wakes when ``tt merge`` queues a request (the ``merges`` wake-up), never polls. On
-start it cleans what a crashed run left (:func:`tinytown.services.merges.recover`: the
+start it cleans what a crashed run left (:func:`tinytown.services.workspace.merges.recover`: the
 scratch worktree, an unfinished landing), then works the claimed request first: a request
-survives a runtime crash in Redis (services/merge_requests.py) and is merged again; if
+survives a runtime crash in Redis (services/workspace/requests.py) and is merged again; if
 its merge had landed, it is ``up-to-date`` now.
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 from tinytown.errors import MalformedRecordError, NotFoundError, TinytownError
 from tinytown.model import Agent
 from tinytown.runtime.context import Context
-from tinytown.services import merges, workspaces
-from tinytown.services.merge_requests import MERGE_WAKE, MergeRequest, MergeRequests
-from tinytown.services.merges import MergeOutcome
+from tinytown.services.workspace import merges
+from tinytown.services.workspace import worktrees as workspaces
+from tinytown.services.workspace.merges import MergeOutcome
+from tinytown.services.workspace.requests import MERGE_WAKE, MergeRequest, MergeRequests
 
 
 class MergeWorker:

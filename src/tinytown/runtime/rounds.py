@@ -39,7 +39,7 @@ from tinytown.runtime.prompt import compose
 from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _without
 from tinytown.runtime.workspace_rounds import after_round, before_round, round_env
 from tinytown.services import budgets
-from tinytown.services.mcpwiring import MCP_PROMPT_NOTE, mcp_config_for, mcp_env
+from tinytown.services.mcp.wiring import MCP_PROMPT_NOTE, mcp_config_for, mcp_env
 
 __all__ = ["Change", "Pause", "RoundRunner"]
 

@@ -17,8 +17,8 @@ import attrs
 from tinytown.errors import NotFoundError, TinytownError
 from tinytown.model import Agent, Task, now
 from tinytown.runtime.context import Context
-from tinytown.services import workspaces
-from tinytown.services.git import count, dirty_paths
+from tinytown.services.workspace import worktrees as workspaces
+from tinytown.services.workspace.git import count, dirty_paths
 from tinytown.store.records import Op
 
 

@@ -34,12 +34,13 @@ from tinytown.model import (
 )
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
-from tinytown.services import control, legacy, workspaces
+from tinytown.services import control, legacy
 from tinytown.services.agentcli import safety_notice
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
 from tinytown.services.waiting import wait_for_agent
+from tinytown.services.workspace import worktrees as workspaces
 from tinytown.store import indexes
 from tinytown.store.records import GuardFailed, Op, Store
 

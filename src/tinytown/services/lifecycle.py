@@ -11,10 +11,11 @@ import attrs
 
 from tinytown.errors import InvalidTransitionError
 from tinytown.model import Agent, dumps
-from tinytown.services import control, workspaces
+from tinytown.services import control
 from tinytown.services.agents import AgentService, check_verb
 from tinytown.services.recovery import RecoveryService
 from tinytown.services.tasks import TaskService
+from tinytown.services.workspace import worktrees as workspaces
 from tinytown.store import indexes
 from tinytown.store.records import DELETE, Conflict, GuardFailed, Op, Store
 
@@ -103,7 +104,8 @@ class AgentLifecycle:
         backlog and their other messages to the supervisor's inbox (as ``tt reclaim
         --to-backlog`` does) before the records go. Tasks are never removed. An agent's git
         worktree holding work the base lacks is refused (LostWorkError) unless ``force``,
-        which saves the work to a rescue ref before removing it (services/workspaces.py)."""
+        which saves the work to a rescue ref before removing it
+        (services/workspace/worktrees.py)."""
         running = await control.runtime_holder(self.store)
         removed = []
         for agent in await self.agents.list():

@@ -42,7 +42,7 @@ from tinytown.services.messages import BROADCAST_KIND, MessageService, make_body
 from tinytown.services.recovery import RecoveryService
 from tinytown.services.registry import default_town_name, register_town
 from tinytown.services.tasks import TaskService
-from tinytown.services.workspace_service import WorkspaceService
+from tinytown.services.workspace.service import WorkspaceService
 from tinytown.store import indexes
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name

@@ -17,7 +17,7 @@ from pydantic import Field
 from tinytown.errors import NotFoundError
 from tinytown.model import Agent, Message, TaskState, converter
 from tinytown.model.ids import SUPERVISOR_ID
-from tinytown.services.mcpinbox import take_notes
+from tinytown.services.mcp.inbox import take_notes
 from tinytown.services.messages import make_body
 from tinytown.townhall.caller import Caller, task_summary, tool_errors
 

@@ -22,8 +22,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from mcp.server.mcpserver import MCPServer
 
-from tinytown.services import mcptoken
-from tinytown.services.mcptoken import check_exposure
+from tinytown.services.mcp import token as mcptoken
+from tinytown.services.mcp.token import check_exposure
 
 MCP_PATH = "/mcp"
 

@@ -10,7 +10,7 @@ from tinytown.cli.output import add_json_flag
 from tinytown.errors import RedisUnavailableError
 from tinytown.services.config import TownConfig
 from tinytown.services.doctor import Check, Level, Report, diagnose, diagnose_offline
-from tinytown.services.probe import PROBE_TIMEOUT
+from tinytown.services.doctor.probe import PROBE_TIMEOUT
 from tinytown.services.town import Town, TownStoppedError
 
 

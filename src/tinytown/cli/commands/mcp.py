@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Any
 
 import trio
 
 from tinytown.cli.context import Context, UsageError
 from tinytown.errors import RedisUnavailableError, TinytownError
-from tinytown.services import mcptoken
+from tinytown.services.mcp import token as mcptoken
 from tinytown.services.town import Town
 
 #: How long the server waits for Redis to say who TT_AGENT_ID is before giving up.
@@ -115,10 +116,18 @@ async def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
         if not args.http:
             await server.serve_stdio(app)
             return 0
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(http.serve_http, app, host, port, digest)
-            guard = "bearer token required" if digest else "no token: loopback only"
-            ctx.out.line(f"MCP server of town {town.name} on {url} ({guard}); Ctrl-C stops it.")
+        # Ctrl-C or SIGTERM cancels the server (open connections are dropped), instead of
+        # a KeyboardInterrupt landing wherever the server happens to be.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(http.serve_http, app, host, port, digest)
+                guard = "bearer token required" if digest else "no token: loopback only"
+                ctx.out.line(
+                    f"MCP server of town {town.name} on {url} ({guard}); Ctrl-C stops it."
+                )
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
         return 0
     finally:
         await town.aclose()

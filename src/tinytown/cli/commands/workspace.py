@@ -8,8 +8,8 @@ from typing import Any
 from tinytown.cli.commands.agents import AGENT_HELP, seconds
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, record
-from tinytown.services.merge_requests import position_text
-from tinytown.services.merges import MergeOutcome
+from tinytown.services.workspace.merges import MergeOutcome
+from tinytown.services.workspace.requests import position_text
 
 #: Exit code of ``tt merge --wait`` (and ``--dry-run``) when a merge would not or did not
 #: land: a conflict, a failing check (1 stays "error").

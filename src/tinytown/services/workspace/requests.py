@@ -18,7 +18,7 @@ import trio
 
 from tinytown.errors import InvalidInputError, MalformedRecordError, TimeoutExpiredError
 from tinytown.model import Agent, new_id, now
-from tinytown.services.merges import MergeOutcome
+from tinytown.services.workspace.merges import MergeOutcome
 from tinytown.store.records import GuardFailed, Op, Store
 
 #: The wake-up key of the merge queue (published on the town's wake channel).

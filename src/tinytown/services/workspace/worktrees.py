@@ -24,7 +24,7 @@ import attrs
 from tinytown.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotFoundError
 from tinytown.model import Agent
 from tinytown.services.config import TownConfig
-from tinytown.services.git import (
+from tinytown.services.workspace.git import (
     GitError,
     dirty_paths,
     git,

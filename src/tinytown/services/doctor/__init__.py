@@ -1,6 +1,6 @@
 """``tt doctor``: can this town's agents work? Free checks of each agent's CLI and the town.
 
-Per CLI used by the agents checked (:mod:`tinytown.services.doctorclis`): installed (path,
+Per CLI used by the agents checked (:mod:`tinytown.services.doctor.clis`): installed (path,
 version), logged in where the CLI can say so for free, the preset's options accepted for
 the user who runs the town (claude refuses its permission bypass as root), and, where the
 town hands the CLI its MCP server, that the CLI can connect to it. For the town: Redis
@@ -25,19 +25,19 @@ import trio
 
 from tinytown.errors import ConfigError
 from tinytown.model import Agent
-from tinytown.services import mcpwiring
 from tinytown.services.agents import AgentService
 from tinytown.services.config import TownConfig
 from tinytown.services.control import LeaseHolder
-from tinytown.services.doctorbase import Check, CliTarget, Level, program_kind
-from tinytown.services.doctorclis import (
+from tinytown.services.doctor.base import Check, CliTarget, Level, program_kind
+from tinytown.services.doctor.clis import (
     bypass_refused_as_root,
     check_installed,
     check_login,
     check_options,
 )
+from tinytown.services.doctor.probe import PROBE_TIMEOUT, probe
 from tinytown.services.executables import agent_path
-from tinytown.services.probe import PROBE_TIMEOUT, probe
+from tinytown.services.mcp import wiring as mcpwiring
 
 __all__ = ["Check", "Level", "Report", "diagnose", "diagnose_offline", "root_notice"]
 

@@ -29,8 +29,8 @@ import attrs
 import trio
 
 from tinytown.services.config import TownConfig
-from tinytown.services.git import dirty_paths, git, git_names, is_ancestor, rev, town_lock
-from tinytown.services.workspaces import WORKTREES, base_branch, identity_env, plural
+from tinytown.services.workspace.git import dirty_paths, git, git_names, is_ancestor, rev, town_lock
+from tinytown.services.workspace.worktrees import WORKTREES, base_branch, identity_env, plural
 
 SCRATCH = WORKTREES / ".merge"  # agent names cannot start with '.'
 JOURNAL = Path(".tt") / "merge-landing"

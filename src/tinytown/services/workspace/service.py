@@ -1,8 +1,8 @@
 """The workspace verbs of the Python API (``town.workspaces``), by agent reference.
 
 ``tt diff``, ``tt merge`` and ``tt rescue`` call these; the git work is in
-services/workspaces.py (worktrees, rescue), services/merges.py (merging) and
-services/merge_requests.py (the queue the running town works).
+services/workspace/worktrees.py (worktrees, rescue), services/workspace/merges.py (merging) and
+services/workspace/requests.py (the queue the running town works).
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import attrs
 
 from tinytown.errors import InvalidInputError, TinytownError
 from tinytown.model import Agent
-from tinytown.services import control, merges, workspaces
+from tinytown.services import control
 from tinytown.services.agents import AgentService
 from tinytown.services.config import TownConfig
-from tinytown.services.merge_requests import MergeRequest, MergeRequests
-from tinytown.services.merges import MergeOutcome
-from tinytown.services.workspaces import Rescue, WorkState
+from tinytown.services.workspace import merges
+from tinytown.services.workspace import worktrees as workspaces
+from tinytown.services.workspace.merges import MergeOutcome
+from tinytown.services.workspace.requests import MergeRequest, MergeRequests
+from tinytown.services.workspace.worktrees import Rescue, WorkState
 from tinytown.store.records import Store
 
 

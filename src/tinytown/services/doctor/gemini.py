@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from tinytown.services.agentcli.presets import flag_value
-from tinytown.services.doctorbase import Check, CliTarget, Level
+from tinytown.services.doctor.base import Check, CliTarget, Level
 
 #: Environment variables that give gemini an auth method (its own error names the first
 #: three); GOOGLE_API_KEY counts with Vertex AI.

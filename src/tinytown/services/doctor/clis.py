@@ -16,10 +16,10 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tinytown.services.doctorbase import Check, CliTarget, Level, program_kind
-from tinytown.services.doctorgemini import gemini_login, gemini_trust
+from tinytown.services.doctor.base import Check, CliTarget, Level, program_kind
+from tinytown.services.doctor.gemini import gemini_login, gemini_trust
+from tinytown.services.doctor.probe import Probe, probe
 from tinytown.services.eventformat import one_line
-from tinytown.services.probe import Probe, probe
 
 #: Keys codex exec can use without a login.
 CODEX_KEY_ENV = ("CODEX_API_KEY", "OPENAI_API_KEY")
