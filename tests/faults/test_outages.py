@@ -99,6 +99,9 @@ def test_dropped_connections_are_survived(embedded_ft: FaultTown) -> None:
     town.ok("resume", "w", timeout=20)
     third = town.assign("w", "print third")
     town.wait_task(third, "completed")
+    # The round's acknowledgement settles the agent in the same atomic step: once idle
+    # again, nothing may be left in flight.
+    town.wait_state("w", "idle")
     assert town.inflight("w") == 0
     assert proc.poll() is None, f"exit {proc.returncode}:\n{town.run_log()}"
     town.unwatch(proc.pid)
