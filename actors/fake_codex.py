@@ -17,8 +17,9 @@ shared directives are in actors/fakecli.py; its own:
                  for network" every 0.2 s forever (the real one never exits by itself)
     mcp          print "mcp <names>" of the -c mcp_servers.<name>.command overrides
 
-Environment: ``FAKE_CLI_NOT_LOGGED_IN=1`` fails rounds as without a login, and ``login
-status`` says so; ``FAKE_CLI_LOG`` (see fakecli.py).
+Environment: ``FAKE_CLI_NOT_LOGGED_IN=1`` fails rounds as without a login (unless
+``nonetwork``: the real one then only waits for the network), and ``login status`` says
+so; ``FAKE_CLI_LOG`` (see fakecli.py).
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ def main() -> int:
         stops=("nonetwork",),
         extra={"mcp": lambda _: f"mcp {' '.join(servers) or '-'}"},
     )
-    if os.environ.get("FAKE_CLI_NOT_LOGGED_IN") == "1":
-        rnd.failure = ("notloggedin", "")
+    no_network = (rnd.failure or ("", ""))[0] == "nonetwork"
+    if os.environ.get("FAKE_CLI_NOT_LOGGED_IN") == "1" and not no_network:
+        rnd.failure = ("notloggedin", "")  # without a network it never gets to hear so
     word, arg = rnd.failure or ("", "")
     if word == "nonetwork":
         for n in range(2, 6):

@@ -14,6 +14,7 @@ or a setup failure does to the agent (holds, backoffs, pauses).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -39,12 +40,17 @@ from tinytown.runtime.ratelimit import clock_time, iso_time
 from tinytown.services import budgets
 from tinytown.services.agentcli.report import Outcome, RoundReport
 from tinytown.services.agentcli.spec import CliSpec
+from tinytown.services.doctor.base import CliTarget, Level, program_kind
+from tinytown.services.doctor.clis import check_login, locate
 from tinytown.store.records import Op
 from tinytown.store.usage import add_usage_ops, town_usage
 
 Change = Callable[[Agent], Agent]
 #: Waits after transient failures in a row: 2, 4, 8 ... seconds, at most this.
 TRANSIENT_MAX_WAIT = 300.0
+
+#: How long a free login check may take after a round that could not reach its service.
+LOGIN_PROBE_TIMEOUT = 10.0
 
 
 @attrs.define
@@ -96,10 +102,29 @@ class RoundRecorder:
             result.returncode, result.timed_out, result.stdout_tail, result.stderr_tail
         )
 
+    async def _not_set_up(self, report: RoundReport) -> RoundReport:
+        """A CLI that cannot reach its service may simply not be logged in (codex without
+        a login retries its connection until stopped): where the CLI can say so for free
+        (``claude auth status``, ``codex login status``), ask it once; not logged in makes
+        the round a setup failure (the agent pauses with that sentence, its tasks kept)
+        instead of a transient one retried for ever. Cancellable (the probe is killed)."""
+        if report.outcome is not Outcome.TRANSIENT or not program_kind(self.spec.argv):
+            return report
+        env = self.ctx.agent_env
+        root = self.ctx.town.root
+        program = locate(self.spec.argv[0], cwd=root, path=env.get("PATH", os.defpath))
+        if program is None:
+            return report
+        target = CliTarget(self.name, tuple(self.spec.argv), root, env)
+        check = await check_login(target, program, LOGIN_PROBE_TIMEOUT)
+        if check.level is not Level.FAIL:
+            return report
+        return attrs.evolve(report, outcome=Outcome.SETUP, message=check.text)
+
     async def _record(
         self, held: Held, picked: Picked, round_no: int, result: RoundResult
     ) -> tuple[Held, Agent]:
-        report = self._read(result)
+        report = await self._not_set_up(self._read(result))
         outcome = report.outcome
         usage = attrs.evolve(report.usage, rounds=1, duration=round(result.duration, 3))
         text = detail(report, result, structured=self.spec.format != "text")
