@@ -16,10 +16,14 @@ import pytest
 import trio
 
 from tests.cli.clihelp import ok, ok_json, parallel
+from tests.gitrepo import commit_file, git_env, make_repo
+from tinytown.cli import status
 from tinytown.cli.status import NOT_HOSTED, agent_table, live_task, state_shown
 from tinytown.model import Agent, AgentState, Task, TaskState, new_id
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
+from tinytown.services.workspace import worktrees
+from tinytown.services.workspace.worktrees import WorkState
 
 ESC = "\x1b["
 
@@ -50,6 +54,7 @@ async def test_agents_without_a_runtime_say_so(tt, town: Town) -> None:
     agent = ok_json(data)["agents"][0]
     assert agent["state"] == "starting"  # --json: the record unchanged, fields added
     assert agent["hosted"] is False and agent["state_shown"] == NOT_HOSTED
+    assert "WORKTREE" not in text and agent["workspace"] is None  # no worktree: no column
 
 
 async def test_a_stale_current_task_is_not_shown(tt, town: Town) -> None:
@@ -160,3 +165,95 @@ def test_table_api() -> None:
     assert all(len(line.replace(ESC + "32m", "").replace(ESC + "0m", "")) <= 60 for line in lines)
     assert "…" in lines[1] and ESC + "32mworking" + ESC + "0m" in lines[1]
     assert ESC not in "".join(agent_table([alice], [entry], tasks, width=60))
+
+
+@pytest.fixture
+def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The town root as a git repository (branch main), git's identity private."""
+    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
+    make_repo(town_dir)
+    return town_dir
+
+
+async def test_each_worktree_ahead_and_dirty(tt, repo: Path, town: Town) -> None:
+    for result in parallel(
+        partial(tt, "spawn", "alice", "--worktree"),
+        partial(tt, "spawn", "bob", "--worktree"),
+        partial(tt, "spawn", "carol"),
+    ):
+        ok(result)
+    alice = repo / ".tt" / "worktrees" / "alice"
+    commit_file(alice, "feature.txt", "feature\n", "add feature")
+    (alice / "shared.txt").write_text("changed\n")
+    (alice / "new.txt").write_text("untracked\n")
+    text, data, deep = parallel(
+        partial(tt, "status"), partial(tt, "status", "--json"), partial(tt, "status", "--deep")
+    )
+    rows = _agent_rows(ok(text))
+    assert "WORKTREE" in ok(text).split("\nAgents (", 1)[1].splitlines()[1]
+    assert rows["alice"].endswith("ahead 1, dirty 2 files")
+    assert rows["bob"].endswith("ahead 0, dirty 0 files")
+    assert rows["carol"].endswith("  -")  # works in the root: no worktree
+    by_name = {a["name"]: a for a in ok_json(data)["agents"]}
+    assert by_name["alice"]["workspace"] == {
+        "base": "main",
+        "ahead": 1,
+        "dirty": 2,
+        "missing": False,
+    }
+    assert by_name["bob"]["workspace"]["ahead"] == 0 and by_name["bob"]["workspace"]["dirty"] == 0
+    assert by_name["carol"]["workspace"] is None
+    assert "worktree_summary" not in by_name["alice"]  # plain status: git's numbers only
+    line = "  worktree: .tt/worktrees/alice on tt/alice: ahead 1, dirty 2 files\n"
+    assert line in ok(deep)
+    # The API says the same.
+    state = await town.workspaces.state("alice")
+    assert (state.ahead, len(state.dirty)) == (1, 2)
+    summary = await town.workspaces.summary(await town.agents.resolve("alice"))
+    assert f"  worktree: {summary}\n" == line
+    assert await town.workspaces.summary(await town.agents.resolve("carol")) is None
+
+
+async def test_git_trouble_is_a_question_mark_and_deep_says_why(tt, repo: Path, town: Town) -> None:
+    ok(tt("spawn", "alice", "--worktree"))
+    town.config.set("workspace.base", "no-such-branch")
+    text, data, deep = parallel(
+        partial(tt, "status"), partial(tt, "status", "--json"), partial(tt, "status", "--deep")
+    )
+    assert _agent_rows(ok(text))["alice"].endswith("  ?")
+    error = ok_json(data)["agents"][0]["workspace"]["error"]
+    assert "[workspace] base 'no-such-branch' is not a local branch" in error
+    assert f"  worktree: .tt/worktrees/alice on tt/alice: {error}\n" in ok(deep)
+
+
+async def test_worktrees_are_read_concurrently_and_only_for_agents_with_one(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await town.agents.spawn("base")
+    agents = [attrs.evolve(base, id=f"id{n}", worktree=f"w/{n}") for n in range(12)]
+    agents.append(base)  # no worktree: never asked
+    asked: list[str] = []
+    running = 0
+    most = 0
+    all_in = trio.Event()
+
+    async def state(config: object, agent: Agent) -> WorkState:
+        nonlocal running, most
+        asked.append(agent.id)
+        running += 1
+        most = max(most, running)
+        if most == status.GIT_PARALLEL:
+            all_in.set()
+        await all_in.wait()  # read one at a time, the first would wait here for ever
+        running -= 1
+        return WorkState("main", int(agent.id[2:]), ())
+
+    monkeypatch.setattr(worktrees, "state", state)
+    with trio.fail_after(5):
+        found = await status.worktree_states(town, agents)
+    assert most == status.GIT_PARALLEL  # concurrent, and bounded
+    assert sorted(asked) == sorted(a.id for a in agents[:-1])
+    assert {k: v.ahead for k, v in found.items() if isinstance(v, WorkState)} == {
+        f"id{n}": n for n in range(12)
+    }
+    assert await status.worktree_states(town, [base]) == {}

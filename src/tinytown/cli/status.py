@@ -21,6 +21,7 @@ from tinytown.cli.output import (
     table_lines,
     terminal_width,
 )
+from tinytown.errors import TinytownError
 from tinytown.model import Agent, AgentState, Budget, Task, TaskState, Usage, converter
 from tinytown.model.ids import age_seconds
 from tinytown.services.costs import (
@@ -32,6 +33,10 @@ from tinytown.services.costs import (
 )
 from tinytown.services.endpoint import redis_url
 from tinytown.services.town import Town
+from tinytown.services.workspace import worktrees
+from tinytown.services.workspace.worktrees import WorkState
+from tinytown.store import indexes, oneshot
+from tinytown.store.client import in_trio
 
 #: What the STATE column says of an agent recorded as live when no runtime hosts the town.
 NOT_HOSTED = "not running (no runtime)"
@@ -47,6 +52,8 @@ STATE_STYLES = {
     AgentState.COLD: "dim",
 }
 AGENT_HEADERS = ["NAME", "NICKNAME", "ROLE", "STATE", "TASK", "DOING", "INBOX"]
+#: Added when any agent has a worktree: ``ahead N, dirty M files``.
+WORKTREE_HEADER = "WORKTREE"
 #: Added when any agent has spent something (tokens or dollars).
 COST_HEADERS = ["TOKENS", "COST"]
 #: The longest state reason the STATE column shows (``--deep`` shows it whole).
@@ -57,6 +64,10 @@ WAITING_FOR_SLOT = "waiting for a slot"
 #: Columns given up first when the table is wider than the terminal: DOING, NICKNAME,
 #: ROLE, NAME, STATE.
 AGENT_SHRINK = (5, 1, 2, 0, 3)
+#: The same with the WORKTREE column (index 7), given up right after DOING.
+AGENT_SHRINK_WORKTREE = (5, 7, 1, 2, 0, 3)
+#: Worktrees read at once (each costs four short git processes).
+GIT_PARALLEL = 8
 
 #: Lines of ``.tt/logs/<agent>.log`` shown by ``status --deep``.
 LOG_TAIL_LINES = 5
@@ -82,13 +93,67 @@ def _uptime(agent: Agent) -> float | None:
     return age_seconds(agent.started_at)
 
 
+async def worktree_states(town: Town, agents: list[Agent]) -> dict[str, WorkState | str]:
+    """Agent id -> its branch against the base (:class:`WorkState`), or the sentence
+    saying why git could not tell, for the agents with a worktree; read concurrently
+    (:data:`GIT_PARALLEL` at a time). Agents without a worktree cost nothing: a town
+    without any runs no git and needs no event loop. Cancellation: propagates, after
+    the git processes running were killed and reaped."""
+    with_tree = [a for a in agents if a.worktree]
+    if not with_tree:
+        return {}
+    if not in_trio():  # git needs the event loop: store/oneshot.py runs us again in one
+        raise RuntimeError(f"worktree states {oneshot.NEEDS_TRIO}")
+    import trio  # only here: see above (the one-shot commands start without it)
+
+    found: dict[str, WorkState | str] = {}
+    limit = trio.CapacityLimiter(GIT_PARALLEL)
+
+    async def read(agent: Agent) -> None:
+        async with limit:
+            try:
+                state = await worktrees.state(town.config, agent)
+            except TinytownError as exc:
+                found[agent.id] = str(exc)
+            else:
+                found[agent.id] = state if state is not None else "no branch recorded"
+
+    async with trio.open_nursery() as nursery:
+        for agent in with_tree:
+            nursery.start_soon(read, agent)
+    return found
+
+
+def _workspace_record(state: WorkState | str | None) -> dict[str, Any] | None:
+    """The ``workspace`` field of ``--json``."""
+    if state is None:
+        return None
+    if isinstance(state, str):
+        return {"error": state}
+    return {
+        "base": state.base,
+        "ahead": state.ahead,
+        "dirty": len(state.dirty),
+        "missing": state.missing,
+    }
+
+
+def worktree_cell(state: WorkState | str | None) -> str | None:
+    """The WORKTREE column: ``ahead 1, dirty 2 files`` (``?`` when git could not tell;
+    ``--deep`` says why)."""
+    if state is None:
+        return None
+    return "?" if isinstance(state, str) else state.describe()
+
+
 async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[str, Any]:
     holder = await town.runtime()
     agents = await town.agents.list()
     tasks = await town.tasks.list()
-    backlog = await town.backlog.list()
+    backlog = await indexes.backlog_length(town.store)
     counts = await ctx.inbox_counts(a.id for a in agents)
     budgets = await town.budgets()
+    work = await worktree_states(town, agents)
     data: dict[str, Any] = {
         "town": town.name,
         "root": str(town.root),
@@ -99,7 +164,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         else {"host": holder.host, "pid": holder.pid, "started_at": holder.started_at},
         "agents": [],
         "tasks": dict(Counter(t.state.value for t in tasks)),
-        "backlog": len(backlog),
+        "backlog": backlog,
         "questions_waiting": [m.id for m in await town.messages.questions_waiting()],
         "usage": record(budgets.spent),
         "budget": record(budgets.town) if budgets.town else None,
@@ -112,18 +177,27 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         entry["hosted"] = holder is not None or agent.state.terminal
         entry["current_task_live"] = live.id if live else None
         entry["state_shown"] = state_shown(agent, live, hosted=entry["hosted"])
+        entry["workspace"] = _workspace_record(work.get(agent.id))
         if args.deep:
             entry["uptime_seconds"] = _uptime(agent)
             entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
             entry["log_tail"] = log_tail(town.root, agent.name)
             entry["budget_default"] = record(budgets.agent) if budgets.agent else None
-            # "<worktree> on <branch>: ahead 1, dirty 2 files" (git; never raises)
-            entry["worktree_summary"] = await town.workspaces.summary(agent)
+            entry["worktree_summary"] = _summary(agent, work.get(agent.id))
         data["agents"].append(entry)
     if args.tasks:
         data["tasks_by_agent"] = _by_agent(tasks, {a.id: a.name for a in agents})
-    data["_objects"] = (agents, by_id)
+    data["_objects"] = (agents, by_id, work)
     return data
+
+
+def _summary(agent: Agent, state: WorkState | str | None) -> str | None:
+    """``--deep``'s worktree line (as ``town.workspaces.summary`` says it), from the state
+    already read."""
+    if state is None:
+        return None
+    said = state if isinstance(state, str) else state.describe()
+    return f"{agent.worktree} on {agent.branch}: {said}"
 
 
 def live_task(agent: Agent, tasks: dict[str, Task]) -> Task | None:
@@ -159,11 +233,14 @@ def agent_table(
     *,
     width: int | None = None,
     color: bool = False,
+    work: dict[str, WorkState | str] | None = None,
 ) -> list[str]:
-    """The agents as a table, cut to ``width`` (DOING first) and coloured on request."""
+    """The agents as a table, cut to ``width`` (DOING first) and coloured on request;
+    with a WORKTREE column when ``work`` (see :func:`worktree_states`) has any agent."""
     rows: list[list[object]] = []
     styles: dict[tuple[int, int], str] = {}
     costs = any(not a.usage.empty for a in agents)
+    work = work or {}
     for n, (agent, entry) in enumerate(zip(agents, entries, strict=True)):
         task = tasks.get(entry["current_task_live"] or "")
         row: list[object] = [
@@ -175,16 +252,18 @@ def agent_table(
             clip(task.description, 200) if task else None,
             entry["inbox"],
         ]
+        if work:
+            row.append(worktree_cell(work.get(agent.id)))
         if costs:
             row += [format_tokens(agent.usage.tokens), format_usd(agent.usage.cost_usd)]
         rows.append(row)
         style = STATE_STYLES.get(agent.state) if entry["hosted"] else "dim"
         if color and style:
             styles[(n, 3)] = style
-    headers = AGENT_HEADERS + (COST_HEADERS if costs else [])
-    return table_lines(
-        rows, headers, width=width, shrink=AGENT_SHRINK, styles=styles, middle=(0, 1)
-    )
+    headers = AGENT_HEADERS + ([WORKTREE_HEADER] if work else [])
+    headers += COST_HEADERS if costs else []
+    shrink = AGENT_SHRINK_WORKTREE if work else AGENT_SHRINK
+    return table_lines(rows, headers, width=width, shrink=shrink, styles=styles, middle=(0, 1))
 
 
 def _by_agent(tasks: list[Task], names: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -208,7 +287,7 @@ def _task_summary(counts: dict[str, int]) -> str:
 async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     data = await _gather(ctx, town, args)
-    agents, by_id = data.pop("_objects")
+    agents, by_id, work = data.pop("_objects")
     if ctx.json:
         ctx.out.json(data)
         return 0
@@ -235,9 +314,8 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         unhosted = sum(1 for e in data["agents"] if not e["hosted"])
         note = f"; {unhosted} not running: no runtime hosts them" if unhosted else ""
         out.line(f"Agents ({len(agents)}{note}):")
-        for line in agent_table(
-            agents, data["agents"], by_id, width=terminal_width(out.stdout), color=color
-        ):
+        width = terminal_width(out.stdout)
+        for line in agent_table(agents, data["agents"], by_id, width=width, color=color, work=work):
             out.line(line)
     out.line()
     out.line(f"Tasks:   {_task_summary(data['tasks'])}")

@@ -176,6 +176,11 @@ async def backlog_ids(store: Store, start: int = 0, stop: int = -1) -> list[str]
     return list(await store.redis.execute("LRANGE", store.keys.backlog, start, stop))
 
 
+async def backlog_length(store: Store) -> int:
+    """How many tasks wait in the backlog (one LLEN, whatever its length)."""
+    return int(await store.redis.execute("LLEN", store.keys.backlog))
+
+
 async def raw_records(store: Store, keys: Sequence[str]) -> list[str | None]:
     """The raw JSON of several records in one round trip (None where absent)."""
     return list(await store.redis.execute("MGET", *keys)) if keys else []
