@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.fakeclis import install_fake_clis
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.config import TownConfig
 from tinytown.services.town import Town
@@ -104,6 +105,38 @@ async def runtime(town: Town) -> AsyncIterator[Runtime]:
         await nursery.start(rt.serve)
         yield rt
         nursery.cancel_scope.cancel()
+
+
+StartRuntime = Callable[[], Awaitable[Runtime]]
+
+
+@pytest.fixture
+async def start_runtime(town: Town) -> AsyncIterator[StartRuntime]:
+    """Starts the town's runtime when called (once the test has configured the town);
+    stopped at the end of the test."""
+    async with trio.open_nursery() as nursery:
+
+        async def go() -> Runtime:
+            rt = Runtime(town)
+            await nursery.start(rt.serve)
+            return rt
+
+        yield go
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def fake_clis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake ``claude``/``codex``/``gemini`` (actors/fake_*.py, tests/fakeclis.py) first
+    on PATH for this process and what it starts; each run appends its argv to
+    ``calls.jsonl`` beside them (FAKE_CLI_LOG). Returns their directory."""
+    bin_dir = tmp_path / "fake-clis"
+    install_fake_clis(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_CLI_LOG", str(bin_dir / "calls.jsonl"))
+    for name in ("FAKE_CLI_AS_ROOT", "FAKE_CLI_NOT_LOGGED_IN", "IS_SANDBOX"):
+        monkeypatch.delenv(name, raising=False)
+    return bin_dir
 
 
 TtRunner = Callable[..., subprocess.CompletedProcess[str]]

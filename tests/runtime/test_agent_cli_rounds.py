@@ -5,7 +5,6 @@ setup failures, attempts, tasks per round, the town-wide cap on rounds, early st
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -13,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.fakeclis import install_fake_clis
+from tests.conftest import StartRuntime
 from tests.runtime.conftest import eventually
 from tinytown import AgentState, TaskState
 from tinytown.model import Agent, Budget, Informational, Usage
@@ -22,18 +21,11 @@ from tinytown.services.handle import AgentHandle
 from tinytown.services.town import Town
 from tinytown.store.usage import town_usage
 
+pytestmark = pytest.mark.usefixtures("fake_clis")
+
 CLIS = Path(__file__).resolve().parent / "clis"
 FLAKY = CLIS / "flaky.py"
 CLAUDE_ARGS = "--print --output-format json --dangerously-skip-permissions"
-
-
-@pytest.fixture(autouse=True)
-def fake_clis_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``claude``, ``codex`` and ``gemini`` are the fakes, for the town and its rounds."""
-    bin_dir = tmp_path / "fakebin"
-    install_fake_clis(bin_dir)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
-    return bin_dir
 
 
 @pytest.fixture
@@ -53,23 +45,6 @@ def flaky(town: Town, name: str, cli: str, args: str, fmt: str) -> None:
         "format": fmt,
     }
     town.config.save()
-
-
-Start = Callable[[], Awaitable[Runtime]]
-
-
-@pytest.fixture
-async def start(town: Town) -> AsyncIterator[Start]:
-    """Starts the runtime once the test has configured the town; stopped at the end."""
-    async with trio.open_nursery() as nursery:
-
-        async def go() -> Runtime:
-            rt = Runtime(town)
-            await nursery.start(rt.serve)
-            return rt
-
-        yield go
-        nursery.cancel_scope.cancel()
 
 
 async def task_done(
@@ -95,9 +70,9 @@ async def agent_state(handle: AgentHandle, state: AgentState) -> None:
 
 
 async def test_structured_result_is_the_answer_and_usage_is_recorded_everywhere(
-    town: Town, start: Start
+    town: Town, start_runtime: StartRuntime
 ) -> None:
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("c", "claude")
     task_id = await handle.assign("print the answer is 42; cost 0.25; tokens 1000 200 50")
     await task_done(town, task_id)
@@ -125,9 +100,9 @@ async def test_structured_result_is_the_answer_and_usage_is_recorded_everywhere(
 
 
 async def test_resumed_mode_continues_the_session_fresh_mode_does_not(
-    town: Town, start: Start
+    town: Town, start_runtime: StartRuntime
 ) -> None:
-    await start()
+    await start_runtime()
     resumed = await town.spawn_agent("r", "claude", mode="resumed")
     fresh = await town.spawn_agent("f", "claude")
     results = {}
@@ -150,8 +125,10 @@ async def test_resumed_mode_continues_the_session_fresh_mode_does_not(
 # -- budgets ------------------------------------------------------------------------------
 
 
-async def test_budget_pauses_the_agent_until_raised_and_resumed(town: Town, start: Start) -> None:
-    await start()
+async def test_budget_pauses_the_agent_until_raised_and_resumed(
+    town: Town, start_runtime: StartRuntime
+) -> None:
+    await start_runtime()
     handle = await town.spawn_agent("b", "claude", budget=Budget(usd=1.0))
     first = await handle.assign("print one; cost 0.6")
     await task_done(town, first)
@@ -185,9 +162,9 @@ async def test_budget_pauses_the_agent_until_raised_and_resumed(town: Town, star
     assert (await town.tasks.get(third)).attempts == 1
 
 
-async def test_town_budget_stops_every_agent(town: Town, start: Start) -> None:
+async def test_town_budget_stops_every_agent(town: Town, start_runtime: StartRuntime) -> None:
     town.config.set("budget.town_usd", "0.5")
-    await start()
+    await start_runtime()
     a = await town.spawn_agent("a", "claude")
     b = await town.spawn_agent("b", "claude")
     first = await a.assign("print spend; cost 0.5")
@@ -205,14 +182,14 @@ async def test_town_budget_stops_every_agent(town: Town, start: Start) -> None:
 
 
 async def test_rate_limit_holds_the_cli_town_wide_and_no_task_fails(
-    town: Town, start: Start, plan: Path, io_clock: trio.testing.MockClock
+    town: Town, start_runtime: StartRuntime, plan: Path, io_clock: trio.testing.MockClock
 ) -> None:
     """The issue's scenario: five tasks queued for one agent, the CLI says the usage
     limit resets in 12 s: nothing fails, nothing of that CLI runs until then, and the
     first task is done on its second attempt."""
     flaky(town, "fclaude", "claude", CLAUDE_ARGS, "claude-json")
     plan.write_text("ratelimit 12\n")
-    await start()
+    await start_runtime()
     worker = await town.spawn_agent("w", "fclaude")
     other = await town.spawn_agent("o", "fclaude")
     await agent_state(other, AgentState.IDLE)
@@ -242,11 +219,11 @@ async def test_rate_limit_holds_the_cli_town_wide_and_no_task_fails(
 
 
 async def test_setup_failure_pauses_with_the_cli_message_and_resume_continues(
-    town: Town, start: Start, plan: Path
+    town: Town, start_runtime: StartRuntime, plan: Path
 ) -> None:
     flaky(town, "fclaude", "claude", CLAUDE_ARGS, "claude-json")
     plan.write_text("notloggedin\n")
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("s", "fclaude")
     task_id = await handle.assign("print after login")
     await agent_state(handle, AgentState.PAUSED)
@@ -283,9 +260,11 @@ async def test_a_real_failure_fails_the_task_only_on_its_last_attempt(
 
 
 @pytest.mark.parametrize(("per_round", "rounds"), [(1, 3), (2, 2)])
-async def test_tasks_per_round(town: Town, start: Start, per_round: int, rounds: int) -> None:
+async def test_tasks_per_round(
+    town: Town, start_runtime: StartRuntime, per_round: int, rounds: int
+) -> None:
     town.config.set("runtime.tasks_per_round", str(per_round))
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("w")
     await agent_state(handle, AgentState.IDLE)
     await handle.interrupt()
@@ -304,7 +283,7 @@ async def test_tasks_per_round(town: Town, start: Start, per_round: int, rounds:
 
 
 async def test_max_parallel_rounds_caps_cli_processes_town_wide(
-    town: Town, start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    town: Town, start_runtime: StartRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marks, log, go = tmp_path / "marks", tmp_path / "probe.log", tmp_path / "go"
     marks.mkdir()
@@ -312,7 +291,7 @@ async def test_max_parallel_rounds_caps_cli_processes_town_wide(
         monkeypatch.setenv(name, str(value))
     town.config.set("agent_clis.probe", f"/bin/sh {CLIS / 'slot_probe.sh'}")
     town.config.set("runtime.max_parallel_rounds", "2")
-    rt = await start()
+    rt = await start_runtime()
     handles = [await town.spawn_agent(f"p{i}", "probe") for i in range(20)]
     ids = [await h.assign("probe") for h in handles]
 
@@ -330,7 +309,7 @@ async def test_max_parallel_rounds_caps_cli_processes_town_wide(
 
 
 async def test_waiting_for_a_slot_ends_at_once_on_interrupt_close_and_kill(
-    town: Town, start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    town: Town, start_runtime: StartRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marks, go = tmp_path / "marks", tmp_path / "go"
     marks.mkdir()
@@ -339,7 +318,7 @@ async def test_waiting_for_a_slot_ends_at_once_on_interrupt_close_and_kill(
     monkeypatch.setenv("PROBE_GO", str(go))
     town.config.set("agent_clis.probe", f"/bin/sh {CLIS / 'slot_probe.sh'}")
     town.config.set("runtime.max_parallel_rounds", "1")
-    rt = await start()
+    rt = await start_runtime()
     busy = await town.spawn_agent("busy", "probe")
     await busy.assign("probe")
     await eventually(lambda: _count(marks, 1))
@@ -367,9 +346,11 @@ async def _count(marks: Path, n: int) -> bool:
     return len(list(marks.iterdir())) == n
 
 
-async def test_early_stop_ends_a_round_that_cannot_succeed(town: Town, start: Start) -> None:
+async def test_early_stop_ends_a_round_that_cannot_succeed(
+    town: Town, start_runtime: StartRuntime
+) -> None:
     town.config.set("runtime.round_timeout", "600")
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("x", "codex")
     task_id = await handle.assign("print hi; nonetwork")
 
@@ -389,9 +370,11 @@ async def test_early_stop_ends_a_round_that_cannot_succeed(town: Town, start: St
     assert "waiting for network" in retried[0].text  # the CLI's own words
 
 
-async def test_task_budget_pauses_before_the_task_spends_more(town: Town, start: Start) -> None:
+async def test_task_budget_pauses_before_the_task_spends_more(
+    town: Town, start_runtime: StartRuntime
+) -> None:
     town.config.set("budget.task_usd", "0.5")
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("t", "claude")
     task = await town.tasks.assign("t", "cost 0.3; fail 1", max_attempts=5)
     await agent_state(handle, AgentState.PAUSED)  # after its 2nd failed round: $0.60

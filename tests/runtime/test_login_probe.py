@@ -5,50 +5,21 @@ the agent pauses for setup with ``codex login status``'s words, its task kept.""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
 import pytest
-import trio
 
-from tests.fakeclis import install_fake_clis
+from tests.conftest import StartRuntime
 from tests.runtime.conftest import eventually
 from tinytown import AgentState, TaskState
-from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 
-Start = Callable[[], Awaitable[Runtime]]
-
-
-@pytest.fixture(autouse=True)
-def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "fakebin"
-    install_fake_clis(bin_dir)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
-    for name in ("FAKE_CLI_NOT_LOGGED_IN", "CODEX_API_KEY", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return bin_dir
-
-
-@pytest.fixture
-async def start(town: Town) -> AsyncIterator[Start]:
-    async with trio.open_nursery() as nursery:
-
-        async def go() -> Runtime:
-            rt = Runtime(town)
-            await nursery.start(rt.serve)
-            return rt
-
-        yield go
-        nursery.cancel_scope.cancel()
+pytestmark = pytest.mark.usefixtures("fake_clis")
 
 
 async def test_codex_not_logged_in_pauses_for_setup_instead_of_retrying(
-    town: Town, start: Start, monkeypatch: pytest.MonkeyPatch
+    town: Town, start_runtime: StartRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_CLI_NOT_LOGGED_IN", "1")
-    await start()
+    await start_runtime()
     handle = await town.spawn_agent("cx", "codex")
     task_id = await handle.assign("nonetwork")
 
@@ -65,8 +36,10 @@ async def test_codex_not_logged_in_pauses_for_setup_instead_of_retrying(
     assert any(e.kind == "setup" for e in events)
 
 
-async def test_a_logged_in_codex_without_network_is_retried(town: Town, start: Start) -> None:
-    await start()
+async def test_a_logged_in_codex_without_network_is_retried(
+    town: Town, start_runtime: StartRuntime
+) -> None:
+    await start_runtime()
     handle = await town.spawn_agent("cx", "codex")
     task_id = await handle.assign("nonetwork")
 

@@ -5,43 +5,17 @@ prompt says the tools exist; ``mcp.agents = false`` or a text CLI keeps the comm
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import trio
 
-from tests.fakeclis import install_fake_clis
+from tests.conftest import StartRuntime
 from tests.runtime.conftest import eventually
 from tinytown import TaskState
-from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.mcp.wiring import MCP_PROMPT_NOTE, read_entry
 from tinytown.services.town import Town
 
-Start = Callable[[], Awaitable[Runtime]]
-
-
-@pytest.fixture(autouse=True)
-def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "fakebin"
-    install_fake_clis(bin_dir)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_CLI_LOG", str(bin_dir / "calls.jsonl"))
-    return bin_dir
-
-
-@pytest.fixture
-async def start(town: Town) -> AsyncIterator[Start]:
-    async with trio.open_nursery() as nursery:
-
-        async def go() -> Runtime:
-            rt = Runtime(town)
-            await nursery.start(rt.serve)
-            return rt
-
-        yield go
-        nursery.cancel_scope.cancel()
+pytestmark = pytest.mark.usefixtures("fake_clis")
 
 
 async def _run_task(town: Town, name: str, cli: str, text: str) -> str:
@@ -61,13 +35,13 @@ def _calls(bin_dir: Path) -> list[list[str]]:
 
 
 async def test_a_claude_round_gets_the_towns_server_as_its_agent(
-    town: Town, start: Start, fake_bin: Path
+    town: Town, start_runtime: StartRuntime, fake_clis: Path
 ) -> None:
-    await start()
+    await start_runtime()
     result = await _run_task(town, "c", "claude", "mcp; echo-prompt")
     assert "mcp tinytown" in result  # the fake read the server from --mcp-config
     assert MCP_PROMPT_NOTE in result
-    argv = _calls(fake_bin)[-1]
+    argv = _calls(fake_clis)[-1]
     config = Path(argv[argv.index("--mcp-config") + 1])
     assert config == town.root / ".tt" / "mcp" / "c.json"
     entry = read_entry(config)
@@ -77,13 +51,13 @@ async def test_a_claude_round_gets_the_towns_server_as_its_agent(
 
 
 async def test_mcp_agents_off_and_text_clis_keep_the_command_line(
-    town: Town, start: Start, fake_bin: Path
+    town: Town, start_runtime: StartRuntime, fake_clis: Path
 ) -> None:
     town.config.data["mcp"] = {"agents": False}
     town.config.save()
-    await start()
+    await start_runtime()
     result = await _run_task(town, "c", "claude", "mcp; echo-prompt")
     assert "mcp -" in result and MCP_PROMPT_NOTE not in result
-    assert "--mcp-config" not in _calls(fake_bin)[-1]
+    assert "--mcp-config" not in _calls(fake_clis)[-1]
     scripted = await _run_task(town, "s", "scripted", "echo-prompt")
     assert MCP_PROMPT_NOTE not in scripted and "tt task complete" in scripted
