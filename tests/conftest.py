@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from tests.fakeclis import install_fake_clis
+from tests.gitrepo import git_env, make_repo
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.config import TownConfig
 from tinytown.services.town import Town
@@ -137,6 +138,25 @@ def fake_clis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("FAKE_CLI_AS_ROOT", "FAKE_CLI_NOT_LOGGED_IN", "IS_SANDBOX"):
         monkeypatch.delenv(name, raising=False)
     return bin_dir
+
+
+@pytest.fixture
+def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The town root as a git repository (branch ``main``, one commit), git's identity and
+    configuration private to the test (tests/gitrepo.py)."""
+    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
+    make_repo(town_dir)
+    return town_dir
+
+
+@pytest.fixture
+async def gtown(repo: Path) -> AsyncIterator[Town]:
+    """The town of :func:`repo`, connected."""
+    town = await Town.connect(repo)
+    try:
+        yield town
+    finally:
+        await town.aclose()
 
 
 TtRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -14,17 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TtRunner
-from tests.gitrepo import commit_file, git, git_env, make_repo
+from tests.gitrepo import commit_file, git
 from tinytown.services.workspace import merges
 
 RUN = [sys.executable, "-m", "tinytown", "run", "--no-repl"]
-
-
-@pytest.fixture
-def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
-    make_repo(town_dir)
-    return town_dir
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import trio
 
-from tests.gitrepo import commit_file, git, git_env, make_repo
+from tests.gitrepo import commit_file, git
 from tests.runtime.conftest import eventually
 from tinytown.model import Task
 from tinytown.runtime import workspace_rounds
@@ -18,22 +16,6 @@ from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 from tinytown.services.workspace import merges
 from tinytown.services.workspace.requests import MergeRequest
-
-
-@pytest.fixture
-def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
-    make_repo(town_dir)
-    return town_dir
-
-
-@pytest.fixture
-async def gtown(repo: Path) -> AsyncIterator[Town]:
-    town = await Town.connect(repo)
-    try:
-        yield town
-    finally:
-        await town.aclose()
 
 
 async def serve(town: Town, nursery: trio.Nursery) -> Runtime:

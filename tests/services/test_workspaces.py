@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.gitrepo import commit_file, git, git_env, make_repo
+from tests.gitrepo import commit_file, git
 from tinytown.errors import AlreadyExistsError, ConfigError, NotFoundError
 from tinytown.services.town import Town
 from tinytown.services.workspace import merges
 from tinytown.services.workspace import worktrees as workspaces
 from tinytown.services.workspace.git import NotARepositoryError, town_lock
 from tinytown.services.workspace.worktrees import LostWorkError
-
-
-@pytest.fixture
-def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
-    make_repo(town_dir)
-    return town_dir
-
-
-@pytest.fixture
-async def gtown(repo: Path) -> AsyncIterator[Town]:
-    town = await Town.connect(repo)
-    try:
-        yield town
-    finally:
-        await town.aclose()
 
 
 def set_config(town: Town, key: str, value: str) -> None:
