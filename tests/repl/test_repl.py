@@ -14,6 +14,7 @@ from prompt_toolkit.input import PipeInput
 from prompt_toolkit.output import DummyOutput
 
 from tests.repl.conftest import Driver, Transcript
+from tinytown.cli.commands.messages import broadcast_line
 from tinytown.model import MessageType
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Informational
@@ -143,7 +144,11 @@ async def test_broadcast_reaches_every_live_agent(driver: Driver, town: Town) ->
     for handle in stopped:
         await handle.kill()  # stopped agents are skipped
     live = [h for h in handles if h not in stopped]
-    await driver.command("broadcast stand up  please", "Broadcast to 45 agents.")
+    note = (
+        "Broadcast a note to 45 agents (no round of its own: it rides along with each"
+        " agent's next round; --task makes it work)."
+    )
+    await driver.command("broadcast stand up  please", note)
     ids = set()
     for handle in live:
         queued, _ = await town.messages.inbox(handle.id)
@@ -155,9 +160,15 @@ async def test_broadcast_reaches_every_live_agent(driver: Driver, town: Town) ->
     assert len(ids) == 1  # one message id, for correlation
     for handle in stopped:
         assert (await town.messages.inbox(handle.id))[0] == []
-    await driver.command("broadcast --task all good", "Broadcast to 45 agents.")
+    work = "Broadcast a task to 45 agents (each runs a round for it)."
+    await driver.command("broadcast --task all good", work)
     queued, _ = await town.messages.inbox(live[0].id)
     assert queued[-1].type is MessageType.TASK
+    # the same words as the shell's 'send --all'
+    assert broadcast_line(queued[-1], 45) == work and broadcast_line(queued[0], 45) == note
+    for handle in live:
+        await handle.kill()
+    await driver.command("broadcast anyone", "to no one (no live agents).")
 
 
 async def test_completion_knows_agents_spawned_in_the_repl(driver: Driver) -> None:

@@ -25,6 +25,7 @@ from tinytown.repl.top import Dashboard
 from tinytown.repl.top.model import Tracker
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
+from tinytown.store import indexes
 from tinytown.store.records import Store
 from tinytown.store.usage import add_usage_ops
 
@@ -304,6 +305,43 @@ async def test_reads_again_only_the_agents_events_name(town: Town) -> None:
                 await trio.sleep(0.02)
         assert tracker.reads == 1  # that agent, not the 30
         nursery.cancel_scope.cancel()
+
+
+async def test_the_backlog_length_is_one_llen_and_stays_right(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = [await town.backlog.add(f"job {n}") for n in range(3)]
+    assert await indexes.backlog_length(town.store) == 3
+    alice = await town.spawn_agent("alice")
+
+    async def whole_list(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("the dashboard read the whole backlog to count it")
+
+    monkeypatch.setattr(indexes, "backlog_ids", whole_list)
+    tracker = Tracker(town)
+
+    async def shows(count: int) -> None:
+        with trio.fail_after(5):
+            while tracker.view.backlog != count:
+                await trio.sleep(0.02)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(tracker.run)
+        assert tracker.view.backlog == 3
+        await town.backlog.add("job 3")
+        await shows(4)
+        await town.backlog.claim(first[0].id, alice.id)
+        await shows(3)
+        await town.backlog.remove(first[1].id)
+        await shows(2)
+        nursery.cancel_scope.cancel()
+    assert await indexes.backlog_length(town.store) == 2
+
+
+async def test_the_header_shows_the_backlog(town: Town, board: Board) -> None:
+    for n in range(2):
+        await town.backlog.add(f"job {n}")
+    await board.shows("backlog 2")
 
 
 async def test_redis_failing_marks_the_view_stale_until_it_answers(

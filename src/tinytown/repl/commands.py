@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Protocol
 
+from tinytown.cli.commands.messages import broadcast_line
 from tinytown.cli.context import Context, UsageError
-from tinytown.cli.output import add_json_flag, plural, record
+from tinytown.cli.output import add_json_flag, record
 from tinytown.cli.parser import command_help, command_parsers
 from tinytown.repl.completer import COMMAND_METAVAR
 from tinytown.repl.feed import Feed, stream_tail
@@ -113,8 +114,7 @@ async def cmd_broadcast(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.out.json({**record(message), "to": "*", "recipients": reached})
     else:
-        none = "" if reached else " (no live agents)"
-        ctx.out.line(f"Broadcast to {plural(reached, 'agent')}{none}.")
+        ctx.out.line(broadcast_line(message, reached))  # as 'send --all' says it
     return 0
 
 

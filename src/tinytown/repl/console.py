@@ -5,13 +5,15 @@ it is on screen, text must not be written straight to the terminal: it has to be
 the prompt's loop, which erases the prompt, prints, and draws the prompt again below
 (prompt-toolkit's ``run_in_terminal``). When no prompt is on screen (a command is running),
 text is written directly. :class:`Console` makes that choice for every line, under a lock,
-and batches bursts of lines into one repaint.
+and batches bursts of lines into one repaint. While another full-screen application owns
+the terminal (the dashboard), :meth:`Console.hold` keeps lines back until it is gone.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 from prompt_toolkit.application import Application, get_app_session, run_in_terminal
@@ -35,7 +37,8 @@ class Console:
         self.on_line = on_line
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []
-        self._scheduled = False
+        self._scheduled = False  # a print is queued on the prompt's loop
+        self._holds = 0  # hold() calls in force: lines wait in _pending
         self._app: Application[Any] | None = None
 
     # -- called by the prompt thread ------------------------------------------------------
@@ -56,7 +59,28 @@ class Console:
                 self.on_line(line)
         with self._lock:
             self._pending.append((STYLES.get(style, style), text))
-            if self._scheduled:
+        self._flush()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep every line printed meanwhile (from any thread) off the terminal, then print
+        them, in order, when the block is left (above the prompt if one is on screen by
+        then). For the time another application owns the screen (the dashboard): a line
+        written straight to the terminal would land on its drawing. Holds nest."""
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+            self._flush()
+
+    def _flush(self) -> None:
+        """Print what is pending, unless held or already queued on the prompt's loop:
+        through that loop while a prompt is on screen, else directly."""
+        with self._lock:
+            if self._holds or self._scheduled or not self._pending:
                 return
             app = self._app
             loop = app.loop if app is not None and app.is_running else None
@@ -87,8 +111,10 @@ class Console:
 
     def _drain(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, []
             self._scheduled = False
+            if self._holds:  # held since it was queued: hold() prints it when released
+                return
+            pending, self._pending = self._pending, []
             if not pending:
                 return
             fragments: list[tuple[str, str]] = []

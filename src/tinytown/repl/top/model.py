@@ -119,7 +119,7 @@ class Tracker:
             runtime=await self.town.runtime(),
             rows=rows,
             tasks=self._task_counts(),
-            backlog=len(await indexes.backlog_ids(self.store)),
+            backlog=await indexes.backlog_length(self.store),
             questions=await self._questions(self._names),
             version=self.view.version + 1,
             members=self.view.members + 1,
@@ -272,7 +272,7 @@ class Tracker:
                 if task is not None:
                     rows[agent_id] = attrs.evolve(row, task=_own(row.agent, task))
         if marks.backlog:
-            changes["backlog"] = len(await indexes.backlog_ids(self.store))
+            changes["backlog"] = await indexes.backlog_length(self.store)
         if marks.runtime:
             changes["runtime"] = await self.town.runtime()
         if marks.usage and self._usage is not None:

@@ -11,15 +11,12 @@ and lines printed by the town (runtime notes) wait, to be printed once the promp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bindings
 from prompt_toolkit.output import Output as PtOutput
 
-from tinytown.repl.console import Console
 from tinytown.repl.core import Repl
 from tinytown.repl.session import Key, PromptReader
 from tinytown.repl.top.dashboard import Dashboard
@@ -31,25 +28,6 @@ SWITCH_KEY = "f2"
 SWITCH = "\x00dashboard"
 #: Lines that show the dashboard too.
 TOP_LINES = frozenset({"top", "tt top"})
-
-
-@contextmanager
-def held(console: Console) -> Iterator[None]:
-    """Lines printed meanwhile are queued, then printed when the prompt is back.
-
-    (The console prints directly when no prompt is on screen; over the dashboard that
-    would scribble on its screen. Marking a print as scheduled makes the console queue.)
-    """
-    with console._lock:
-        was = console._scheduled
-        console._scheduled = True
-    try:
-        yield
-    finally:
-        with console._lock:
-            console._scheduled = was
-        if not was:
-            console._drain()
 
 
 class SwitchingReader:
@@ -83,7 +61,9 @@ class SwitchingReader:
         feed = self.repl.feed
         paused, feed.paused = feed.paused, True
         try:
-            with held(self.repl.console):
+            # The console prints directly when no prompt is on screen: over the
+            # dashboard that would scribble on its drawing, so lines wait for the prompt.
+            with self.repl.console.hold():
                 board = Dashboard(
                     self.repl.town,
                     input=self.input,
