@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from tests.cli.clihelp import ok, ok_json, parallel
-from tests.gitrepo import commit_file, git_env, make_repo
+from tests.gitrepo import commit_file
 from tinytown.cli import status
 from tinytown.cli.status import NOT_HOSTED, agent_table, live_task, state_shown
 from tinytown.model import Agent, AgentState, Task, TaskState, new_id
@@ -167,22 +167,15 @@ def test_table_api() -> None:
     assert ESC not in "".join(agent_table([alice], [entry], tasks, width=60))
 
 
-@pytest.fixture
-def repo(town_dir: Path, tt_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The town root as a git repository (branch main), git's identity private."""
-    git_env(monkeypatch, town_dir.parent / "git-home", tt_env)
-    make_repo(town_dir)
-    return town_dir
-
-
-async def test_each_worktree_ahead_and_dirty(tt, repo: Path, town: Town) -> None:
+async def test_each_worktree_ahead_and_dirty(tt, gtown: Town) -> None:
+    town = gtown
     for result in parallel(
         partial(tt, "spawn", "alice", "--worktree"),
         partial(tt, "spawn", "bob", "--worktree"),
         partial(tt, "spawn", "carol"),
     ):
         ok(result)
-    alice = repo / ".tt" / "worktrees" / "alice"
+    alice = town.root / ".tt" / "worktrees" / "alice"
     commit_file(alice, "feature.txt", "feature\n", "add feature")
     (alice / "shared.txt").write_text("changed\n")
     (alice / "new.txt").write_text("untracked\n")
@@ -214,7 +207,8 @@ async def test_each_worktree_ahead_and_dirty(tt, repo: Path, town: Town) -> None
     assert await town.workspaces.summary(await town.agents.resolve("carol")) is None
 
 
-async def test_git_trouble_is_a_question_mark_and_deep_says_why(tt, repo: Path, town: Town) -> None:
+async def test_git_trouble_is_a_question_mark_and_deep_says_why(tt, gtown: Town) -> None:
+    town = gtown
     ok(tt("spawn", "alice", "--worktree"))
     town.config.set("workspace.base", "no-such-branch")
     text, data, deep = parallel(
