@@ -152,7 +152,11 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
     tasks = await town.tasks.list()
     backlog = await indexes.backlog_length(town.store)
     counts = await ctx.inbox_counts(a.id for a in agents)
-    budgets = await town.budgets()
+    # The limits and the total, not town.budgets(): that lists every agent again (for
+    # their own budgets, which the records read above carry).
+    spent = await town.usage()
+    town_limit = town.spending.default_budget("town")
+    agent_default = town.spending.default_budget("agent")
     work = await worktree_states(town, agents)
     data: dict[str, Any] = {
         "town": town.name,
@@ -166,8 +170,8 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         "tasks": dict(Counter(t.state.value for t in tasks)),
         "backlog": backlog,
         "questions_waiting": [m.id for m in await town.messages.questions_waiting()],
-        "usage": record(budgets.spent),
-        "budget": record(budgets.town) if budgets.town else None,
+        "usage": record(spent),
+        "budget": record(town_limit) if town_limit else None,
     }
     by_id = {t.id: t for t in tasks}
     for agent in agents:
@@ -182,7 +186,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
             entry["uptime_seconds"] = _uptime(agent)
             entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
             entry["log_tail"] = log_tail(town.root, agent.name)
-            entry["budget_default"] = record(budgets.agent) if budgets.agent else None
+            entry["budget_default"] = record(agent_default) if agent_default else None
             entry["worktree_summary"] = _summary(agent, work.get(agent.id))
         data["agents"].append(entry)
     if args.tasks:
