@@ -11,6 +11,7 @@ hold ends; :meth:`Dispatcher.watch_holds` wakes the dispatcher then.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Protocol
 
@@ -25,10 +26,15 @@ PAGE = 64
 
 
 class IdleAgents(Protocol):
-    """What the dispatcher needs from the supervisor."""
+    """What the dispatcher needs from the supervisor (all in memory, no I/O)."""
 
     def idle_agents(self) -> list[tuple[str, float]]:
-        """(agent id, idle since) of every actor waiting with nothing to do."""
+        """(agent id, idle since) of every actor waiting with nothing to do, longest
+        idle first."""
+        ...
+
+    def is_idle(self, agent_id: str) -> bool:
+        """Whether the agent's actor still waits with nothing to do."""
         ...
 
     def mark_busy(self, agent_id: str) -> None:
@@ -59,36 +65,35 @@ class Dispatcher:
         """One pass over the backlog; returns how many tasks were handed out.
 
         Reads the queue a page at a time and stops as soon as no idle agent is left, so
-        a long backlog costs nothing while every agent is busy. Cancellable."""
+        a long backlog costs nothing while every agent is busy. Idle agents come from the
+        supervisor's memory, longest idle first; only as many of their records are read
+        as the page's pending tasks can use (:class:`_Candidates`), so a pass costs
+        O(tasks handed out), not O(agents). Cancellable."""
         town = self.ctx.town
-        idle = await self._idle_agents()
+        pool = _Candidates(self)
         given = 0
         start = 0
-        while idle:
+        while pool:
             ids = await self.ctx.queues.backlog_page(start, PAGE)
             if not ids:
                 break
             tasks = await self.ctx.store.mget(Task, [town.keys.task(i) for i in ids])
+            pending = [t for t in tasks if t.state is TaskState.PENDING]
             handed = 0
-            for task in tasks:
-                candidates = (
-                    [a for a in idle if matches(task, a)] if task.state is TaskState.PENDING else []
-                )
-                if not candidates:
+            for n, task in enumerate(pending):
+                agent = await pool.pick(task, wanted=len(pending) - n)
+                if agent is None:
                     continue
-                agent = candidates[0]  # idle the longest: fair turns
-                idle.remove(agent)
                 try:
                     await town.tasks.assign_existing(task.id, agent.id)
                 except (InvalidTransitionError, NotFoundError):
                     # Claimed meanwhile, or the agent is no longer live (the guard refused):
                     # the agent stays a candidate only while its actor still waits idle.
-                    if agent.id in dict(self.agents.idle_agents()):
-                        idle.insert(0, agent)
+                    pool.put_back(agent)
                     continue
                 self.agents.mark_busy(agent.id)
                 handed += 1
-                if not idle:
+                if not pool:
                     break
             given += handed
             start += len(ids) - handed  # handed-out ids left the list
@@ -114,13 +119,13 @@ class Dispatcher:
             return False  # its actor reports the bad preset
         return name in held
 
-    async def _idle_agents(self) -> list[Agent]:
-        """Agents whose actor waits with nothing to do and an empty inbox, longest first."""
-        since = dict(self.agents.idle_agents())
-        if not since:
+    async def verified(self, agent_ids: list[str]) -> list[Agent]:
+        """Those of ``agent_ids`` whose record says idle, whose inbox is empty and whose
+        CLI is not held, in the given order: two round trips for the lot."""
+        if not agent_ids:
             return []
         keys = self.ctx.town.keys
-        records = await self.ctx.store.mget(Agent, [keys.agent(i) for i in since])
+        records = await self.ctx.store.mget(Agent, [keys.agent(i) for i in agent_ids])
         lengths = await self.ctx.queues.inbox_lengths([a.id for a in records])
         ready = [
             agent
@@ -130,4 +135,53 @@ class Dispatcher:
         held = self.ctx.holds.held()
         if held:
             ready = [a for a in ready if not self._held(a, held)]
-        return sorted(ready, key=lambda a: since.get(a.id) or trio.current_time())
+        return ready
+
+
+class _Candidates:
+    """The idle agents of one dispatch pass, read from Redis only when needed.
+
+    ``unread`` are ids from the supervisor's memory (longest idle first); ``ready`` are
+    agents whose records were read and checked (idle, empty inbox, CLI not held). A task
+    is matched against ``ready`` first; only if none suits it are more records read, as
+    many as the pending tasks left in the page (doubling while a tag finds no match), so
+    untagged work reads one record per task handed out, and an unmatched tag reads each
+    idle agent at most once per pass."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._agents = dispatcher.agents
+        self.unread = collections.deque(agent_id for agent_id, _ in self._agents.idle_agents())
+        self.ready: list[Agent] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.unread or self.ready)
+
+    async def pick(self, task: Task, wanted: int) -> Agent | None:
+        """The longest-idle candidate ``task`` suits (taken out of the pool), or None.
+        ``wanted``: how many agents the rest of the page could use. Cancellable."""
+        batch = max(wanted, 1)
+        while True:
+            # the actor may have taken mail or been paused since its record was read
+            self.ready = [a for a in self.ready if self._agents.is_idle(a.id)]
+            for agent in self.ready:
+                if matches(task, agent):
+                    self.ready.remove(agent)
+                    return agent
+            if not self.unread:
+                return None
+            await self._read(batch)
+            batch *= 2
+
+    def put_back(self, agent: Agent) -> None:
+        """A hand-over to ``agent`` was refused: it stays first in line while idle."""
+        if self._agents.is_idle(agent.id):
+            self.ready.insert(0, agent)
+
+    async def _read(self, n: int) -> None:
+        ids: list[str] = []
+        while self.unread and len(ids) < n:
+            agent_id = self.unread.popleft()
+            if self._agents.is_idle(agent_id):  # busy since the pass began: no read
+                ids.append(agent_id)
+        self.ready += await self._dispatcher.verified(ids)

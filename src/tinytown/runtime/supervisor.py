@@ -4,8 +4,9 @@ requests, receives the supervisor's mail, and keeps every heartbeat fresh.
 It owns each agent's :class:`Supervised` slot: the lifecycle (the agent's intent, which
 survives the actor's restarts), the cancel scope a kill cancels (covering the actor's
 runs and the backoff between them), and the event set when supervision ends. Other
-parts see only narrow interfaces: the dispatcher calls :meth:`idle_agents` and
-:meth:`mark_busy`; the control desk calls :meth:`perform`.
+parts see only narrow interfaces: the dispatcher calls :meth:`idle_agents`,
+:meth:`is_idle` and :meth:`mark_busy` (answered from an in-memory idle set the
+lifecycles keep current: no Redis read); the control desk calls :meth:`perform`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from tinytown.runtime.agent_actor import AgentActor
 from tinytown.runtime.context import Context
 from tinytown.runtime.control_desk import ControlDesk
 from tinytown.runtime.dispatch import Dispatcher
-from tinytown.runtime.lifecycle import Life, Lifecycle
+from tinytown.runtime.idle_set import IdleSet, TrackedLifecycle
+from tinytown.runtime.lifecycle import Life
 from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox
 from tinytown.runtime.merge_queue import MergeWorker
 from tinytown.runtime.notify import Notifier
@@ -45,7 +47,7 @@ class Supervised:
     """One agent under supervision."""
 
     actor: AgentActor
-    life: Lifecycle
+    life: TrackedLifecycle
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     done: trio.Event = attrs.field(factory=trio.Event)
     kill_error: str | None = None  # why a kill could not be recorded
@@ -56,6 +58,7 @@ class Supervisor:
         self.ctx = ctx
         self.keys = ctx.town.keys
         self._slots: dict[str, Supervised] = {}
+        self._idle = IdleSet()  # kept current by each slot's TrackedLifecycle
         self._actor_nursery: trio.Nursery | None = None
         self.mailbox = Mailbox(ctx, SUPERVISOR_ID, lambda: "supervisor")
 
@@ -101,12 +104,13 @@ class Supervisor:
         return len(self._slots)
 
     def idle_agents(self) -> list[tuple[str, float]]:
-        """(agent id, idle since) of every actor waiting with nothing to do."""
-        return [
-            (agent_id, slot.life.idle_since)
-            for agent_id, slot in self._slots.items()
-            if slot.life.state is Life.IDLE and slot.life.idle_since is not None
-        ]
+        """(agent id, idle since) of every actor waiting with nothing to do, longest idle
+        first. No I/O and no sort: the idle set is kept in that order."""
+        return self._idle.items()
+
+    def is_idle(self, agent_id: str) -> bool:
+        """Whether the agent's actor waits with nothing to do (O(1), no I/O)."""
+        return agent_id in self._idle
 
     def rounds_in_progress(self) -> list[str]:
         """Names of the agents whose CLI round runs now (paused ones included)."""
@@ -122,7 +126,7 @@ class Supervisor:
     def start_actor(self, agent_id: str) -> None:
         if agent_id in self._slots or self._actor_nursery is None:
             return
-        life = Lifecycle()
+        life = TrackedLifecycle(agent_id, self._idle)
         slot = Supervised(AgentActor(self.ctx, agent_id, life), life)
         self._slots[agent_id] = slot
         self._actor_nursery.start_soon(self._supervise, slot)
@@ -140,6 +144,7 @@ class Supervisor:
         finally:
             if self._slots.get(slot.actor.id) is slot:
                 del self._slots[slot.actor.id]
+                slot.life.forget()
             slot.done.set()
 
     async def _run_with_restarts(self, slot: Supervised) -> None:

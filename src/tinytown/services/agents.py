@@ -194,7 +194,9 @@ class AgentService:
                 budget = None
         cli_name, argv = self.config.resolve_cli(cli)
         # The rules the child's exec will use: the agents' PATH, the town root as cwd.
-        check_cli_installed(argv, cli_name, cwd=self.config.root, env={"PATH": agent_path()})
+        check_cli_installed(
+            argv, cli_name, cwd=self.config.root, env={"PATH": agent_path()}, remember=True
+        )
         if max_rounds is not None and max_rounds < 1:
             raise InvalidTransitionError("--max-rounds must be at least 1.")
         parent_id = (await self.resolve(parent)).id if parent else None
