@@ -40,7 +40,7 @@ async def test_stdio_server_acts_as_the_agent(
         refused = error(
             await client.call_tool("complete_task", {"task_id": theirs.id, "result": "mine now"})
         )
-        assert "only complete your own tasks" in refused
+        assert "may only complete its own tasks" in refused
         data(await client.call_tool("complete_task", {"task_id": mine.id, "result": "parsed"}))
         data(await client.call_tool("send_message", {"to": "bob", "text": "parser is in"}))
         events = await client.read_resource(EVENTS_URI)

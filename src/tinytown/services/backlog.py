@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
 from tinytown.model import Task, TaskState
-from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.services.agents import AgentService
-from tinytown.services.tasks import TaskService, refuse_terminal
+from tinytown.services.tasks import TaskService, refuse_not_pending, refuse_terminal
 from tinytown.store import indexes
 from tinytown.store.records import Store
 
@@ -37,15 +37,19 @@ class BacklogService:
         return [t for t in tasks if t.state is TaskState.PENDING]
 
     async def claim(self, task_ref: str, agent_ref: str, *, sender: str = SUPERVISOR_ID) -> Task:
-        """Assign a backlog task to an agent (``sender`` assigns it). The agent is checked
-        before anything changes; a cold, stopped or error agent is refused."""
-        agent = await self.agents.resolve(agent_ref)
-        task = await self.tasks.resolve(task_ref)
-        if task.state is not TaskState.PENDING:
-            raise InvalidTransitionError(
-                f"Task {task.short_id} is {task.state.value}, not waiting in the backlog."
-            )
-        return await self.tasks.assign_existing(task.id, agent.id, sender=sender)
+        """Assign a backlog task to an agent (``sender`` assigns it). Refused unless the
+        task still waits in the backlog and the agent is live, both checked in the same
+        atomic step as the assignment (two claimers: one wins, the other is refused).
+        Two round trips when ``agent_ref`` is an agent id (a name costs one more).
+        Cancellable like :meth:`TaskService.assign_existing`."""
+        agent_id = (
+            agent_ref.strip().lower()
+            if is_uuid(agent_ref.strip().lower())
+            else (await self.agents.resolve(agent_ref)).id
+        )
+        return await self.tasks.assign_existing(
+            task_ref, agent_id, sender=sender, backlog_only=True
+        )
 
     async def assign_all(
         self, agent_ref: str, *, sender: str = SUPERVISOR_ID
@@ -64,8 +68,5 @@ class BacklogService:
     async def remove(self, task_ref: str) -> Task:
         """Take a task out of the backlog; it is cancelled, never deleted."""
         task = await self.tasks.resolve(task_ref)
-        if task.state is not TaskState.PENDING:
-            raise InvalidTransitionError(
-                f"Task {task.short_id} is {task.state.value}, not waiting in the backlog."
-            )
+        refuse_not_pending(task)
         return await self.tasks.finish(task.id, "cancel", "Removed from the backlog")

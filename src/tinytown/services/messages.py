@@ -15,6 +15,7 @@ from tinytown.errors import (
 )
 from tinytown.model import (
     AckType,
+    Agent,
     Confirmation,
     Informational,
     Message,
@@ -30,7 +31,7 @@ from tinytown.model.ids import SUPERVISOR_ID, is_uuid
 from tinytown.model.message import MAX_MESSAGE_BYTES, Body
 from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
-from tinytown.store import indexes
+from tinytown.store import indexes, lookups
 from tinytown.store.events import Event
 from tinytown.store.records import GuardFailed, Op, Store
 
@@ -73,6 +74,17 @@ class MessageService:
     async def sender_id(self, sender: str | None) -> str:
         return await self.agents.resolve_id(sender) if sender else SUPERVISOR_ID
 
+    async def _sender(self, sender: str | None) -> tuple[str, list[tuple[list[str], int]]]:
+        """(the sender's id, guards for the delivering script). A full agent id costs no
+        round trip: the script checks the agent still exists (else GuardFailed)."""
+        ref = (sender or "").strip().lower()
+        if is_uuid(ref) and ref != SUPERVISOR_ID:
+            return ref, [(["EXISTS", self.keys.agent(ref)], 1)]
+        return await self.sender_id(sender), []
+
+    def _no_sender(self, sender_id: str) -> NotFoundError:
+        return NotFoundError(f"No agent with id {sender_id} (the sender) in town {self.keys.town}.")
+
     async def send(
         self,
         to: str,
@@ -84,11 +96,13 @@ class MessageService:
     ) -> Message:
         """Put one message in the recipient's inbox (urgent ones at the head).
 
+        One round trip when ``to`` and ``sender`` are ids (or the supervisor): both
+        agents' existence is checked inside the delivering script (NotFoundError).
         Not retried after a lost reply (a second delivery would duplicate the message):
         raises ReplyLostError then, and the message may or may not have been delivered.
         Cancellable; once sent, a cancelled send may or may not have been delivered.
         """
-        guards: list[tuple[list[str], int]] = []
+        sender_id, guards = await self._sender(sender)
         if is_uuid(to) and to != SUPERVISOR_ID:
             # The common API case: check the agent exists inside the delivering script
             # itself, so a send is one round trip.
@@ -97,7 +111,7 @@ class MessageService:
         else:
             recipient = await self.agents.resolve_id(to)
         message = Message.new(
-            await self.sender_id(sender),
+            sender_id,
             recipient,
             body,
             priority=Priority.URGENT if urgent else Priority.NORMAL,
@@ -109,9 +123,62 @@ class MessageService:
             ops += self._answered_ops(correlation_id)
         try:
             await self.store.apply(self.keys.meta, ops=ops, guards=guards)
-        except GuardFailed:
+        except GuardFailed as failed:
+            if guards[failed.index][0][1] == self.keys.agent(sender_id):
+                raise self._no_sender(sender_id) from None
             raise NotFoundError(f"No agent with id {to} in town {self.keys.town}.") from None
         return message
+
+    async def send_to_role(
+        self,
+        role: str,
+        body: Body,
+        *,
+        urgent: bool = False,
+        sender: str | None = None,
+    ) -> list[Message]:
+        """One message (each its own id, as :meth:`send` makes it) to every live agent
+        with ``role`` except the sender, delivered to all or to none in one atomic step
+        that also checks each recipient still exists. Two round trips (the agents are
+        read in one). Raises NotFoundError when no live agent other than the sender has
+        that role (or one was removed meanwhile); ReplyLostError after a lost reply
+        (delivered to all or to none). Cancellable like :meth:`send`.
+        """
+        sender_id, guards = await self._sender(sender)
+        recipients = [
+            a.id for a in await self._live_agents() if a.role_id == role and a.id != sender_id
+        ]
+        if not recipients:
+            raise NotFoundError(f"No live agent other than the sender has role {role!r}.")
+        priority = Priority.URGENT if urgent else Priority.NORMAL
+        messages = [Message.new(sender_id, r, body, priority=priority) for r in recipients]
+        ops: list[Op] = []
+        for message in messages:
+            ops += self.store.deliver_ops(message, payload=_encode(message))
+            guards.append((["EXISTS", self.keys.agent(message.recipient)], 1))
+        try:
+            await self.store.apply(self.keys.meta, ops=ops, guards=guards)
+        except GuardFailed as failed:
+            gone = guards[failed.index][0][1]
+            if gone == self.keys.agent(sender_id):
+                raise self._no_sender(sender_id) from None
+            raise NotFoundError(f"Agent {gone.rsplit(':', 1)[-1]} was removed meanwhile.") from None
+        return messages
+
+    async def _live_agents(self) -> list[Agent]:
+        """Every agent that takes messages (not cold, stopped or error), in one round
+        trip; malformed records are noted in store.warnings."""
+        raws, _ = await lookups.record_sets(self.store, agents=True)
+        live = []
+        for raw in raws:
+            try:
+                agent = loads(Agent, raw)
+            except MalformedRecordError as exc:
+                self.store.warnings.append(str(exc))
+                continue
+            if not agent.state.terminal:
+                live.append(agent)
+        return sorted(live, key=lambda a: a.created_at)
 
     # -- questions -------------------------------------------------------------------
 
@@ -206,11 +273,14 @@ class MessageService:
         The front ends send a note (:data:`BROADCAST_KIND`) unless told otherwise: only an
         actionable body (task, query) makes each agent run a round.
         Returns the message (addressed to the last recipient) and the number reached.
+        Two round trips with an agent id (or no sender): the live agents are read in one,
+        delivered to in the other, which also checks the sender still exists
+        (NotFoundError otherwise, nothing sent).
         Raises ReplyLostError when the reply was lost (delivered to all or to none).
         Cancellable like :meth:`send`.
         """
-        sender_id = await self.sender_id(sender)
-        live = [a for a in await self.agents.list() if not a.state.terminal]
+        sender_id, guards = await self._sender(sender)
+        live = await self._live_agents()
         message_id = new_id()
         priority = Priority.URGENT if urgent else Priority.NORMAL
         ops: list[Op] = []
@@ -228,7 +298,10 @@ class MessageService:
                 message_id=message_id,
             )
         )
-        await self.store.run_ops(ops)
+        try:
+            await self.store.apply(self.keys.meta, ops=ops, guards=guards)
+        except GuardFailed:
+            raise self._no_sender(sender_id) from None
         return message, len(live)
 
     async def inbox(self, agent: str) -> tuple[list[Message], list[Message]]:

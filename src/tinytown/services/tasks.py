@@ -11,6 +11,7 @@ from tinytown.errors import (
     AmbiguousReferenceError,
     InvalidInputError,
     InvalidTransitionError,
+    MalformedRecordError,
     NotFoundError,
 )
 from tinytown.model import (
@@ -29,7 +30,7 @@ from tinytown.model.ids import SUPERVISOR_ID, is_uuid, parse_time
 from tinytown.services import legacy
 from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
-from tinytown.store import indexes
+from tinytown.store import indexes, lookups
 from tinytown.store.records import Conflict, GuardFailed, Op, Store
 
 MAX_DESCRIPTION = 16_000
@@ -44,6 +45,49 @@ def refuse_terminal(agent: Agent) -> None:
             f"Agent {agent.name} is {agent.state.value} and takes no work; restart it,"
             " or put the task in the backlog (tt assign --anyone)."
         )
+
+
+def parse_task_ref(ref: str) -> tuple[str, bool]:
+    """(``ref`` normalised, whether it is a full id). Raises NotFoundError for a reference
+    that cannot name a task (not hex, shorter than 4 characters)."""
+    ref = ref.strip().lower()
+    if is_uuid(ref):
+        return ref, True
+    if len(ref) < 4 or any(c not in "0123456789abcdef-" for c in ref):
+        raise NotFoundError(f"{ref!r} is not a task id (give the id or 4+ of its first hex).")
+    return ref, False
+
+
+def one_match(ref: str, matches: Sequence[str]) -> str:
+    """The one task id the prefix ``ref`` matched; NotFoundError or
+    AmbiguousReferenceError otherwise."""
+    if not matches:
+        raise NotFoundError(f"No task with id starting {ref!r}.")
+    if len(matches) > 1:
+        raise AmbiguousReferenceError(
+            f"Task reference {ref!r} is ambiguous: {', '.join(m[:8] for m in matches)}."
+        )
+    return matches[0]
+
+
+def refuse_not_pending(task: Task) -> None:
+    """Raise InvalidTransitionError unless ``task`` waits in the backlog (pending)."""
+    if task.state is not TaskState.PENDING:
+        raise InvalidTransitionError(
+            f"Task {task.short_id} is {task.state.value}, not waiting in the backlog."
+        )
+
+
+def refuse_not_owner(task: Task, agent: str, agent_name: str, verb: str) -> None:
+    """Raise InvalidTransitionError unless ``task`` is assigned to the agent ``agent``
+    (named ``agent_name``): an agent may only ``verb`` its own tasks."""
+    if task.assigned_to == agent:
+        return
+    whose = "nobody" if task.assigned_to is None else "another agent"
+    raise InvalidTransitionError(
+        f"Task {task.short_id} is assigned to {whose}, not to {agent_name}; an agent may"
+        f" only {verb} its own tasks."
+    )
 
 
 class TaskService:
@@ -96,20 +140,11 @@ class TaskService:
 
     async def resolve(self, ref: str) -> Task:
         """A task by full id or unique id prefix (at least 4 characters)."""
-        ref = ref.strip().lower()
-        if is_uuid(ref):
+        ref, full = parse_task_ref(ref)
+        if full:
             return await self.get(ref)
-        if len(ref) < 4 or any(c not in "0123456789abcdef-" for c in ref):
-            raise NotFoundError(f"{ref!r} is not a task id (give the id or 4+ of its first hex).")
         ids = await indexes.task_ids(self.store)
-        matches = [i for i in ids if i.startswith(ref)]
-        if not matches:
-            raise NotFoundError(f"No task with id starting {ref!r}.")
-        if len(matches) > 1:
-            raise AmbiguousReferenceError(
-                f"Task reference {ref!r} is ambiguous: {', '.join(m[:8] for m in matches)}."
-            )
-        return await self.get(matches[0])
+        return await self.get(one_match(ref, [i for i in ids if i.startswith(ref)]))
 
     async def current(self, agent_id: str) -> Task | None:
         """The agent's current task: its ``current_task``, else its one unfinished task."""
@@ -235,25 +270,40 @@ class TaskService:
             return task
 
     async def assign_existing(
-        self, task_id: str, agent_id: str, *, sender: str = SUPERVISOR_ID
+        self,
+        task_ref: str,
+        agent_id: str,
+        *,
+        sender: str = SUPERVISOR_ID,
+        backlog_only: bool = False,
     ) -> Task:
         """Give a pending (backlog) task to an agent: state, backlog and message at once.
+        ``task_ref``: the task's id or a unique prefix of it. ``backlog_only``: only a
+        task still waiting in the backlog (a claim), else also reassign an assigned one.
 
-        Liveness guard: the write happens only if the agent's record is the one just read
-        and that agent is not cold, stopped or error, all in one atomic step. Raises
-        NotFoundError (task or agent gone), InvalidTransitionError (agent terminal, or the
-        task is not pending/assigned); nothing is changed then.
+        Two round trips: one read of the task and the agent, one atomic write that
+        happens only if both records are still the ones read (so the agent is live and
+        the task in the state checked, at the moment of the write); a concurrent change
+        makes it decide again. Raises NotFoundError (task or agent gone),
+        AmbiguousReferenceError, InvalidTransitionError (agent terminal, or the task not
+        pending/assigned, or not pending with ``backlog_only``); nothing is changed then.
+        Cancellable: once the write was sent, it may or may not have happened.
         """
-        task_key, agent_key = self.keys.task(task_id), self.keys.agent(agent_id)
+        ref, full = parse_task_ref(task_ref)
+        agent_key = self.keys.agent(agent_id)
         while True:
-            task_raw, agent_raw = await indexes.raw_records(self.store, [task_key, agent_key])
-            if task_raw is None:
-                raise NotFoundError(f"No task with id {task_id}.")
+            found = await lookups.task_and_agent(self.store, ref, full=full, agent=agent_id)
+            task_id = ref if full else one_match(ref, found.matches)
+            task_raw, agent_raw = found.task_raw, found.agent_raw
+            task = self._loaded(task_id, task_raw)
             if agent_raw is None:
                 raise NotFoundError(f"No agent with id {agent_id} in town {self.keys.town}.")
+            if agent_raw == lookups.NOT_A_STRING:
+                raise legacy.refuse_change(f"Agent {agent_id}")
             agent = loads(Agent, agent_raw, where=agent_key)
             refuse_terminal(agent)
-            task = loads(Task, task_raw, where=task_key)
+            if backlog_only:
+                refuse_not_pending(task)
             new = task.transition("assign", assigned_to=agent_id, assigned_by=sender)
             message = Message.new(sender, agent_id, TaskAssign(task.id))
             ops = [
@@ -265,7 +315,7 @@ class TaskService:
             ]
             try:
                 await self.store.apply(
-                    task_key,
+                    self.keys.task(task.id),
                     expected=task_raw,
                     new=dumps(new),
                     ops=ops,
@@ -275,69 +325,152 @@ class TaskService:
                 continue  # the task or the agent changed meanwhile: decide again
             return new
 
+    def _loaded(self, task_id: str, raw: str | None) -> Task:
+        """The task record read by a lookup; NotFoundError when absent, LegacyRecordError
+        for a Rust hash record (read-only here)."""
+        if raw is None:
+            raise NotFoundError(f"No task with id {task_id}.")
+        if raw == lookups.NOT_A_STRING:
+            raise legacy.refuse_change(f"Task {task_id}")
+        return loads(Task, raw, where=self.keys.task(task_id))
+
     # -- state changes ---------------------------------------------------------------
 
     async def complete(
-        self, ref: str, result: str = "Completed", *, sender: str = SUPERVISOR_ID
+        self,
+        ref: str,
+        result: str = "Completed",
+        *,
+        sender: str = SUPERVISOR_ID,
+        owner: str | None = None,
     ) -> Task:
-        """Mark completed; the assigner gets ``task_done``."""
-        task = await self.resolve(ref)
-        return await self.finish(task.id, "complete", result, sender=sender)
+        """Mark completed; the assigner gets ``task_done``. ``owner``: see :meth:`finish`."""
+        return await self.finish(ref, "complete", result, sender=sender, owner=owner)
 
-    async def fail(self, ref: str, reason: str = "Failed", *, sender: str = SUPERVISOR_ID) -> Task:
-        """Mark failed; the assigner gets ``task_failed``."""
-        task = await self.resolve(ref)
-        return await self.finish(task.id, "fail", reason, sender=sender)
+    async def fail(
+        self,
+        ref: str,
+        reason: str = "Failed",
+        *,
+        sender: str = SUPERVISOR_ID,
+        owner: str | None = None,
+    ) -> Task:
+        """Mark failed; the assigner gets ``task_failed``. ``owner``: see :meth:`finish`."""
+        return await self.finish(ref, "fail", reason, sender=sender, owner=owner)
 
     async def cancel(
-        self, ref: str, reason: str = "Cancelled", *, sender: str = SUPERVISOR_ID
+        self,
+        ref: str,
+        reason: str = "Cancelled",
+        *,
+        sender: str = SUPERVISOR_ID,
+        owner: str | None = None,
     ) -> Task:
-        task = await self.resolve(ref)
-        return await self.finish(task.id, "cancel", reason, sender=sender)
+        """Mark cancelled (nobody is notified). ``owner``: see :meth:`finish`."""
+        return await self.finish(ref, "cancel", reason, sender=sender, owner=owner)
 
     async def finish(
         self,
-        task_id: str,
+        task_ref: str,
         verb: str,
         text: str,
         *,
         count: bool = True,
         sender: str = SUPERVISOR_ID,
         usage: Usage | None = None,
+        owner: str | None = None,
     ) -> Task:
         """Move a task to a terminal state, notify its assigner, and (``count``) add it to
         its agent's ``tasks_completed`` (the runtime counts in its own round update).
-        ``sender`` signs the notice when the task has no assignee; ``usage`` (what the
-        round that finished it cost) is added to the task's in the same step."""
+        ``task_ref``: the task's id or a unique prefix of it. ``sender`` signs the notice
+        when the task has no assignee; ``usage`` (what the round that finished it cost)
+        is added to the task's in the same step. ``owner``: an agent id that must be the
+        task's assignee (an agent finishing its own task), checked in the same step.
+
+        Two round trips: one read (the task, and the agent whose count changes), one
+        atomic write of the task, the notice, the event and the agent's count, done only
+        if both records are still the ones read (else it decides again). Raises
+        NotFoundError, AmbiguousReferenceError, InvalidTransitionError (a finished task,
+        another agent's task with ``owner``); nothing is changed then. After a lost reply
+        the task record tells whether the write happened. Cancellable: once the write was
+        sent, it may or may not have happened.
+        """
         text = check_text(text, "the result text")[-MAX_RESULT:]
+        ref, full = parse_task_ref(task_ref)
+        agent = owner or (lookups.ASSIGNEE if count else None)
+        while True:
+            found = await lookups.task_and_agent(self.store, ref, full=full, agent=agent)
+            task_id = ref if full else one_match(ref, found.matches)
+            task = self._loaded(task_id, found.task_raw)
+            if owner is not None:
+                refuse_not_owner(task, owner, self._name_in(found.agent_raw, owner), verb)
+            new, ops = self._finished(task, verb, text, sender, usage)
+            guards: builtins.list[tuple[Op, str | int]] = []
+            if count and new.state is TaskState.COMPLETED and task.assigned_to:
+                guards, bump = self._count_ops(task.assigned_to, found)
+                ops += bump
+            try:
+                await self.store.apply(
+                    self.keys.task(task.id),
+                    expected=found.task_raw,
+                    new=dumps(new),
+                    ops=ops,
+                    guards=guards,
+                )
+            except (Conflict, GuardFailed):
+                continue  # the task or its agent changed meanwhile: decide again
+            return new
 
-        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
-            new = task.transition(verb, result=text)
-            if usage is not None:
-                new = attrs.evolve(new, usage=task.usage + usage)
-            ops: builtins.list[Op] = [["LREM", self.keys.backlog, "0", task.id]]
-            notify = task.assigned_by and task.assigned_by != task.assigned_to
-            if notify and verb in ("complete", "fail"):
-                body = TaskDone(task.id, text) if verb == "complete" else TaskFailed(task.id, text)
-                ops += self.store.deliver_ops(
-                    Message.new(task.assigned_to or sender, task.assigned_by or "", body),
-                    event=False,
-                )
-            ops.append(
-                self.store.event_op(
-                    verb,
-                    agent=task.assigned_to,
-                    task=task.id,
-                    state=new.state.value,
-                    text=f"task {task.short_id} {new.state.value}: {text[:160]}",
-                )
+    def _finished(
+        self, task: Task, verb: str, text: str, sender: str, usage: Usage | None
+    ) -> tuple[Task, builtins.list[Op]]:
+        """The finished task and the ops that go with it: out of the backlog, the
+        assigner's notice, the event."""
+        new = task.transition(verb, result=text)
+        if usage is not None:
+            new = attrs.evolve(new, usage=task.usage + usage)
+        ops: builtins.list[Op] = [["LREM", self.keys.backlog, "0", task.id]]
+        notify = task.assigned_by and task.assigned_by != task.assigned_to
+        if notify and verb in ("complete", "fail"):
+            body = TaskDone(task.id, text) if verb == "complete" else TaskFailed(task.id, text)
+            ops += self.store.deliver_ops(
+                Message.new(task.assigned_to or sender, task.assigned_by or "", body),
+                event=False,
             )
-            return new, ops
+        ops.append(
+            self.store.event_op(
+                verb,
+                agent=task.assigned_to,
+                task=task.id,
+                state=new.state.value,
+                text=f"task {task.short_id} {new.state.value}: {text[:160]}",
+            )
+        )
+        return new, ops
 
-        task = await self._update(task_id, change)
-        if count and task.state is TaskState.COMPLETED and task.assigned_to:
-            await self._count_completion(task.assigned_to)
-        return task
+    def _count_ops(
+        self, agent_id: str, found: lookups.TaskRead
+    ) -> tuple[builtins.list[tuple[Op, str | int]], builtins.list[Op]]:
+        """(guards, ops) adding one to the agent's ``tasks_completed``, from its record
+        as read (the guard makes the write wait for an unchanged record). A pruned agent
+        (or a Rust hash one) is not counted: the task keeps its record."""
+        raw = found.agent_raw if found.agent_id == agent_id else None
+        if raw is None or raw == lookups.NOT_A_STRING:
+            return [], []
+        key = self.keys.agent(agent_id)
+        agent = loads(Agent, raw, where=key)
+        bumped = attrs.evolve(agent, tasks_completed=agent.tasks_completed + 1)
+        return [(["GET", key], raw)], [["SET", key, dumps(bumped)]]
+
+    @staticmethod
+    def _name_in(agent_raw: str | None, agent_id: str) -> str:
+        """The agent's name from its raw record (its id when unreadable), for messages."""
+        if agent_raw is None or agent_raw == lookups.NOT_A_STRING:
+            return agent_id
+        try:
+            return loads(Agent, agent_raw).name
+        except MalformedRecordError:
+            return agent_id
 
     async def start(self, task_id: str, agent_id: str) -> Task:
         def change(task: Task) -> tuple[Task, builtins.list[Op]]:
@@ -463,14 +596,3 @@ class TaskService:
             change,
             missing=lambda: NotFoundError(f"No task with id {task_id}."),
         )
-
-    async def _count_completion(self, agent_id: str) -> None:
-        def bump(agent: Agent) -> tuple[Agent, builtins.list[Op]]:
-            return attrs.evolve(agent, tasks_completed=agent.tasks_completed + 1), []
-
-        try:
-            await self.store.update(
-                Agent, self.keys.agent(agent_id), bump, missing=lambda: NotFoundError(agent_id)
-            )
-        except NotFoundError:
-            pass  # the agent was pruned; the task keeps its record

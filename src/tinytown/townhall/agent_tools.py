@@ -18,6 +18,7 @@ from tinytown.errors import NotFoundError
 from tinytown.model import Agent, Message, TaskState, converter
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.mcp.inbox import take_notes
+from tinytown.services.mcp.status import snapshot
 from tinytown.services.messages import make_body
 from tinytown.townhall.caller import Caller, task_summary, tool_errors
 
@@ -54,11 +55,10 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
     )
     @tool_errors
     async def town_status() -> dict[str, Any]:
-        agents = await town.agents.list()
+        seen = await snapshot(town.store)  # two round trips, whatever the town's size
+        agents, tasks, holder = seen.agents, seen.tasks, seen.runtime
         caller.remember(agents)
-        tasks = await town.tasks.list()
         by_id = {t.id: t for t in tasks}
-        holder = await town.runtime()
 
         def current(agent: Agent) -> dict[str, str] | None:
             task = by_id.get(agent.current_task or "")
@@ -134,9 +134,11 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
             str, Field(min_length=1, description="What was done: a short summary for the assigner.")
         ],
     ) -> dict[str, Any]:
-        task = await town.tasks.resolve(task_id)
-        caller.own_task(task, "complete")
-        done = await town.tasks.finish(task.id, "complete", result, sender=caller.sender)
+        # One atomic step checks the task is yours, finishes it, tells its assigner,
+        # counts it and records the event (the service `tt task complete` uses).
+        done = await town.tasks.complete(
+            task_id, result, sender=caller.sender, owner=caller.agent_id
+        )
         return {"id": done.id, "state": done.state.value}
 
     @app.tool(
@@ -150,9 +152,7 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
         task_id: TaskId,
         reason: Annotated[str, Field(min_length=1, description="Why the task could not be done.")],
     ) -> dict[str, Any]:
-        task = await town.tasks.resolve(task_id)
-        caller.own_task(task, "fail")
-        failed = await town.tasks.finish(task.id, "fail", reason, sender=caller.sender)
+        failed = await town.tasks.fail(task_id, reason, sender=caller.sender, owner=caller.agent_id)
         return {"id": failed.id, "state": failed.state.value}
 
     @app.tool(
@@ -181,21 +181,15 @@ def register_agent_tools(app: MCPServer, caller: Caller, *, allow_spawn: bool) -
             )
             return {"message_id": message.id, "recipients": reached}
         if target.lower().startswith("role:"):
-            role = target[5:].strip()
-            agents = [
-                a
-                for a in await town.agents.list()
-                if a.role_id == role and not a.state.terminal and a.id != caller.agent_id
-            ]
-            if not agents:
-                raise ToolError(f"No live agent other than you has role {role!r}.")
-            ids = []
-            for agent in agents:  # each one the same atomic delivery as `tt send`
-                sent = await town.messages.send(
-                    agent.id, body, urgent=urgent, sender=caller.agent_id
-                )
-                ids.append(sent.id)
-            return {"message_ids": ids, "recipients": [a.name for a in agents]}
+            # each its own message, as `tt send` makes it, all delivered in one step
+            sent = await town.messages.send_to_role(
+                target[5:].strip(), body, urgent=urgent, sender=caller.agent_id
+            )
+            names = await caller.names(*(m.recipient for m in sent))
+            return {
+                "message_ids": [m.id for m in sent],
+                "recipients": [names.get(m.recipient, m.recipient) for m in sent],
+            }
         recipient = await caller.id_of(target)
         try:
             message = await town.messages.send(

@@ -83,17 +83,6 @@ class Caller:
     def forget_names(self) -> None:
         self._names = {}
 
-    def own_task(self, task: Task, verb: str) -> None:
-        """Refuse (ToolError) to ``verb`` a task that is not this agent's; the supervisor
-        may act on any task."""
-        if self.agent is None or task.assigned_to == self.agent.id:
-            return
-        whose = "nobody" if task.assigned_to is None else "another agent"
-        raise ToolError(
-            f"Task {task.short_id} is assigned to {whose}, not to you ({self.agent.name});"
-            f" you may only {verb} your own tasks."
-        )
-
     def need_agent(self, tool: str) -> Agent:
         if self.agent is None:
             raise ToolError(
