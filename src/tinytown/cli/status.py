@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinytown.cli.context import Context
 from tinytown.cli.output import (
@@ -33,10 +33,11 @@ from tinytown.services.costs import (
 )
 from tinytown.services.endpoint import redis_url
 from tinytown.services.town import Town
-from tinytown.services.workspace import worktrees
-from tinytown.services.workspace.worktrees import WorkState
 from tinytown.store import indexes, oneshot
 from tinytown.store.client import in_trio
+
+if TYPE_CHECKING:
+    from tinytown.services.workspace.worktrees import WorkState
 
 #: What the STATE column says of an agent recorded as live when no runtime hosts the town.
 NOT_HOSTED = "not running (no runtime)"
@@ -104,7 +105,10 @@ async def worktree_states(town: Town, agents: list[Agent]) -> dict[str, WorkStat
         return {}
     if not in_trio():  # git needs the event loop: store/oneshot.py runs us again in one
         raise RuntimeError(f"worktree states {oneshot.NEEDS_TRIO}")
-    import trio  # only here: see above (the one-shot commands start without it)
+    # Only here: see above (a one-shot command starts without trio; git.py needs it).
+    import trio
+
+    from tinytown.services.workspace import worktrees
 
     found: dict[str, WorkState | str] = {}
     limit = trio.CapacityLimiter(GIT_PARALLEL)
