@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 
 from tinytown.errors import InvalidTransitionError, NotFoundError
 from tinytown.model import Agent, MessageType, TaskState, new_id
@@ -117,9 +118,7 @@ async def test_of_two_claims_one_wins(town: Town, monkeypatch: pytest.MonkeyPatc
     assert await town.redis.execute("LLEN", town.keys.inbox(bob.id)) == 1
 
 
-async def test_a_role_send_reaches_all_or_none(
-    town: Town, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_role_send_reaches_all_or_none(town: Town, monkeypatch: pytest.MonkeyPatch) -> None:
     ann = await (await town.spawn_agent("ann")).state()
     bob = await (await town.spawn_agent("bob", role="tester")).state()
     cy = await (await town.spawn_agent("cy", role="tester")).state()
@@ -172,3 +171,22 @@ async def test_the_lookup_reports_what_a_prefix_matched(town: Town) -> None:
     assert missing.task_raw is None and len(missing.matches) == 1
     agents, task_raws = await lookups.record_sets(town.store, agents=False, tasks=True)
     assert agents == [] and len(task_raws) == 20
+
+
+async def test_a_finish_cancelled_between_its_read_and_write_changes_nothing(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = await (await town.spawn_agent("ann")).state()
+    task = await town.tasks.assign("ann", "slow")
+    with trio.CancelScope() as scope:
+
+        async def cancel() -> None:
+            scope.cancel()
+            await trio.lowlevel.checkpoint()
+
+        before_first_write(monkeypatch, town.keys.task(task.id), cancel)
+        await town.tasks.complete(task.id, "done", sender=ann.id, owner=ann.id)
+    assert scope.cancelled_caught
+    assert (await town.tasks.get(task.id)).state is TaskState.ASSIGNED
+    assert (await town.agents.get(ann.id)).tasks_completed == 0
+    assert (await town.messages.inbox(SUPERVISOR_ID))[0] == []
