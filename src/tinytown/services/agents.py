@@ -34,7 +34,7 @@ from tinytown.model import (
 )
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
-from tinytown.services import control, legacy
+from tinytown.services import control, legacy, spawn_batch
 from tinytown.services.agentcli import safety_notice
 from tinytown.services.config import TownConfig
 from tinytown.services.executables import agent_path, check_cli_installed
@@ -265,6 +265,31 @@ class AgentService:
         if await control.runtime_holder(self.store):
             await control.notify(self.store, "reconcile", agent_id=agent_id)
         return agent
+
+    async def spawn_many(
+        self, names: builtins.list[str], cli: str | None = None, *, role: str | None = None
+    ) -> builtins.list[Agent]:
+        """Register agents ``names`` (one CLI and role for all) in ONE atomic write, with
+        their index entries, spawn events and a running town's reconcile requests: the
+        scale path (services/spawn_batch.py). All or nothing: raises InvalidNameError,
+        InvalidInputError (a name given twice), CliNotFoundError, AlreadyExistsError
+        (a name taken) with nothing written. Names and nicknames stay unique exactly as
+        with :meth:`spawn`. A town giving agents their own worktrees spawns them one by
+        one. Cancellable: once the write was sent, all or none may be registered."""
+        spawn_batch.check_names(names)
+        for what, text in (("role", role), ("cli", cli)):
+            if text is not None:
+                check_text(text, f"the agent's {what}")
+        if not names:
+            return []
+        if workspaces.wants_worktree(self.config, None):  # a worktree each: the slow path
+            return [await self.spawn(name, cli, role=role) for name in names]
+        cli_name, argv = self.config.resolve_cli(cli)
+        check_cli_installed(
+            argv, cli_name, cwd=self.config.root, env={"PATH": agent_path()}, remember=True
+        )
+        await self._index_old_nicknames()
+        return await spawn_batch.register(self.store, names, cli_name, role)
 
     async def safety_notice_once(self, cli: str) -> str | None:
         """The notice for CLI ``cli`` when its command skips the CLI's own permission

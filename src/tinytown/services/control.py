@@ -103,7 +103,11 @@ async def request(store: Store, verb: str, timeout: float = REPLY_TIMEOUT, **arg
 
 async def notify(store: Store, verb: str, **args: Any) -> None:
     """Tell the runtime something changed, without waiting (a no-op if none runs)."""
-    payload = json.dumps({"id": new_id(), "verb": verb, **args})
-    await store.run_ops(
-        [["RPUSH", store.keys.control, payload], ["PUBLISH", store.keys.wake, CONTROL_WAKE]]
-    )
+    await store.run_ops(notify_ops(store, verb, [args]))
+
+
+def notify_ops(store: Store, verb: str, each: list[dict[str, Any]]) -> list[list[str]]:
+    """The writes of :func:`notify` for one request per argument set in ``each`` and one
+    wake-up for all, to run inside another atomic step (e.g. a batch spawn's script)."""
+    payloads = [json.dumps({"id": new_id(), "verb": verb, **args}) for args in each]
+    return [["RPUSH", store.keys.control, *payloads], ["PUBLISH", store.keys.wake, CONTROL_WAKE]]

@@ -1,0 +1,98 @@
+"""AgentService.spawn_many: one atomic write for a batch, uniqueness as atomic as spawn's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.runtime.conftest import eventually
+from tinytown.errors import AlreadyExistsError, InvalidInputError, InvalidNameError
+from tinytown.model import AgentState
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services import spawn_batch
+from tinytown.services.town import Town
+
+
+async def test_a_batch_registers_every_agent_with_distinct_nicknames(town: Town) -> None:
+    await town.agents.spawn("solo")
+    names = [f"w{i}" for i in range(120)]  # more than the list of names: numbered ones too
+    agents = await town.agents.spawn_many(names, role="worker")
+    assert [a.name for a in agents] == names
+    listed = {a.name: a for a in await town.agents.list()}
+    assert set(listed) == {"solo", *names}
+    assert all(listed[n].state is AgentState.STARTING for n in names)
+    assert all(listed[n].role_id == "worker" for n in names)
+    nicknames = [a.nickname.lower() for a in listed.values()]
+    assert len(set(nicknames)) == len(nicknames)
+    for agent in agents[:3]:  # the indexes resolve them like any spawned agent
+        assert (await town.agents.resolve(agent.name)).id == agent.id
+        assert (await town.agents.resolve(agent.nickname)).id == agent.id
+    spawned = [e for e in await town.messages.recent_events(500) if e.kind == "spawn"]
+    assert len(spawned) == 121
+
+
+@pytest.mark.parametrize(
+    ("names", "error"),
+    [
+        (["a1", "taken", "a2"], AlreadyExistsError),
+        (["a1", "a2", "a1"], InvalidInputError),
+        (["a1", "not a name!"], InvalidNameError),
+    ],
+)
+async def test_a_refused_batch_writes_nothing(
+    town: Town, names: list[str], error: type[Exception]
+) -> None:
+    await town.agents.spawn("taken")
+    with pytest.raises(error):
+        await town.agents.spawn_many(names)
+    assert [a.name for a in await town.agents.list()] == ["taken"]
+
+
+async def test_a_nickname_taken_between_pick_and_write_is_picked_again(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = spawn_batch._pick_nicknames
+    calls = 0
+
+    async def racing(store: Any, agent_ids: list[str]) -> list[tuple[str, str | None]]:
+        nonlocal calls
+        calls += 1
+        picked = await real(store, agent_ids)
+        if calls == 1:  # another spawn takes the batch's second nickname right now
+            await town.agents.spawn("intruder", nickname=picked[1][0])
+        return picked
+
+    monkeypatch.setattr(spawn_batch, "_pick_nicknames", racing)
+    agents = await town.agents.spawn_many(["b0", "b1", "b2"])
+    assert calls == 2  # the guard refused the first write; the batch picked again
+    everyone = await town.agents.list()
+    nicknames = [a.nickname.lower() for a in everyone]
+    assert len(everyone) == 4 and len(set(nicknames)) == 4
+    assert {a.id for a in agents} <= {a.id for a in everyone}
+
+
+async def test_a_name_taken_between_pick_and_write_refuses_the_whole_batch(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = spawn_batch._pick_nicknames
+
+    async def racing(store: Any, agent_ids: list[str]) -> list[tuple[str, str | None]]:
+        picked = await real(store, agent_ids)
+        await town.agents.spawn("c1")  # a concurrent spawn of the same name
+        return picked
+
+    monkeypatch.setattr(spawn_batch, "_pick_nicknames", racing)
+    with pytest.raises(AlreadyExistsError, match="'c1'"):
+        await town.agents.spawn_many(["c0", "c1", "c2"])
+    assert [a.name for a in await town.agents.list()] == ["c1"]
+
+
+async def test_a_running_town_starts_the_whole_batch(town: Town, runtime: Runtime) -> None:
+    agents = await town.agents.spawn_many([f"r{i}" for i in range(25)])
+
+    async def all_idle() -> bool:
+        states = {a.id: a.state for a in await town.agents.list()}
+        return all(states[a.id] is AgentState.IDLE for a in agents)
+
+    await eventually(all_idle, timeout=30)
