@@ -16,7 +16,7 @@ import trio
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output
-from tinytown.cli.parser import build_parser
+from tinytown.cli.parser import parser_for
 from tinytown.errors import NotInitializedError, TinytownError
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.services.town import Town
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None, *, interactive: Interactive | None = Non
     program's entry point, :mod:`tinytown.entry`, passes the REPL); without one, ``tt run``
     prints events and ``tt attach`` says it is not available.
     """
-    parser = build_parser()
+    parser = parser_for(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     out = Output()
     if getattr(args, "handler", None) is None:

@@ -5,30 +5,36 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import tinytown
 
-#: Command modules in ``tinytown.cli.commands``, registered in this order.
-COMMAND_MODULES = (
-    "town",
-    "agents",
-    "tasks",
-    "costs",
-    "messages",
-    "logs",
-    "questions",
-    "recovery",
-    "plans",
-    "runtime",
-    "attach",
-    "top",
-    "mcp",
-    "workspace",
-    "completion",
-    "doctor",
-)
+#: Command modules in ``tinytown.cli.commands``, registered in this order, each with the
+#: commands (first words of a command line, aliases included) its ``register`` adds. The
+#: names let one command line build and import only its own module (:func:`parser_for`);
+#: tests/cli/test_startup.py checks them against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "town": ("init", "down", "status", "towns", "config", "reset"),
+    "agents": ("spawn", "list", "interrupt", "resume", "close", "kill", "restart", "wait", "prune"),
+    "tasks": ("assign", "tasks", "task", "backlog"),
+    "costs": ("costs", "budget"),
+    "messages": ("send", "inbox", "events", "history"),
+    "logs": ("logs",),
+    "questions": ("reply",),
+    "recovery": ("recover", "reclaim"),
+    "plans": ("plan", "sync", "save", "restore", "migrate"),
+    "runtime": ("run", "stop", "demo"),
+    "attach": ("attach",),
+    "top": ("top",),
+    "mcp": ("mcp",),
+    "workspace": ("diff", "merge", "rescue"),
+    "completion": ("completion",),
+    "doctor": ("doctor",),
+}
+COMMAND_MODULES = tuple(COMMANDS)
+#: Modules whose handlers read the whole parser (``args.parser``: tt completion walks it).
+WHOLE_PARSER = frozenset({"completion"})
 #: Modules written separately that may not exist yet in a given checkout.
 OPTIONAL_MODULES = frozenset({"plans", "runtime"})
 
@@ -139,9 +145,12 @@ def _find_action(
 Registrar = Callable[[Any], None]
 
 
-def build_parser(extra: Iterable[Registrar] = ()) -> TtParser:
+def build_parser(
+    extra: Iterable[Registrar] = (), *, modules: Iterable[str] = COMMAND_MODULES
+) -> TtParser:
     """The ``tt`` parser; each of ``extra`` is called with its subparsers action after the
-    command modules (the REPL adds its own commands this way, to a private instance)."""
+    command modules (the REPL adds its own commands this way, to a private instance).
+    ``modules``: the command modules to register (default all; see :func:`parser_for`)."""
     parser = TtParser(
         prog="tt",
         top=True,
@@ -155,7 +164,7 @@ def build_parser(extra: Iterable[Registrar] = ()) -> TtParser:
     parser.add_argument("--version", action="version", version=f"tt {tinytown.__version__}")
     parser.set_defaults(parser=parser)  # for handlers that read the parser (tt completion)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(f"tinytown.cli.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -166,6 +175,38 @@ def build_parser(extra: Iterable[Registrar] = ()) -> TtParser:
     for register in extra:
         register(sub)
     return parser
+
+
+def parser_for(argv: Sequence[str]) -> TtParser:
+    """The parser for one ``tt`` command line: when its command is known, only the module
+    of that command is imported and registered (building the ~60 command parsers and
+    importing every command module costs a one-shot command more than its work). The
+    command's own parser, its help and its errors are the same as in the whole parser;
+    anything else (no command, an unknown one, ``--help``, ``--version``, a command that
+    reads the whole parser) gets the whole parser."""
+    module = _MODULE_OF.get(_command_word(argv) or "")
+    if module is None or module in WHOLE_PARSER:
+        return build_parser()
+    return build_parser(modules=(module,))
+
+
+_MODULE_OF = {word: module for module, words in COMMANDS.items() for word in words}
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command's name in ``argv`` (the first word that is not the top parser's
+    ``-t/--town DIR``), or None when an option of the top parser comes first."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-t", "--town"):
+            next(words, None)
+        elif word.startswith("--town=") or (word.startswith("-t") and word != "-t"):
+            continue
+        elif word.startswith("-"):
+            return None  # --help, --version, -- ...: whole parser
+        else:
+            return word
+    return None
 
 
 def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import tomlkit
-import tomlkit.exceptions
 
 from tinytown.errors import ConfigError, NotInitializedError
 from tinytown.services import legacy
@@ -274,6 +272,10 @@ class TownConfig:
             existing = ""
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Cannot read {self.path}: {exc}.") from exc
+        # Imported here: only writing needs tomlkit (~8 ms); every command reads the file.
+        import tomlkit
+        import tomlkit.exceptions
+
         try:
             doc = tomlkit.parse(existing)
         except tomlkit.exceptions.TOMLKitError:

@@ -9,8 +9,10 @@ which Redis to use (endpoint.py) and what agents may do in it (access.py).
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -28,26 +30,28 @@ from tinytown.model import Agent, Budget, Message, SpawnMode, Usage, now
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Body
 from tinytown.services import control
-from tinytown.services.access import AgentAccess
 from tinytown.services.agents import AgentService
-from tinytown.services.backlog import BacklogService
 from tinytown.services.config import CONFIG_FILE, TownConfig, find_town_root
 from tinytown.services.costs import KEEP, Budgets, CostReport, CostService, Keep, Scope
 from tinytown.services.endpoint import embedded_server, redis_url
-from tinytown.services.executables import agent_path
-from tinytown.services.gitignore import ignore_tt_dir
-from tinytown.services.handle import AgentHandle
-from tinytown.services.lifecycle import AgentLifecycle
 from tinytown.services.messages import BROADCAST_KIND, MessageService, make_body
-from tinytown.services.recovery import RecoveryService
-from tinytown.services.registry import default_town_name, register_town
 from tinytown.services.tasks import TaskService
-from tinytown.services.workspace.service import WorkspaceService
 from tinytown.store import indexes
 from tinytown.store.client import Redis
 from tinytown.store.keys import Keys, validate_town_name
 from tinytown.store.oneshot import run_sync
 from tinytown.store.records import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tinytown.services.access import AgentAccess
+    from tinytown.services.backlog import BacklogService
+    from tinytown.services.doctor import Report
+    from tinytown.services.handle import AgentHandle
+    from tinytown.services.lifecycle import AgentLifecycle
+    from tinytown.services.recovery import RecoveryService
+    from tinytown.services.workspace.service import WorkspaceService
 
 #: Version of the key layout written to ``tt:<town>:meta``.
 LAYOUT_VERSION = "1"
@@ -86,14 +90,42 @@ class Town:
         self.agents = AgentService(self.store, config)
         self.tasks = TaskService(self.store, self.agents)
         self.messages = MessageService(self.store, self.agents)
-        self.backlog = BacklogService(self.store, self.agents, self.tasks)
-        self.recovery = RecoveryService(self.store, self.agents, self.tasks)
-        self.lifecycle = AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
-        self.access = AgentAccess(self.store, url)
-        self.workspaces = WorkspaceService(self.store, config, self.agents)  # issue 12
         self.spending = CostService(self.store, self.agents, self.tasks, config)
         #: Whether opening the town started its embedded Redis (front ends say so).
         self.started_server = False
+
+    # -- the other services, each made (and its module imported) when first used: a
+    # one-shot command such as `tt send` pays only for the modules it touches.
+
+    @cached_property
+    def backlog(self) -> BacklogService:
+        from tinytown.services.backlog import BacklogService
+
+        return BacklogService(self.store, self.agents, self.tasks)
+
+    @cached_property
+    def recovery(self) -> RecoveryService:
+        from tinytown.services.recovery import RecoveryService
+
+        return RecoveryService(self.store, self.agents, self.tasks)
+
+    @cached_property
+    def lifecycle(self) -> AgentLifecycle:
+        from tinytown.services.lifecycle import AgentLifecycle
+
+        return AgentLifecycle(self.store, self.agents, self.tasks, self.recovery)
+
+    @cached_property
+    def access(self) -> AgentAccess:
+        from tinytown.services.access import AgentAccess
+
+        return AgentAccess(self.store, self.url)
+
+    @cached_property
+    def workspaces(self) -> WorkspaceService:  # issue 12
+        from tinytown.services.workspace.service import WorkspaceService
+
+        return WorkspaceService(self.store, self.config, self.agents)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -110,10 +142,15 @@ class Town:
                 raise ConfigError(f"{root} is already town {config.name!r}.")
         else:
             root.mkdir(parents=True, exist_ok=True)
+            from tinytown.services.gitignore import ignore_tt_dir
+            from tinytown.services.registry import default_town_name
+
             config = TownConfig.create(root, validate_town_name(name or default_town_name(root)))
             ignore_tt_dir(root)
         town = await cls.connect(root, search=False)
         await indexes.set_meta(town.store, town.name, now(), LAYOUT_VERSION)
+        from tinytown.services.registry import register_town
+
         register_town(root, town.name)
         return town
 
@@ -240,6 +277,26 @@ class Town:
         spent. Cancellable (reads only)."""
         return await self.spending.budgets()
 
+    async def doctor(
+        self,
+        agents: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        euid: int | None = None,
+    ) -> Report:
+        """Can the agents work? ``tt doctor``'s free checks (services/doctor/): each CLI the
+        ``agents`` use (names or ids; default every agent not stopped, cold or in error,
+        else ``default_cli``): installed, logged in, its options accepted for ``euid`` (who
+        runs the rounds; default this process's user), its MCP server reached; and the town
+        (Redis, the runtime). ``timeout``: seconds per probe (default the doctor's). Raises
+        NotFoundError for an unknown agent. Cancellation: propagates, after every probe
+        started was killed and reaped."""
+        from tinytown.services.doctor import diagnose  # only when asked (its probes)
+        from tinytown.services.doctor.probe import PROBE_TIMEOUT
+
+        wait = PROBE_TIMEOUT if timeout is None else timeout
+        return await diagnose(self, agents or (), timeout=wait, euid=euid)
+
     async def set_budget(
         self,
         agent: str | None = None,
@@ -270,6 +327,8 @@ class Town:
         return self.handle((await self.agents.resolve(ref)).id, sender=sender)
 
     def handle(self, agent_id: str, *, sender: str = SUPERVISOR_ID) -> AgentHandle:
+        from tinytown.services.handle import AgentHandle
+
         return AgentHandle(
             agent_id,
             agents=self.agents,
@@ -332,6 +391,8 @@ class Town:
         (after :meth:`AgentAccess.prepare`) or the URL without credentials; see
         docs/security.md.
         """
+        from tinytown.services.executables import agent_path
+
         return {
             "TT_TOWN": self.name,
             "TT_TOWN_DIR": str(self.root),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
@@ -13,8 +13,9 @@ from tinytown.cli.output import add_json_flag, record, short
 from tinytown.errors import TimeoutExpiredError
 from tinytown.model import Agent, SpawnMode
 from tinytown.services.costs import describe_budget, parse_budget
-from tinytown.services.doctor import root_notice
-from tinytown.services.lifecycle import ControlOutcome
+
+if TYPE_CHECKING:
+    from tinytown.services.lifecycle import ControlOutcome
 
 #: Exit code of ``tt wait`` when its --timeout expires (1 stays "error").
 WAIT_TIMEOUT_EXIT = 3
@@ -159,6 +160,8 @@ def register(sub: Any) -> None:
 
 
 async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services.doctor import root_notice
+
     town = ctx.need_town()
     if args.resume_session is not None and args.mode not in (None, SpawnMode.RESUMED.value):
         raise UsageError("--resume-session continues a session: give --mode resumed or no --mode.")

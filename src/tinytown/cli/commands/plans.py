@@ -13,8 +13,6 @@ from tinytown.errors import (
     RedisServerNotFoundError,
     RedisUnavailableError,
 )
-from tinytown.services import migrate as migration
-from tinytown.services import persistence, plans
 from tinytown.services.town import Town
 
 #: Old keys listed in the deletion hint before it points to ``--json`` instead.
@@ -108,6 +106,8 @@ def add_file_option(p: argparse.ArgumentParser) -> None:
 
 
 def plan_file(ctx: Context, args: argparse.Namespace) -> Path:
+    from tinytown.services import plans
+
     if args.file:
         return Path(args.file)
     try:
@@ -118,6 +118,8 @@ def plan_file(ctx: Context, args: argparse.Namespace) -> Path:
 
 
 async def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services import plans
+
     path = plan_file(ctx, args)
     if args.init:
         plans.write_template(path, force=args.force)
@@ -181,6 +183,8 @@ async def _town_if_any(ctx: Context) -> tuple[Town | None, Town | None]:
 
 
 async def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services import plans
+
     town = ctx.need_town()
     path = plan_file(ctx, args)
     shown = plans.shown_path(path)
@@ -222,6 +226,8 @@ async def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services import persistence
+
     town = ctx.need_town()
     report = await persistence.save(town, args.output)
     if ctx.json:
@@ -251,6 +257,8 @@ def _rel(path: Path | None, root: Path) -> str | None:
 
 
 async def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services import persistence
+
     town = ctx.need_town()
     report = await persistence.restore(town, args.input, force=args.force)
     if ctx.json:
@@ -268,6 +276,8 @@ async def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services import migrate as migration
+
     town = ctx.need_town()
     if args.hash and args.keep_old:
         raise UsageError("--keep-old applies to the old global keys, not to --hash.")

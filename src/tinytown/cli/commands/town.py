@@ -8,7 +8,6 @@ from typing import Any
 
 import trio
 
-from tinytown.cli.commands import towns_prune as prune_cmd
 from tinytown.cli.commands.runtime import add_stop_options, stop_town
 from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, plural
@@ -17,7 +16,6 @@ from tinytown.errors import InvalidInputError, RuntimeBusyError, TinytownError
 from tinytown.services import control
 from tinytown.services.config import CONFIG_FILE, DEFAULTS, TownConfig
 from tinytown.services.endpoint import embedded_server, redis_url
-from tinytown.services.registry import registered_towns
 from tinytown.services.town import Town, TownStoppedError
 from tinytown.store import admin
 
@@ -210,6 +208,9 @@ async def _probe(path: str) -> dict[str, Any]:
 
 
 async def cmd_towns(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.cli.commands import towns_prune as prune_cmd
+    from tinytown.services.registry import registered_towns
+
     if args.prune:
         return prune_cmd.cmd_prune_towns(ctx)
     towns = registered_towns()

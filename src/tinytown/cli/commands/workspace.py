@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinytown.cli.commands.agents import AGENT_HELP, seconds
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import add_json_flag, record
-from tinytown.services.workspace.merges import MergeOutcome
-from tinytown.services.workspace.requests import position_text
+
+if TYPE_CHECKING:
+    from tinytown.services.workspace.merges import MergeOutcome
 
 #: Exit code of ``tt merge --wait`` (and ``--dry-run``) when a merge would not or did not
 #: land: a conflict, a failing check (1 stays "error").
@@ -96,6 +97,8 @@ def _outcome(outcome: MergeOutcome) -> dict[str, Any]:
 
 
 async def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
+    from tinytown.services.workspace.requests import position_text
+
     town = ctx.need_town()
     service = town.workspaces
     if args.all == bool(args.agents):
