@@ -154,6 +154,19 @@ async def test_a_pass_with_many_idle_agents_reads_only_what_it_hands_out(
     assert [i for i, _ in idle.idle_agents()] == ids[3:]
 
 
+async def test_a_long_backlog_is_read_only_as_far_as_idle_agents_go(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _idle_town(town, 2)
+    tasks = [await town.backlog.add(f"job {i}") for i in range(40)]
+    dispatcher = Dispatcher(Context(town), _MemoryIdle(ids))
+    sent = _record_commands(monkeypatch, town)
+    assert await dispatcher.dispatch_once() == 2
+    args = {a for command in sent for a in command}
+    read = [t.id for t in tasks if town.keys.task(t.id) in args]
+    assert read == [t.id for t in tasks[:2]]  # the two handed out, not a page of 40
+
+
 async def test_the_picked_agent_is_checked_in_redis_before_the_hand_over(
     town: Town, monkeypatch: pytest.MonkeyPatch
 ) -> None:

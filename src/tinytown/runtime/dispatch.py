@@ -73,8 +73,12 @@ class Dispatcher:
         pool = _Candidates(self)
         given = 0
         start = 0
+        # The first page holds as many tasks as there are idle agents (one agent freed
+        # by a round reads one task, not 64); later pages double, for tags nobody takes.
+        size = min(PAGE, len(pool))
         while pool:
-            ids = await self.ctx.queues.backlog_page(start, PAGE)
+            ids = await self.ctx.queues.backlog_page(start, size)
+            size = min(PAGE, size * 2)
             if not ids:
                 break
             tasks = await self.ctx.store.mget(Task, [town.keys.task(i) for i in ids])
@@ -154,8 +158,8 @@ class _Candidates:
         self.unread = collections.deque(agent_id for agent_id, _ in self._agents.idle_agents())
         self.ready: list[Agent] = []
 
-    def __bool__(self) -> bool:
-        return bool(self.unread or self.ready)
+    def __len__(self) -> int:
+        return len(self.unread) + len(self.ready)
 
     async def pick(self, task: Task, wanted: int) -> Agent | None:
         """The longest-idle candidate ``task`` suits (taken out of the pool), or None.
