@@ -435,3 +435,24 @@ async def test_cancelling_the_doctor_leaves_no_probe_behind(
             scope.cancel()
     assert scope.cancelled_caught
     assert all(_gone(pid) for pid in pids), pids
+
+
+async def test_the_town_api_runs_the_doctor(
+    town: Town, shims: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    await _three(town)
+    report = await town.doctor(["cody"], euid=1000)
+    assert {c.subject for c in report.checks} == {"town", "codex (cody)"}
+    assert _by(report, "codex (cody)", "installed").level is Level.OK
+    everyone = await town.doctor(euid=1000)  # default: every live agent
+    assert {"claude (ann)", "codex (cody)", "gemini (gem)"} <= {c.subject for c in everyone.checks}
+    with pytest.raises(NotFoundError):
+        await town.doctor(["nobody"])
+    monkeypatch.setenv("FAKE_EUID", "0")  # the user who runs the rounds is passed on
+    assert _by(await town.doctor(["ann"], euid=0), "claude (ann)", "options").level is Level.FAIL
+    monkeypatch.setenv("FAKE_EUID", "1000")
+    monkeypatch.setenv("FAKE_HANG", "1")  # and the probes' timeout
+    monkeypatch.setenv("FAKE_PIDS", str(tmp_path / "pids"))
+    login = _by(await town.doctor(["ann"], timeout=1, euid=1000), "claude", "login")
+    assert login.level is Level.WARN and "timed out" in login.text
+    _no_paid_calls(shims)
