@@ -168,7 +168,7 @@ async def test_broadcast_reaches_every_live_agent(driver: Driver, town: Town) ->
     assert broadcast_line(queued[-1], 45) == work and broadcast_line(queued[0], 45) == note
     for handle in live:
         await handle.kill()
-    await driver.command("broadcast anyone", "to no one (no live agents).")
+    await driver.command("broadcast anyone", "Broadcast a note to no one (no live agents).")
 
 
 async def test_completion_knows_agents_spawned_in_the_repl(driver: Driver) -> None:

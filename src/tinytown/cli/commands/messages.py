@@ -187,11 +187,12 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
 
 def broadcast_line(message: Message, reached: int) -> str:
     """What a broadcast did, and what it costs: a note no round, work a round each."""
+    kind = message.type.value if message.actionable else "note"
     if not reached:
-        return f"Broadcast a {message.type.value} to no one (no live agents)."
+        return f"Broadcast a {kind} to no one (no live agents)."
     who = plural(reached, "agent")
     if message.actionable:
-        return f"Broadcast a {message.type.value} to {who} (each runs a round for it)."
+        return f"Broadcast a {kind} to {who} (each runs a round for it)."
     return (
         f"Broadcast a note to {who} (no round of its own: it rides along with each"
         " agent's next round; --task makes it work)."
