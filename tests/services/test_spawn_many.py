@@ -10,7 +10,7 @@ from tests.runtime.conftest import eventually
 from tinytown.errors import AlreadyExistsError, InvalidInputError, InvalidNameError
 from tinytown.model import AgentState
 from tinytown.runtime.town_runtime import Runtime
-from tinytown.services import spawn_batch
+from tinytown.services import control, spawn_batch
 from tinytown.services.town import Town
 
 
@@ -96,3 +96,11 @@ async def test_a_running_town_starts_the_whole_batch(town: Town, runtime: Runtim
         return all(states[a.id] is AgentState.IDLE for a in agents)
 
     await eventually(all_idle, timeout=30)
+
+
+async def test_notify_ops_fit_any_batch_in_one_atomic_step(town: Town) -> None:
+    # Lua's unpack() takes ~8,000 values per command: one RPUSH of 9,000 would fail.
+    each = [{"agent_id": f"{i:08d}-0000-4000-8000-000000000000"} for i in range(9000)]
+    ops = control.notify_ops(town.store, "reconcile", each)
+    await town.store.apply(town.keys.meta, ops=ops)
+    assert await town.store.redis.execute("LLEN", town.keys.control) == 9000

@@ -19,6 +19,8 @@ REPLY_TIMEOUT = 10.0
 #: While waiting for a reply, how often to check that the runtime is still alive.
 REPLY_SLICE = 0.5
 CONTROL_WAKE = "control"
+#: Requests per RPUSH in :func:`notify_ops`.
+NOTIFY_SLICE = 1000
 
 
 @attrs.frozen
@@ -110,4 +112,9 @@ def notify_ops(store: Store, verb: str, each: list[dict[str, Any]]) -> list[list
     """The writes of :func:`notify` for one request per argument set in ``each`` and one
     wake-up for all, to run inside another atomic step (e.g. a batch spawn's script)."""
     payloads = [json.dumps({"id": new_id(), "verb": verb, **args}) for args in each]
-    return [["RPUSH", store.keys.control, *payloads], ["PUBLISH", store.keys.wake, CONTROL_WAKE]]
+    # Lua's unpack() of one command takes at most ~8,000 values: RPUSH in slices.
+    ops = [
+        ["RPUSH", store.keys.control, *payloads[i : i + NOTIFY_SLICE]]
+        for i in range(0, len(payloads), NOTIFY_SLICE)
+    ]
+    return [*ops, ["PUBLISH", store.keys.wake, CONTROL_WAKE]]
