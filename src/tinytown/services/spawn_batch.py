@@ -15,8 +15,7 @@ makes the batch pick again.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -102,13 +101,10 @@ async def _pick_nicknames(store: Store, agent_ids: list[str]) -> list[tuple[str,
     """A free nickname for each agent (and the stale holder its entry names), distinct
     within the batch: one read-only script per agent."""
     used: set[str] = set()
+    windows = _Windows(used)
     out = []
     for agent_id in agent_ids:
-        candidates = list(
-            itertools.islice(
-                (c for c in nickname_candidates(agent_id) if c.lower() not in used), SCAN
-            )
-        )
+        candidates = windows.next(agent_id)
         while True:  # a numbered name from the server's counter is new each time
             nick, stale = await indexes.pick_nickname(store, candidates)
             if nick.lower() not in used:
@@ -116,3 +112,28 @@ async def _pick_nicknames(store: Store, agent_ids: list[str]) -> list[tuple[str,
         used.add(nick.lower())
         out.append((nick, stale))
     return out
+
+
+class _Windows:
+    """The first SCAN names of an agent's candidate list that the batch has not used.
+
+    Every id's list is the same sequence from its own name on (model/nicknames.py), so
+    one cursor per starting name is kept: names the batch used are passed over once,
+    never scanned again (a batch of 10,000 scanned from the start each time was
+    quadratic: 20 s)."""
+
+    def __init__(self, used: set[str]) -> None:
+        self._used = used
+        self._lists: dict[str, tuple[Iterator[str], list[str]]] = {}
+
+    def next(self, agent_id: str) -> list[str]:
+        start = nickname_for(agent_id)
+        if start not in self._lists:
+            self._lists[start] = (nickname_candidates(agent_id), [])
+        rest, window = self._lists[start]
+        window[:] = [c for c in window if c.lower() not in self._used]
+        while len(window) < SCAN:
+            name = next(rest)
+            if name.lower() not in self._used:
+                window.append(name)
+        return list(window)
