@@ -138,7 +138,9 @@ async def test_a_town_of_real_clis_stops_for_setup_and_fails_no_task(
     # The CLI's own sentence, not a line of its JSON (gemini prints it on stderr).
     assert (by_name["gem"].state_reason or "").startswith("setup: Please set an Auth method")
     codex = by_name["cody"].state_reason or ""
-    assert codex.startswith("setup: Not logged in") and "codex login" in codex, (codex, out)
+    # Without network: its login check's words; with one: the service's refusal (401).
+    assert codex.startswith("setup: "), (codex, out)
+    assert "Not logged in" in codex or "401" in codex or "auth" in codex.lower(), (codex, out)
     assert took < 90, "codex's round should end on 'waiting for network', not the timeout"
     assert len(tasks) == len(AGENTS)
     assert not [t for t in tasks if t.state is TaskState.FAILED], tasks
