@@ -141,7 +141,12 @@ async def test_tt_mcp_http_serves_a_client(
             data(await client.call_tool("broadcast", {"text": "standup at 10"}))
     finally:
         os.kill(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave the server behind, even when the test fails
+            proc.wait()
+            raise
     assert proc.returncode == 0  # stopped by its signal handler, cleanly
     inbox = json.loads(tt("inbox", "ann", "--json").stdout)
     assert [m["summary"] for m in inbox["ann"]["queued"]] == ["standup at 10"]
