@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.clihelp import RunIn
-from tests.services.doctor_shims import install_shims
+from tests.services.doctor_shims import CLEARED_ENV, install_shims
 from tinytown.services.town import Town
 
 ROOT = os.geteuid() == 0
@@ -26,16 +26,7 @@ def env(tmp_path: Path) -> dict[str, str | None]:
         "FAKE_PAID_CALLS": str(tmp_path / "paid-calls"),
         "FAKE_EUID": str(os.geteuid()),
     }
-    for name in (
-        "GEMINI_API_KEY",
-        "GOOGLE_GENAI_USE_VERTEXAI",
-        "GOOGLE_GENAI_USE_GCA",
-        "GOOGLE_API_KEY",
-        "CODEX_API_KEY",
-        "OPENAI_API_KEY",
-        "IS_SANDBOX",
-        "FAKE_LOGGED_IN",
-    ):
+    for name in CLEARED_ENV:
         out[name] = None
     return out
 

@@ -168,6 +168,21 @@ sys.exit(41)
 
 SHIMS = {"claude": _CLAUDE, "codex": _CODEX, "gemini": _GEMINI}
 
+#: What must not leak into a doctor test from the user's environment: keys and logins the
+#: checks read, and the stand-ins' own switches.
+CLEARED_ENV = (
+    "GEMINI_API_KEY",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_GENAI_USE_GCA",
+    "GOOGLE_API_KEY",
+    "CODEX_API_KEY",
+    "OPENAI_API_KEY",
+    "IS_SANDBOX",
+    "FAKE_LOGGED_IN",
+    "FAKE_HANG",
+    "FAKE_MCP",
+)
+
 
 def install_shims(folder: Path) -> Path:
     """Write executable ``claude``, ``codex`` and ``gemini`` into ``folder``; return it."""

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.services.doctor_shims import install_shims
+from tests.services.doctor_shims import CLEARED_ENV, install_shims
 from tinytown.errors import NotFoundError
 from tinytown.services.config import TownConfig
 from tinytown.services.doctor import Check, Level, Report, diagnose, diagnose_offline, root_notice
@@ -31,18 +31,7 @@ def shims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FAKE_PAID_CALLS", str(tmp_path / "paid-calls"))
     monkeypatch.setenv("FAKE_EUID", "1000")  # as the doctor is told (euid=1000) below
-    for name in (
-        "GEMINI_API_KEY",
-        "GOOGLE_GENAI_USE_VERTEXAI",
-        "GOOGLE_GENAI_USE_GCA",
-        "GOOGLE_API_KEY",
-        "CODEX_API_KEY",
-        "OPENAI_API_KEY",
-        "IS_SANDBOX",
-        "FAKE_LOGGED_IN",
-        "FAKE_HANG",
-        "FAKE_MCP",
-    ):
+    for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
     return folder
 
