@@ -162,6 +162,30 @@ async def test_budget_pauses_the_agent_until_raised_and_resumed(
     assert (await town.tasks.get(third)).attempts == 1
 
 
+async def test_a_budget_set_by_another_process_stops_the_next_round_before_its_cli(
+    town: Town, start_runtime: StartRuntime
+) -> None:
+    """The runtime goes straight to its writes with the agent record it last saw; a
+    budget set meanwhile by another process (whose write it has not seen) must still
+    stop the next round before the CLI runs, with the attempt given back."""
+    await start_runtime()
+    handle = await town.spawn_agent("b", "claude")
+    first = await handle.assign("print one; cost 0.6")
+    await task_done(town, first)
+    await handle.wait(idle=True, timeout=30)
+    # Another process (`tt budget set b`, then `tt assign b`): the runtime (which shares
+    # ``town`` with this test) sees neither write before its round.
+    async with await Town.connect(town.root) as other:
+        await other.set_budget("b", usd=0.5)
+        second = await (await other.agent("b")).assign("print two; cost 0.6")
+        await agent_state(await other.agent("b"), AgentState.PAUSED)
+    agent = await handle.state()
+    assert agent.state_reason == "budget: agent limit $0.60 of $0.50"
+    assert agent.usage.rounds == 1  # the second round's CLI never ran
+    task = await town.tasks.get(second)
+    assert task.state is TaskState.ASSIGNED and task.attempts == 0
+
+
 async def test_town_budget_stops_every_agent(town: Town, start_runtime: StartRuntime) -> None:
     town.config.set("budget.town_usd", "0.5")
     await start_runtime()

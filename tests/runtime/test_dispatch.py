@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
+from tests.redis_commands import record_commands
 from tests.runtime.conftest import eventually
 from tinytown import TaskState
 from tinytown.model import Agent, Ping, Task
@@ -109,28 +109,7 @@ async def _idle_town(town: Town, n: int, roles: dict[int, str] | None = None) ->
 
 
 def _record_commands(monkeypatch: pytest.MonkeyPatch, town: Town) -> list[list[str]]:
-    """Every command sent to Redis from now on (a wrapper around the client: no timing);
-    a script call is recorded as its keys and arguments."""
-    sent: list[list[str]] = []
-    redis = town.store.redis
-    execute, pipeline, run_script = redis.execute, redis.pipeline, redis.run_script
-
-    async def counted_execute(*args: Any, **kw: Any) -> Any:
-        sent.append([str(a) for a in args])
-        return await execute(*args, **kw)
-
-    async def counted_pipeline(commands: Any, *a: Any, **kw: Any) -> Any:
-        sent.extend([str(x) for x in command] for command in commands)
-        return await pipeline(commands, *a, **kw)
-
-    async def counted_script(script: Any, keys: Any, args: Any) -> Any:
-        sent.append(["SCRIPT", *map(str, keys), *map(str, args)])
-        return await run_script(script, keys, args)
-
-    monkeypatch.setattr(redis, "execute", counted_execute)
-    monkeypatch.setattr(redis, "pipeline", counted_pipeline)
-    monkeypatch.setattr(redis, "run_script", counted_script)
-    return sent
+    return record_commands(monkeypatch, town.store)
 
 
 def _touched(town: Town, ids: list[str], sent: list[list[str]]) -> set[str]:

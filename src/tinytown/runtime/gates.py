@@ -133,9 +133,14 @@ class RoundGates(RoundRunner):
     async def _over_budget(self) -> Pause | None:
         """The pause a reached agent or town budget calls for (reading the totals only
         when such a budget is set). The config file is looked at first (one stat): a
-        budget raised with ``tt config`` counts at once."""
+        budget raised with ``tt config`` counts at once. The agent's record is the one
+        this process last saw (no read): the round's first write checks the budgets
+        again on the record it replaces (rounds.py), so a budget set meanwhile by
+        another process still stops the round before its CLI runs."""
         self.ctx.refresh_config()
-        agent = await self.ctx.town.agents.get(self.id)
+        agent = await self.ctx.store.get_known(Agent, self.ctx.town.keys.agent(self.id))
+        if agent is None:
+            return None  # removed meanwhile: the round's first write finds out
         limits = self._limits(agent)
         if not limits.agent and limits.town is None:
             return None

@@ -44,6 +44,10 @@ REFILL_SECONDS = 6.0
 TEXT_LIMIT = 1000
 #: Seconds to wait before following the event stream again after it could not be read.
 RETRY_DELAY = 1.0
+#: With no notify command set, the stream is read at most this often (the events are
+#: only looked at, nothing runs): a busy town then pays one read per interval, not one
+#: per round. A command set with ``tt config`` is used from the next read.
+IDLE_PACE = 1.0
 
 
 @attrs.frozen
@@ -116,13 +120,18 @@ class Notifier:
             since = "$"
             while True:
                 try:
-                    async for event in self.ctx.store.events.follow(since, reconnect=True):
+                    async for event in self.ctx.store.events.follow(
+                        since, reconnect=True, pace=self._pace
+                    ):
                         since = event.id
                         for note in await self.classify(event):
                             self.submit(nursery, note)
                 except (TinytownError, OSError) as exc:
                     self.ctx.report(f"notify: cannot read the event stream: {exc}")
                     await trio.sleep(RETRY_DELAY)
+
+    def _pace(self) -> float:
+        return 0.0 if self.command() is not None else IDLE_PACE
 
     async def classify(self, event: Event) -> list[Notification]:
         """The notifications ``event`` causes (usually none). Cancellable."""

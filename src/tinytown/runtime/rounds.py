@@ -24,6 +24,7 @@ from tinytown.model import (
     Usage,
 )
 from tinytown.model.enums import SpawnMode
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.runtime.lifecycle import Life
 from tinytown.runtime.mailbox import Held
 from tinytown.runtime.outcome import round_state
@@ -40,8 +41,17 @@ from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _wi
 from tinytown.runtime.workspace_rounds import after_round, before_round, round_env
 from tinytown.services import budgets
 from tinytown.services.mcp.wiring import MCP_PROMPT_NOTE, mcp_config_for, mcp_env
+from tinytown.store.usage import town_usage
 
 __all__ = ["Change", "Pause", "RoundRunner"]
+
+
+class _BudgetReached(Exception):
+    """A budget is reached as a round begins (``which``: the phrase for the reason)."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(which)
+        self.which = which
 
 
 class RoundRunner(RoundRecorder):
@@ -65,18 +75,29 @@ class RoundRunner(RoundRecorder):
             town=Usage(),
             tasks=[(t.id, t.usage) for t in tasks],
         )
-        if over:  # a task that already spent its budget is not run again
+        current = tasks[0].id if tasks else None
+        town = await town_usage(self.ctx.store) if limits.town is not None else Usage()
+
+        def begin(a: Agent) -> Agent:
+            # The budgets are decided on the record this write replaces (a compare-and-set:
+            # fresh), whatever the gate saw before the tasks started.
+            reached = over or budgets.reached(self._limits(a), agent=a.usage, town=town)
+            if reached:
+                raise _BudgetReached(reached)
+            return round_state(a, current)
+
+        try:
+            agent = await self._change(begin, "round")
+        except _BudgetReached as exc:  # a task or the agent spent its budget: not run
             for task in tasks:
                 await self.ctx.town.tasks.retry_later(
-                    task.id, self.id, usage=Usage(), counted=False, why=f"budget: {over}"
+                    task.id, self.id, usage=Usage(), counted=False, why=f"budget: {exc.which}"
                 )
-            pause = Pause(f"budget: {over}", "budget", budgets.advice(over, self.name))
+            pause = Pause(f"budget: {exc.which}", "budget", budgets.advice(exc.which, self.name))
             done = picked.stale
             return _without(held, done), await self._settle(done, counted=False, pause=pause)
-        current = tasks[0].id if tasks else None
-        agent = await self._change(lambda a: round_state(a, current), "round")
         round_no = agent.rounds_completed + 1
-        names = await self.ctx.queues.all_agent_names()
+        names = await self._sender_names([*picked.requests, *picked.notes])
         prompt = compose(
             agent,
             self.ctx.town.name,
@@ -132,6 +153,16 @@ class RoundRunner(RoundRecorder):
             )
             await self.ctx.store.run_ops([event])
             return None
+
+    async def _sender_names(self, held: Held) -> dict[str, str]:
+        """The names of the agents that sent ``held`` (the prompt names its senders), read
+        only when there are such senders: a round on a task from the supervisor reads
+        nothing, and no round reads the whole town's names. Cancellable."""
+        senders = sorted({m.sender for _, m in held if m.sender != SUPERVISOR_ID})
+        if not senders:
+            return {}
+        keys = [self.ctx.town.keys.agent(s) for s in senders]
+        return {a.id: a.name for a in await self.ctx.store.mget(Agent, keys)}
 
     def _mcp_wired(self) -> bool:
         """Whether this round's CLI gets the town's MCP server (``mcp.agents``, and a CLI

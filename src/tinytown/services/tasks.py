@@ -13,6 +13,7 @@ from tinytown.errors import (
     InvalidTransitionError,
     MalformedRecordError,
     NotFoundError,
+    TinytownError,
 )
 from tinytown.model import (
     Agent,
@@ -281,7 +282,8 @@ class TaskService:
         ``task_ref``: the task's id or a unique prefix of it. ``backlog_only``: only a
         task still waiting in the backlog (a claim), else also reassign an assigned one.
 
-        Two round trips: one read of the task and the agent, one atomic write that
+        Two round trips: one read of the task and the agent (none when this process
+        knows both records' last values: ``Store.known``), one atomic write that
         happens only if both records are still the ones read (so the agent is live and
         the task in the state checked, at the moment of the write); a concurrent change
         makes it decide again. Raises NotFoundError (task or agent gone),
@@ -291,20 +293,29 @@ class TaskService:
         """
         ref, full = parse_task_ref(task_ref)
         agent_key = self.keys.agent(agent_id)
+        guess = True
         while True:
-            found = await lookups.task_and_agent(self.store, ref, full=full, agent=agent_id)
+            found = await lookups.task_and_agent(
+                self.store, ref, full=full, agent=agent_id, guess=guess
+            )
+            guess = False
             task_id = ref if full else one_match(ref, found.matches)
             task_raw, agent_raw = found.task_raw, found.agent_raw
-            task = self._loaded(task_id, task_raw)
-            if agent_raw is None:
-                raise NotFoundError(f"No agent with id {agent_id} in town {self.keys.town}.")
-            if agent_raw == lookups.NOT_A_STRING:
-                raise legacy.refuse_change(f"Agent {agent_id}")
-            agent = loads(Agent, agent_raw, where=agent_key)
-            refuse_terminal(agent)
-            if backlog_only:
-                refuse_not_pending(task)
-            new = task.transition("assign", assigned_to=agent_id, assigned_by=sender)
+            try:
+                task = self._loaded(task_id, task_raw)
+                if agent_raw is None:
+                    raise NotFoundError(f"No agent with id {agent_id} in town {self.keys.town}.")
+                if agent_raw == lookups.NOT_A_STRING:
+                    raise legacy.refuse_change(f"Agent {agent_id}")
+                agent = self.store.parse(Agent, agent_key, agent_raw)
+                refuse_terminal(agent)
+                if backlog_only:
+                    refuse_not_pending(task)
+                new = task.transition("assign", assigned_to=agent_id, assigned_by=sender)
+            except TinytownError:
+                if found.guessed:
+                    continue  # refused on what this process last saw: decide on a fresh read
+                raise
             message = Message.new(sender, agent_id, TaskAssign(task.id))
             ops = [
                 ["LREM", self.keys.backlog, "0", task.id],
@@ -332,7 +343,7 @@ class TaskService:
             raise NotFoundError(f"No task with id {task_id}.")
         if raw == lookups.NOT_A_STRING:
             raise legacy.refuse_change(f"Task {task_id}")
-        return loads(Task, raw, where=self.keys.task(task_id))
+        return self.store.parse(Task, self.keys.task(task_id), raw)
 
     # -- state changes ---------------------------------------------------------------
 
@@ -387,9 +398,10 @@ class TaskService:
         is added to the task's in the same step. ``owner``: an agent id that must be the
         task's assignee (an agent finishing its own task), checked in the same step.
 
-        Two round trips: one read (the task, and the agent whose count changes), one
-        atomic write of the task, the notice, the event and the agent's count, done only
-        if both records are still the ones read (else it decides again). Raises
+        Two round trips: one read (the task, and the agent whose count changes; none
+        when this process knows their last values), one atomic write of the task, the
+        notice, the event and the agent's count, done only if both records are still
+        the ones read (else it decides again). Raises
         NotFoundError, AmbiguousReferenceError, InvalidTransitionError (a finished task,
         another agent's task with ``owner``); nothing is changed then. After a lost reply
         the task record tells whether the write happened. Cancellable: once the write was
@@ -398,13 +410,22 @@ class TaskService:
         text = check_text(text, "the result text")[-MAX_RESULT:]
         ref, full = parse_task_ref(task_ref)
         agent = owner or (lookups.ASSIGNEE if count else None)
+        guess = True
         while True:
-            found = await lookups.task_and_agent(self.store, ref, full=full, agent=agent)
+            found = await lookups.task_and_agent(
+                self.store, ref, full=full, agent=agent, guess=guess
+            )
+            guess = False
             task_id = ref if full else one_match(ref, found.matches)
-            task = self._loaded(task_id, found.task_raw)
-            if owner is not None:
-                refuse_not_owner(task, owner, self._name_in(found.agent_raw, owner), verb)
-            new, ops = self._finished(task, verb, text, sender, usage)
+            try:
+                task = self._loaded(task_id, found.task_raw)
+                if owner is not None:
+                    refuse_not_owner(task, owner, self._name_in(found.agent_raw, owner), verb)
+                new, ops = self._finished(task, verb, text, sender, usage)
+            except TinytownError:
+                if found.guessed:
+                    continue  # refused on what this process last saw: decide on a fresh read
+                raise
             guards: builtins.list[tuple[Op, str | int]] = []
             if count and new.state is TaskState.COMPLETED and task.assigned_to:
                 guards, bump = self._count_ops(task.assigned_to, found)
@@ -458,7 +479,7 @@ class TaskService:
         if raw is None or raw == lookups.NOT_A_STRING:
             return [], []
         key = self.keys.agent(agent_id)
-        agent = loads(Agent, raw, where=key)
+        agent = self.store.parse(Agent, key, raw)
         bumped = attrs.evolve(agent, tasks_completed=agent.tasks_completed + 1)
         return [(["GET", key], raw)], [["SET", key, dumps(bumped)]]
 

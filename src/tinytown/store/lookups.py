@@ -12,6 +12,8 @@ Cancellation: every function is cancellable at any await and changes nothing.
 
 from __future__ import annotations
 
+import json
+
 import attrs
 
 from tinytown.store.client import Script
@@ -100,16 +102,25 @@ class TaskRead:
     #: The agent read along (None when none was asked for or the task has no assignee).
     agent_id: str | None
     agent_raw: str | None
+    #: True when the raws are what this process last saw (``Store.known``), not a read:
+    #: a write guarded on them may be refused, and a refusal decided on them is checked
+    #: again on a fresh read.
+    guessed: bool = False
 
 
 async def task_and_agent(
-    store: Store, ref: str, *, full: bool, agent: str | None = None
+    store: Store, ref: str, *, full: bool, agent: str | None = None, guess: bool = False
 ) -> TaskRead:
     """The task ``ref`` names (a full id when ``full``, else an id prefix matched
     against the task index) and one agent record, in one round trip: ``agent`` is an
     agent id, :data:`ASSIGNEE` (whoever the task is assigned to) or None (no agent).
-    Cancellable."""
+    ``guess``: with a full id, answer from what this process last saw of the records
+    when it knows them all (no round trip; ``guessed`` is then set). Cancellable."""
     keys = store.keys
+    if guess and full:
+        found = _known(store, ref, agent)
+        if found is not None:
+            return found
     ids, task_raw, agent_id, agent_raw = await store.redis.run_script(
         TASK_AND_AGENT,
         [keys.tasks],
@@ -121,6 +132,28 @@ async def task_and_agent(
         agent_id=agent_id or None,
         agent_raw=agent_raw or None,
     )
+
+
+def _known(store: Store, task_id: str, agent: str | None) -> TaskRead | None:
+    """The lookup answered from ``store.known``; None unless every record is known."""
+    keys, known = store.keys, store.known
+    task_raw = known.raw(keys.task(task_id))
+    if task_raw is None:
+        return None
+    agent_id = agent or None
+    if agent == ASSIGNEE:
+        try:
+            agent_id = json.loads(task_raw).get("assigned_to")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(agent_id, str):
+            return TaskRead([task_id], task_raw, None, None, guessed=True)
+    if agent_id is None:
+        return TaskRead([task_id], task_raw, None, None, guessed=True)
+    agent_raw = known.raw(keys.agent(agent_id))
+    if agent_raw is None:
+        return None
+    return TaskRead([task_id], task_raw, agent_id, agent_raw, guessed=True)
 
 
 async def record_sets(

@@ -22,6 +22,7 @@ from tinytown.model import Message, dumps, loads, now
 from tinytown.store.client import Arg, Redis
 from tinytown.store.events import EventStream
 from tinytown.store.keys import Keys
+from tinytown.store.known import KnownRecords
 from tinytown.store.scripts import APPLY
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class Store:
     warnings: Warnings = attrs.field(factory=Warnings, converter=_as_warnings)
     #: The town's event stream (reads and following).
     events: EventStream = attrs.field(init=False)
+    #: The last value this process saw of each record: a hint for compare-and-set
+    #: (store/known.py), so ``update`` usually needs no read first.
+    known: KnownRecords = attrs.field(factory=KnownRecords)
 
     @events.default
     def _events(self) -> EventStream:
@@ -122,11 +126,44 @@ class Store:
 
         Reads are idempotent: retried after a lost reply. Cancellable (nothing changes)."""
         raw = await self.redis.execute("GET", key)
-        return None if raw is None else loads(cls, raw, where=key)
+        if raw is None:
+            self.known.forget(key)
+            return None
+        record = loads(cls, raw, where=key)
+        self.known.note(key, raw, record)
+        return record
+
+    async def get_known(self, cls: type[T], key: str) -> T | None:
+        """The record as this process last saw it (written or read), else as read now.
+        Possibly stale: for decisions that a later compare-and-set re-checks, or that
+        may lag a concurrent change by one step. Cancellable (nothing changes)."""
+        known = self.known.record(key, cls)
+        if known is not None:
+            try:
+                return known[1] if known[1] is not None else self.parse(cls, key, known[0])
+            except MalformedRecordError:
+                pass
+        return await self.get(cls, key)
+
+    def parse(self, cls: type[T], key: str, raw: str) -> T:
+        """``raw`` (read from ``key``) as a ``cls`` record, parsed once per value seen:
+        the parse of a value this process already knows is reused. Raises
+        MalformedRecordError."""
+        known = self.known.record(key, cls)
+        if known is not None and known[0] == raw and known[1] is not None:
+            return known[1]
+        record = loads(cls, raw, where=key)
+        self.known.note(key, raw, record)
+        return record
 
     async def get_raw(self, key: str) -> str | None:
         """The raw value at ``key`` (None when absent). Cancellable."""
-        return await self.redis.execute("GET", key)
+        raw = await self.redis.execute("GET", key)
+        if raw is None:
+            self.known.forget(key)
+        else:
+            self.known.note(key, raw)
+        return raw
 
     async def mget(self, cls: type[T], keys: Sequence[str]) -> list[T]:
         """Read many records in one round trip, skipping (and noting) absent or bad ones.
@@ -137,11 +174,15 @@ class Store:
         out: list[T] = []
         for key, raw in zip(keys, await self.redis.execute("MGET", *keys), strict=True):
             if raw is None:
+                self.known.forget(key)
                 continue
             try:
-                out.append(loads(cls, raw, where=key))
+                record = loads(cls, raw, where=key)
             except MalformedRecordError as exc:
                 self.warnings.append(str(exc))
+                continue
+            self.known.note(key, raw, record)
+            out.append(record)
         return out
 
     async def read_lists(self, keys: Sequence[str]) -> list[list[str]]:
@@ -183,11 +224,13 @@ class Store:
         settles = expected != "*" and new not in ("", expected)
         if new == DELETE and expected is None:
             settles = False
+        known = self.known
         while True:
             try:
                 result = await self.redis.run_script(APPLY, [key], [*args, *blobs])
                 break
             except ReplyLostError:
+                _forget_written(known, key, ops)
                 if not settles:
                     raise
                 current = await self.redis.execute("GET", key)  # idempotent: retried
@@ -196,10 +239,20 @@ class Store:
                 if current != expected:
                     raise Conflict(key) from None
                 # Still as before: the script did not run; run it again.
+            except BaseException:  # cancelled or failed once sent: anything may have run
+                _forget_written(known, key, ops)
+                raise
         if result == 0:
+            known.forget(key)
             raise Conflict(key)
         if result < 0:
-            raise GuardFailed(-result - 1)
+            index = -result - 1
+            known.forget(key)
+            cmd: Sequence[Arg] = guards[index][0] if index < len(guards) else ()
+            if len(cmd) > 1:
+                known.forget(str(cmd[1]))  # e.g. ["GET", key]: that record moved on
+            raise GuardFailed(index)
+        _note_written(known, key, new, ops)
 
     async def update(
         self,
@@ -214,6 +267,11 @@ class Store:
         ``change`` returns the new record and extra ops to run in the same atomic step; it
         may raise (e.g. InvalidTransitionError) to abort with nothing changed.
 
+        When this process knows the record's last value (``known``: it wrote or read it),
+        that value is the first guess and no read is made: the compare-and-set refuses a
+        stale guess (then a fresh read decides), and a ``change`` that raises on a guess
+        is run again on a fresh read before its exception is believed.
+
         A lost reply is settled by :meth:`apply` (the record tells whether the write
         happened), so the ops run at most once per returned record. One window is left:
         if our write happened and another writer changed the record before we could read
@@ -222,19 +280,38 @@ class Store:
         a change that is not a transition would apply twice. Cancellable: once the write
         was sent, a cancelled update may or may not have happened.
         """
+        known = self.known.record(key, cls)
         while True:
-            raw = await self.redis.execute("GET", key)
-            if raw is None:
-                raise missing()
-            current = loads(cls, raw, where=key)
-            outcome = change(current)
-            if not isinstance(outcome, tuple):
-                outcome = await outcome
-            record, ops = outcome
+            if known is not None:  # what this process last saw: checked by the CAS
+                raw = known[0]
+                try:
+                    current = known[1] if known[1] is not None else self.parse(cls, key, raw)
+                except MalformedRecordError:
+                    known = None
+                    continue
+            else:
+                raw = await self.redis.execute("GET", key)
+                if raw is None:
+                    self.known.forget(key)
+                    raise missing()
+                current = loads(cls, raw, where=key)
             try:
-                await self.apply(key, expected=raw, new=dumps(record), ops=ops)
-            except Conflict:
+                outcome = change(current)
+                if not isinstance(outcome, tuple):
+                    outcome = await outcome
+            except Exception:
+                if known is None:
+                    raise
+                known = None  # refused on a value that may be stale: decide on a fresh read
                 continue
+            record, ops = outcome
+            new = dumps(record)
+            try:
+                await self.apply(key, expected=raw, new=new, ops=ops)
+            except Conflict:
+                known = None
+                continue
+            self.known.note(key, new, record)
             return record
 
     # -- op builders -------------------------------------------------------------------
@@ -284,6 +361,32 @@ class Store:
         """
         if ops:
             await self.apply(self.keys.meta, ops=ops)
+
+
+def _note_written(known: KnownRecords, key: str, new: str, ops: Sequence[Sequence[Arg]]) -> None:
+    """After a successful APPLY: the values it wrote are what the keys now hold."""
+    if new == DELETE:
+        known.forget(key)
+    elif new:
+        known.note(key, new)
+    for op in ops:
+        if len(op) >= 2 and str(op[0]).upper() in _WRITES:
+            if str(op[0]).upper() == "SET" and len(op) == 3 and isinstance(op[2], str):
+                known.note(str(op[1]), op[2])
+            else:
+                known.forget(str(op[1]))
+
+
+def _forget_written(known: KnownRecords, key: str, ops: Sequence[Sequence[Arg]]) -> None:
+    """After an APPLY whose outcome is unknown: forget every record it may have changed."""
+    known.forget(key)
+    for op in ops:
+        if len(op) >= 2 and str(op[0]).upper() in _WRITES:
+            known.forget(str(op[1]))
+
+
+#: Ops that (may) change a string record at op[1].
+_WRITES = frozenset({"SET", "DEL", "UNLINK", "GETDEL", "SETEX", "PSETEX", "SETNX", "APPEND"})
 
 
 def encode_ops(ops: Sequence[Sequence[Arg]], blobs: list[str | bytes]) -> str:
