@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.runtime.conftest import alive
 from tinytown.runtime.guard import MARKER_ENV
@@ -139,3 +141,53 @@ async def test_reap_leftovers_spares_other_hosts_reused_pids_and_drops_bad_entri
     finally:
         bystander.kill()
         bystander.wait()
+
+
+# -- the sweeps shared by rounds that end together ---------------------------------------
+
+
+def _marked_sleeper(marker: str) -> subprocess.Popen[bytes]:
+    """A process that left our group (setsid) carrying ``marker``: only a sweep finds it."""
+    return subprocess.Popen(
+        ["sleep", "60"], env={"PATH": os.defpath, MARKER_ENV: marker}, start_new_session=True
+    )
+
+
+async def test_rounds_ending_together_share_one_scan_and_each_is_swept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tinytown.runtime import proctree
+
+    scans: list[set[str]] = []
+    first_scan_started, release = threading.Event(), threading.Event()
+    real = proctree._kill_all_marked
+
+    def scan(markers: set[str]) -> None:
+        scans.append(set(markers))
+        if len(scans) == 1:
+            first_scan_started.set()
+            release.wait(10)  # hold the first scan while the other rounds ask
+        real(markers)
+
+    monkeypatch.setattr(proctree, "_kill_all_marked", scan)
+    markers = [f"test.{uuid.uuid4().hex}" for _ in range(4)]
+    procs = [_marked_sleeper(m) for m in markers]
+    try:
+        sweeps = proctree.Sweeps()
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sweeps.sweep, markers[0])
+                await trio.to_thread.run_sync(first_scan_started.wait)
+                for marker in markers[1:]:  # they end while the first scan runs
+                    nursery.start_soon(sweeps.sweep, marker)
+                await trio.testing.wait_all_tasks_blocked()
+                release.set()
+        # The late three did not count on the scan already running: one more, for all.
+        assert scans == [{markers[0]}, set(markers[1:])]
+        for proc in procs:
+            assert proc.wait(5) == -signal.SIGKILL
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -9,7 +9,9 @@ reads registrations from a pipe whose only writer is the runtime:
     - <marker>             it was reaped
 
 When the pipe reaches end-of-file, the runtime is gone, whichever way it went (``kill -9``
-included: the kernel closes its descriptors). The guard then SIGKILLs every registered
+included: the kernel closes its descriptors). The guard reads the pipe at most every
+50 ms, so a busy runtime's registrations do not each wake it (and EOF is seen within
+50 ms). The guard then SIGKILLs every registered
 group and every process whose ``TT_ROUND`` starts with this runtime's prefix (Linux
 /proc), sweeps once more for processes forked meanwhile, and exits. After a clean exit
 nothing is left to kill, so it just exits.
@@ -28,6 +30,7 @@ from collections.abc import Iterable
 
 MARKER_ENV = "TT_ROUND"
 _SWEEP_PAUSE = 0.1  # between the two sweeps: long enough for a fork in flight to land
+_READ_PACE = 0.05  # between reads of the registrations (see _main)
 
 
 def marked_processes(markers: Iterable[str], *, prefix: str = "") -> dict[str, list[int]]:
@@ -97,12 +100,20 @@ def _main(prefix: str) -> None:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
     groups: dict[str, int] = {}
-    for line in sys.stdin.buffer:  # blocks until the runtime is gone
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == b"+" and parts[2].isdigit():
-            groups[parts[1].decode()] = int(parts[2])
-        elif len(parts) == 2 and parts[0] == b"-":
-            groups.pop(parts[1].decode(), None)
+    fd, rest = sys.stdin.fileno(), b""
+    while chunk := os.read(fd, 65536):  # blocks until the runtime writes or is gone
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == b"+" and parts[2].isdigit():
+                groups[parts[1].decode()] = int(parts[2])
+            elif len(parts) == 2 and parts[0] == b"-":
+                groups.pop(parts[1].decode(), None)
+        # Paced: while this process is not waiting on the pipe, the runtime's writes wake
+        # nobody (on a VM a cross-CPU wake-up costs the writer ~0.15 ms, twice per round);
+        # what they wrote meanwhile is read at once. EOF is seen at most this much later.
+        time.sleep(_READ_PACE)
     for sweep in range(2):
         for pgid in groups.values():
             _killpg(pgid)

@@ -25,7 +25,7 @@ from tinytown.errors import CliNotFoundError
 from tinytown.runtime.guard import process_guard
 from tinytown.runtime.linewatch import LineWatch
 from tinytown.runtime.logfile import RotatingLog
-from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, signal_tree
+from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, Sweeps, signal_tree
 from tinytown.runtime.prompt import round_number
 from tinytown.runtime.spawn import Child, spawn
 from tinytown.services.executables import executable_found
@@ -251,8 +251,24 @@ async def _stop_group(
             await proc.wait()
     # Sweep members left in the group (background grandchildren) and marked descendants
     # that left it. The pgid stays reserved while any member lives; if none does we get
-    # ESRCH, barring a pid wrap-around in between. The /proc scan runs off the trio thread.
-    await trio.to_thread.run_sync(signal_tree, handle.pid, handle.marker, signal.SIGKILL)
+    # ESRCH, barring a pid wrap-around in between. The /proc scan runs off the trio thread,
+    # shared with the other rounds ending meanwhile.
+    signal_tree(handle.pid, None, signal.SIGKILL)
+    if handle.marker:
+        await _sweeps().sweep(handle.marker)
+
+
+_SWEEPS: trio.lowlevel.RunVar[Sweeps] = trio.lowlevel.RunVar("tinytown_sweeps")
+
+
+def _sweeps() -> Sweeps:
+    """This trio run's shared sweeps (one per run: its events belong to that run)."""
+    try:
+        return _SWEEPS.get()
+    except LookupError:
+        sweeps = Sweeps()
+        _SWEEPS.set(sweeps)
+        return sweeps
 
 
 async def run_cli(

@@ -22,6 +22,7 @@ import os
 import signal
 
 import attrs
+import trio
 
 from tinytown.model import now
 from tinytown.runtime.guard import MARKER_ENV, kill_marked, marked_processes
@@ -38,6 +39,45 @@ def signal_tree(pgid: int, marker: str | None, sig: int, *, group: bool = True) 
     pids = marked_processes([marker]).get(marker, []) if marker else []
     kill_marked(pids, sig)
     return pids
+
+
+class Sweeps:
+    """The SIGKILL sweep of ended rounds' marked processes, one /proc scan for all the
+    rounds that end while a scan runs (a scan reads every process's environment: ~1 ms,
+    in a worker thread; eight agents ending rounds together pay for one or two, not
+    eight). Each caller returns once a scan that *started after it asked* is done, so a
+    round's sweep still sees everything its tree left when it ended."""
+
+    def __init__(self) -> None:
+        self._next: set[str] = set()
+        self._next_done = trio.Event()
+        self._scanning = False
+        self._turn = trio.Event()  # set when a scan ends (then replaced)
+
+    async def sweep(self, marker: str) -> None:
+        """SIGKILL every process carrying ``marker`` (and the groups they lead).
+        Not cancellable once asked (call it shielded: a sweep must finish)."""
+        markers, done = self._next, self._next_done
+        markers.add(marker)
+        with trio.CancelScope(shield=True):
+            while not done.is_set():
+                if self._scanning:
+                    await self._turn.wait()
+                    continue
+                self._scanning = True  # this caller scans the batch it is in
+                self._next, self._next_done = set(), trio.Event()
+                try:
+                    await trio.to_thread.run_sync(_kill_all_marked, markers)
+                finally:
+                    self._scanning = False
+                    done.set()
+                    turn, self._turn = self._turn, trio.Event()
+                    turn.set()
+
+
+def _kill_all_marked(markers: set[str]) -> None:
+    for pids in marked_processes(markers).values():
+        kill_marked(pids, signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -166,6 +206,7 @@ __all__ = [
     "AgentLedger",
     "ProcEntry",
     "ProcessLedger",
+    "Sweeps",
     "marked_processes",
     "signal_tree",
 ]
