@@ -10,10 +10,23 @@ re-holds what it did not know, so nothing is stranded and nothing handled twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 
+import attrs
+
 from tinytown.errors import MalformedRecordError, ReplyLostError
-from tinytown.model import Message, MessageType, Pong, StatusResponse, loads
+from tinytown.model import (
+    Message,
+    MessageType,
+    Pong,
+    Priority,
+    StatusResponse,
+    dumps,
+    loads,
+    new_id,
+    now,
+)
 from tinytown.runtime.context import Context
 from tinytown.store.records import Op
 
@@ -70,10 +83,11 @@ class Mailbox:
         self._held.difference_update(_raws(held))
 
     async def ack(self, held: Held | Sequence[str], extra_ops: Sequence[Op] = ()) -> None:
-        """Acknowledge ``held`` together with ``extra_ops``, atomically. Cancellable: if
+        """Acknowledge ``held`` together with ``extra_ops`` (which write no record: lists,
+        streams, PUBLISH), atomically, in one flat script call. Cancellable: if
         cancelled, the messages may still be in flight and are handled again later."""
         if held or extra_ops:
-            await self.ctx.store.run_ops([*extra_ops, *self.ack_ops(held)])
+            await self._queues.run([*extra_ops, *self.ack_ops(held)])
         self.acked(held)
 
     async def answer_runtime_messages(self, held: Held, status: Status) -> Held:
@@ -88,10 +102,15 @@ class Mailbox:
         if any(m.type is MessageType.STATUS_REQUEST for _, m in answered):
             state = await status()
         ops: list[Op] = []
+        pongs = _Pongs(self.id)
+        deliver = self.ctx.store.deliver_ops
         for _, msg in answered:
-            body = state if msg.type is MessageType.STATUS_REQUEST else Pong()
-            reply = Message.new(self.id, msg.sender, body, correlation_id=msg.id)  # type: ignore[arg-type]
-            ops += self.ctx.store.deliver_ops(reply)
+            if msg.type is MessageType.PING:
+                reply, payload = pongs.answer(msg)
+                ops += deliver(reply, payload=payload)
+            else:
+                reply = Message.new(self.id, msg.sender, state, correlation_id=msg.id)  # type: ignore[arg-type]
+                ops += deliver(reply)
         await self.ack(answered, ops)
         done = {id(m) for _, m in answered}
         return [(r, m) for r, m in held if id(m) not in done]
@@ -114,6 +133,47 @@ class Mailbox:
             event = self.ctx.store.event_op("malformed", agent=self.id, text=bad[0][:200])
             await self.ack(bad, [event])
         return held
+
+
+class _Pongs:
+    """Pongs for one batch of pings, serialised once: the model's own JSON of one pong
+    with placeholder values, then each pong's id, recipient and correlation id put in as
+    JSON strings (the batch shares its timestamp). ~4x cheaper than a ``dumps`` each."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self.stamp = now()
+        self._template: str | None = None
+
+    def answer(self, ping: Message) -> tuple[Message, str]:
+        """The pong answering ``ping``, and its JSON."""
+        pong = Message(
+            new_id(), self.agent_id, ping.sender, Pong(), Priority.NORMAL, self.stamp, ping.id
+        )
+        if self._template is None:
+            p = _PLACEHOLDERS
+            self._template = dumps(
+                attrs.evolve(
+                    pong, id=p["id"], recipient=p["recipient"], correlation_id=p["correlation_id"]
+                )
+            )
+            if any(self._template.count(q) != 1 for q in _QUOTED.values()):
+                self._template = ""  # a placeholder collides: serialise each pong
+        if not self._template:
+            return pong, dumps(pong)
+        payload = self._template
+        for field, quoted in _QUOTED.items():
+            payload = payload.replace(quoted, _json(getattr(pong, field)), 1)
+        return pong, payload
+
+
+_PLACEHOLDERS = {"id": "@tt-id@", "recipient": "@tt-to@", "correlation_id": "@tt-re@"}
+_QUOTED = {field: f'"{value}"' for field, value in _PLACEHOLDERS.items()}
+
+
+def _json(value: str) -> str:
+    """A JSON string as the model's ``dumps`` writes it."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _raws(held: Held | Sequence[str]) -> list[str]:

@@ -35,6 +35,7 @@ from tinytown.runtime.lifecycle import Life
 from tinytown.runtime.mailbox import TAKE_BATCH, Mailbox
 from tinytown.runtime.merge_queue import MergeWorker
 from tinytown.runtime.notify import Notifier
+from tinytown.runtime.starts import Starts
 from tinytown.store.records import Op
 
 #: Deadline of each shielded clean-up write: past it, Redis is taken to be unreachable
@@ -59,6 +60,7 @@ class Supervisor:
         self.keys = ctx.town.keys
         self._slots: dict[str, Supervised] = {}
         self._idle = IdleSet()  # kept current by each slot's TrackedLifecycle
+        self._starts = Starts(ctx)  # actors starting together share reads and writes
         self._actor_nursery: trio.Nursery | None = None
         self.mailbox = Mailbox(ctx, SUPERVISOR_ID, lambda: "supervisor")
 
@@ -71,6 +73,8 @@ class Supervisor:
                 self._actor_nursery = actors
                 desk = ControlDesk(self.ctx, self.perform)
                 nursery.start_soon(self._keep_running, "control", lambda: desk.run(actors))
+                for name, loop in [*self._starts.loops(), *desk.loops()]:
+                    nursery.start_soon(self._keep_running, name, loop)
                 nursery.start_soon(self._keep_running, "mail", self._mail_loop)
                 nursery.start_soon(self._keep_running, "heartbeat", self._heartbeat_loop)
                 nursery.start_soon(self._keep_running, "notify", Notifier(self.ctx).run)
@@ -127,7 +131,7 @@ class Supervisor:
         if agent_id in self._slots or self._actor_nursery is None:
             return
         life = TrackedLifecycle(agent_id, self._idle)
-        slot = Supervised(AgentActor(self.ctx, agent_id, life), life)
+        slot = Supervised(AgentActor(self.ctx, agent_id, life, self._starts), life)
         self._slots[agent_id] = slot
         self._actor_nursery.start_soon(self._supervise, slot)
 
@@ -266,12 +270,13 @@ class Supervisor:
             self.ctx.on_shutdown(request.now)
             grace = 0.0 if request.now else self.ctx.setting("runtime.shutdown_grace")
             return {"ok": True, "grace": grace, "rounds": self.rounds_in_progress()}
-        agents = self.ctx.town.agents
         slot = self._slots.get(agent_id)
-        if verb in (Verb.RECONCILE, Verb.RESTART):
+        if verb is Verb.RESTART:
             self.ctx.refresh_config()  # `tt config` may have added the agent's CLI
         if verb is Verb.RECONCILE:
-            agent = await agents.get(agent_id)
+            # Read with the other reconcile requests of the moment (a batch spawn sends
+            # thousands at once); the batch re-reads tinytown.toml when it changed.
+            agent = await self._starts.record(agent_id)
             if not agent.state.terminal:
                 self.start_actor(agent_id)
         elif verb is Verb.RESTART:
@@ -303,10 +308,11 @@ class Supervisor:
             token = self.ctx.hub.token(SUPERVISOR_ID)
             taken = await self.mailbox.take()
             held = await self.mailbox.answer_runtime_messages(held + taken, _running)
-            if held:
+            if held:  # the whole batch filed and acknowledged in one script call
                 ops: list[Op] = []
                 for raw, msg in held:
                     ops += self._mail_ops(raw, msg)
+                ops.append(self.ctx.queues.mail_trim_op())
                 await self.mailbox.ack(held, ops)
                 for _, msg in held:
                     if self.ctx.on_mail:
@@ -317,7 +323,7 @@ class Supervisor:
 
     def _mail_ops(self, raw: str, msg: Message) -> list[Op]:
         return [
-            *self.ctx.queues.mail_ops(raw),
+            self.ctx.queues.mail_push_op(raw),
             self.ctx.store.event_op(
                 "mail",
                 agent=SUPERVISOR_ID,

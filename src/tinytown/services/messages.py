@@ -33,6 +33,7 @@ from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
 from tinytown.store import indexes, lookups
 from tinytown.store.events import Event
+from tinytown.store.flat import run_flat
 from tinytown.store.records import GuardFailed, Op, Store
 
 #: Supervisor mail kept for ``tt inbox supervisor``.
@@ -122,7 +123,8 @@ class MessageService:
         if correlation_id:  # an answer: the question it answers no longer waits
             ops += self._answered_ops(correlation_id)
         try:
-            await self.store.apply(self.keys.meta, ops=ops, guards=guards)
+            # No record changes: the flat script (no JSON op list to build or decode).
+            await run_flat(self.store, ops, guards)
         except GuardFailed as failed:
             if guards[failed.index][0][1] == self.keys.agent(sender_id):
                 raise self._no_sender(sender_id) from None

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tinytown.store.flat import run_flat
 from tinytown.store.records import Op, Store
 from tinytown.store.scripts import HEARTBEAT, TAKE
 
@@ -70,6 +71,12 @@ class Queues:
     async def in_flight(self, agent_id: str) -> list[str]:
         """Everything in the agent's in-flight list, oldest first."""
         return list(await self.redis.execute("LRANGE", self.keys.inflight(agent_id), 0, -1))
+
+    async def run(self, ops: Sequence[Op]) -> None:
+        """Run list/stream ops (acknowledgements, deliveries, mail: no record writes)
+        atomically in one flat script call (store/flat.py). Not idempotent: a lost reply
+        raises ReplyLostError. Cancellable; once sent, it may or may not have run."""
+        await run_flat(self.store, ops)
 
     def ack_ops(self, agent_id: str, raws: Sequence[str]) -> list[Op]:
         """Ops removing handled messages from flight (run them with the effect they record)."""
@@ -130,7 +137,16 @@ class Queues:
 
     def mail_ops(self, raw: str) -> list[Op]:
         """Ops keeping one message in the supervisor's mail list (capped)."""
-        return [["RPUSH", self.keys.mail, raw], ["LTRIM", self.keys.mail, str(-MAIL_KEEP), "-1"]]
+        return [self.mail_push_op(raw), self.mail_trim_op()]
+
+    def mail_push_op(self, raw: str) -> Op:
+        """Add one message to the supervisor's mail; follow a batch of these with one
+        :meth:`mail_trim_op`."""
+        return ["RPUSH", self.keys.mail, raw]
+
+    def mail_trim_op(self) -> Op:
+        """Cap the supervisor's mail at MAIL_KEEP messages."""
+        return ["LTRIM", self.keys.mail, str(-MAIL_KEEP), "-1"]
 
     # -- agents -----------------------------------------------------------------------
 

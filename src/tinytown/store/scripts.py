@@ -42,6 +42,28 @@ return 1
 """
 )
 
+#: Check guards, then run commands, atomically; the arguments are flat (no JSON: see
+#: store/flat.py). ARGV[1] number of guards; per guard: its length n, the n words of the
+#: command, the reply it must give (as text); then per command: its length n, its n words.
+#: Returns 1 on success, -i when guard i failed (nothing ran). Not idempotent.
+FLAT = Script(
+    """
+local i = 2
+for g = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[i])
+  if tostring(redis.call(unpack(ARGV, i + 1, i + n))) ~= ARGV[i + n + 1] then return -g end
+  i = i + n + 2
+end
+local last = #ARGV
+while i <= last do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+)
+
 #: Move up to ARGV[1] messages from the inbox (KEYS[1]) to the in-flight list (KEYS[2]),
 #: oldest first; return them. The messages are never outside a list. Not idempotent: after
 #: a lost reply the messages are in flight, unseen; the caller recovers them from there.
