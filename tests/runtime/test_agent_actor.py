@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
+from tests.redis_commands import record_commands
 from tests.runtime.conftest import alive, eventually, log_pids, proc_state
 from tinytown import AgentState, Task, TaskState
 from tinytown.model import MessageType, loads
@@ -59,6 +61,30 @@ async def test_cli_completing_its_own_task_is_respected(town: Town, runtime: Run
     task = await town.tasks.get(task_id)
     assert task.state is TaskState.COMPLETED
     assert task.result == "written by the agent"
+    # The round's own finish (staged on the record it started) was refused by its guard
+    # and not forced: counted once (by the CLI's command), the round's usage added.
+    agent = await handle.state()
+    assert agent.tasks_completed == 1 and agent.rounds_completed == 1
+    assert task.usage.rounds == 1
+
+
+async def test_a_round_writes_its_task_only_together_with_the_agent_record(
+    town: Town, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's start rides in the round's first write of the agent record, its finish
+    in the settling one (each one atomic step, guarded on the task as read): no separate
+    write of the task record by the actor."""
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    sent = record_commands(monkeypatch, town.store)
+    task_id = await handle.assign("print hello")
+    await handle.wait(idle=True, timeout=20)
+    assert (await town.tasks.get(task_id)).state is TaskState.COMPLETED
+    task_key, agent_key = town.keys.task(task_id), town.keys.agent(handle.id)
+    scripts = [c for c in sent if c[0] == "SCRIPT"]
+    assert len([c for c in scripts if c[1] == task_key]) == 1  # the assignment only
+    carried = [c for c in scripts if c[1] == agent_key and any(task_key in a for a in c[2:])]
+    assert len(carried) == 2  # start + working; finish + settle
 
 
 async def test_ping_and_status_request_answered_without_a_round(

@@ -10,18 +10,18 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from tests.runtime.conftest import alive
+from tests.runtime.conftest import alive, log_pids
+from tinytown import TaskState
 from tinytown.runtime.guard import MARKER_ENV
-from tinytown.runtime.process import RunningProcess, run_cli
 from tinytown.runtime.proctree import ProcEntry, ProcessLedger
-from tinytown.services.localproc import boot_id, host, start_ticks
+from tinytown.runtime.town_runtime import Runtime
+from tinytown.services.localproc import boot_id, host
 from tinytown.services.town import Town
 from tinytown.store.lease import procs_key
 
@@ -69,46 +69,40 @@ def orphan_tree(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, 
         proc.wait()
 
 
-async def test_a_round_is_in_the_ledger_exactly_while_it_runs(town: Town, tmp_path: Path) -> None:
-    ledger = ProcessLedger(town.store)
+async def test_a_round_is_in_the_ledger_from_before_its_cli_until_it_is_settled(
+    town: Town, runtime: Runtime, tmp_path: Path
+) -> None:
+    """The entry (the round's marker, host, boot) is written by the round's first write,
+    before the CLI starts, and removed by its settling write: a crash at any point in
+    between leaves what the next `tt run` needs to find the round's processes."""
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    go = tmp_path / "go"
+    task_id = await handle.assign(f"pid; waitfile {go}")
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            handle: RunningProcess = await nursery.start(
-                partial(
-                    run_cli,
-                    [sys.executable, "-c", "import time; time.sleep(30)"],
-                    prompt="",
-                    cwd=tmp_path,
-                    env={"PATH": os.defpath},
-                    log_path=tmp_path / "round.log",
-                    kill_grace=1.0,
-                    ledger=ledger.for_agent("agent-1"),
-                )
-            )
-
-            async def recorded() -> bool:
-                return "agent-1" in await town.redis.execute("HKEYS", procs_key(town.store))
-
-            while not await recorded():
-                await trio.sleep(0.01)
-            raw = await town.redis.execute("HGET", procs_key(town.store), "agent-1")
-            entry = ProcEntry.loads(raw)
-            assert (entry.pid, entry.host, entry.boot_id) == (handle.pid, host(), boot_id())
-            assert entry.start == start_ticks(handle.pid)
-            assert entry.marker == handle.marker
-            nursery.cancel_scope.cancel()
-    # cleared once reaped (run_cli returns only after that)
+        while not (pids := log_pids(town, "w", "agent-pid")):
+            await trio.sleep(0.01)
+    raw = await town.redis.execute("HGET", procs_key(town.store), handle.id)
+    entry = ProcEntry.loads(raw)
+    assert (entry.host, entry.boot_id) == (host(), boot_id())
+    environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+    assert f"{MARKER_ENV}={entry.marker}".encode() in environ  # the CLI carries it
+    go.touch()
+    await handle.wait(idle=True, timeout=20)
+    assert (await town.tasks.get(task_id)).state is TaskState.COMPLETED
     assert await town.redis.execute("HLEN", procs_key(town.store)) == 0
 
 
+@pytest.mark.parametrize("with_pid", [False, True], ids=["as-the-runtime-records", "with-pid"])
 async def test_reap_leftovers_kills_the_group_and_setsid_descendants(
-    town: Town, orphan_tree: tuple[subprocess.Popen[bytes], str, Path]
+    town: Town, orphan_tree: tuple[subprocess.Popen[bytes], str, Path], with_pid: bool
 ) -> None:
     proc, marker, log = orphan_tree
     await _until(lambda: "cli" in _tree_pids(log), "the orphan tree to start")
     pids = _tree_pids(log)
     ledger = ProcessLedger(town.store)
-    await ledger.record("agent-1", ProcEntry.here(proc.pid, marker))
+    entry = ProcEntry.here(proc.pid, marker) if with_pid else ProcEntry.before_start(marker)
+    await ledger.record("agent-1", entry)
     notes = await ledger.reap_leftovers()
     assert len(notes) == 1 and "agent-1: killed leftover round processes" in notes[0]
     assert str(pids["setsid"]) in notes[0]

@@ -24,6 +24,7 @@ from tinytown.runtime.agent_actor import AgentActor
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 from tinytown.store import client
+from tinytown.store.records import Store
 from tinytown.store.scripts import TAKE
 
 
@@ -131,16 +132,18 @@ async def test_a_failing_task_start_is_a_crash_not_a_stale_assignment(
     for a stale assignment and dropped it; now the actor restarts and does the task."""
     handle = await town.spawn_agent("w")
     await handle.wait(idle=True, timeout=20)
-    original = town.tasks.start
+    original = Store.apply
     refused: list[str] = []
 
-    async def oom_once(task_id: str, agent_id: str) -> Any:
-        if not refused:
-            refused.append(task_id)
+    async def oom_once(store: Store, key: str, **kw: Any) -> Any:
+        # The round's first write: the agent record, carrying the task's start (a SET).
+        starts = [op[1] for op in kw.get("ops", ()) if op[0] == "SET" and ":task:" in op[1]]
+        if starts and key == town.keys.agent(handle.id) and not refused:
+            refused.append(starts[0].rsplit(":", 1)[1])
             raise client.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
-        return await original(task_id, agent_id)
+        return await original(store, key, **kw)
 
-    monkeypatch.setattr(town.tasks, "start", oom_once)
+    monkeypatch.setattr(Store, "apply", oom_once)
     task_id = await handle.assign("print done after all")
     agent = await handle.wait(idle=True, timeout=20)
     assert refused == [task_id]

@@ -37,7 +37,7 @@ from tinytown.runtime.rounds import Change
 from tinytown.runtime.wakeups import Token
 from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.executables import check_cli_installed
-from tinytown.store.records import Conflict, GuardFailed, Op
+from tinytown.store.records import Conflict, GuardFailed, Guards, Op
 
 
 class AgentActor(RoundGates):
@@ -270,8 +270,11 @@ class AgentActor(RoundGates):
         if not self.life.can(event):
             self.life.fire(event)  # raises the one-sentence refusal
 
-    async def _change(self, fn: Change, verb: str, extra_ops: Sequence[Op] = ()) -> Agent:
-        """Read-modify-write the agent record (with a state event when the state moves)."""
+    async def _change(
+        self, fn: Change, verb: str, extra_ops: Sequence[Op] = (), guards: Guards = ()
+    ) -> Agent:
+        """Read-modify-write the agent record (with a state event when the state moves);
+        ``guards`` must hold too (GuardFailed otherwise, nothing changed)."""
 
         def change(a: Agent) -> tuple[Agent, list[Op]]:
             new = fn(a)
@@ -281,7 +284,7 @@ class AgentActor(RoundGates):
             return new, ops
 
         return await self.ctx.store.update(
-            Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id)
+            Agent, self.keys.agent(self.id), change, missing=lambda: _gone(self.id), guards=guards
         )
 
 

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
-from tinytown.errors import ConfigError, InvalidTransitionError, NotFoundError
+from tinytown.errors import (
+    ConfigError,
+    InvalidTransitionError,
+    MalformedRecordError,
+    NotFoundError,
+)
 from tinytown.model import Agent, AgentState, Task, TaskState
 from tinytown.runtime.context import Context
+from tinytown.store import lookups
 
 BACKLOG_WAKE = "backlog"
 PAGE = 64
@@ -47,6 +53,9 @@ def matches(task: Task, agent: Agent) -> bool:
     if not task.tags:
         return True
     return bool({agent.role_id, agent.name} & set(task.tags))
+
+
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -77,11 +86,12 @@ class Dispatcher:
         # by a round reads one task, not 64); later pages double, for tags nobody takes.
         size = min(PAGE, len(pool))
         while pool:
-            ids = await self.ctx.queues.backlog_page(start, size)
+            page = await lookups.backlog_page(self.ctx.store, start, size)
             size = min(PAGE, size * 2)
-            if not ids:
+            if not page:
                 break
-            tasks = await self.ctx.store.mget(Task, [town.keys.task(i) for i in ids])
+            ids = [task_id for task_id, _ in page]
+            tasks = self._parsed(Task, [(town.keys.task(i), raw) for i, raw in page])
             pending = [t for t in tasks if t.state is TaskState.PENDING]
             handed = 0
             for n, task in enumerate(pending):
@@ -123,19 +133,31 @@ class Dispatcher:
             return False  # its actor reports the bad preset
         return name in held
 
+    def _parsed(self, cls: type[T], read: list[tuple[str, str | None]]) -> list[T]:
+        """The records read (key, raw), absent ones skipped, malformed ones noted."""
+        out: list[T] = []
+        store = self.ctx.store
+        for key, raw in read:
+            if raw is None:
+                continue
+            try:
+                out.append(store.parse(cls, key, raw))
+            except MalformedRecordError as exc:
+                store.warnings.append(str(exc))
+        return out
+
     async def verified(self, agent_ids: list[str]) -> list[Agent]:
         """Those of ``agent_ids`` whose record says idle, whose inbox is empty and whose
-        CLI is not held, in the given order: two round trips for the lot."""
+        CLI is not held, in the given order: one round trip for the lot."""
         if not agent_ids:
             return []
         keys = self.ctx.town.keys
-        records = await self.ctx.store.mget(Agent, [keys.agent(i) for i in agent_ids])
-        lengths = await self.ctx.queues.inbox_lengths([a.id for a in records])
-        ready = [
-            agent
-            for agent, queued in zip(records, lengths, strict=True)
-            if agent.state is AgentState.IDLE and queued == 0
-        ]
+        read = await lookups.agents_and_inboxes(self.ctx.store, agent_ids)
+        ready = []
+        for agent_id, (raw, queued) in zip(agent_ids, read, strict=True):
+            parsed = self._parsed(Agent, [(keys.agent(agent_id), raw)])
+            if parsed and parsed[0].state is AgentState.IDLE and queued == 0:
+                ready.append(parsed[0])
         held = self.ctx.holds.held()
         if held:
             ready = [a for a in ready if not self._held(a, held)]

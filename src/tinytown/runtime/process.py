@@ -16,7 +16,7 @@ import math
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -25,7 +25,7 @@ from tinytown.errors import CliNotFoundError
 from tinytown.runtime.guard import process_guard
 from tinytown.runtime.linewatch import LineWatch
 from tinytown.runtime.logfile import RotatingLog
-from tinytown.runtime.proctree import MARKER_ENV, ProcEntry, Sweeps, signal_tree
+from tinytown.runtime.proctree import MARKER_ENV, Sweeps, signal_tree
 from tinytown.runtime.prompt import round_number
 from tinytown.runtime.spawn import Child, spawn
 from tinytown.services.executables import executable_found
@@ -33,22 +33,12 @@ from tinytown.services.executables import executable_found
 # How long the pipes may stay open after the main child exited (a grandchild holding them).
 _PIPE_GRACE = 1.0
 _CHUNK = 65536
-# How long a round's end may wait for Redis to forget it in the ledger (an outage).
-_LEDGER_GRACE = 2.0
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_KEEP = 3
 #: How much of stdout a round keeps for a CLI whose output is read as a whole (JSON).
 STRUCTURED_STDOUT_BYTES = 8 * 1024 * 1024
 #: ... and of stderr (where some print their error object).
 STRUCTURED_STDERR_BYTES = 256 * 1024
-
-
-class RoundLedger(Protocol):
-    """Where a round records the process group it runs (proctree.AgentLedger)."""
-
-    async def record(self, entry: ProcEntry) -> None: ...
-
-    async def clear(self) -> None: ...
 
 
 @attrs.frozen
@@ -285,15 +275,16 @@ async def run_cli(
     watch: Callable[[str], Any] | None = None,
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     log_keep: int = DEFAULT_LOG_KEEP,
-    ledger: RoundLedger | None = None,
+    marker: str | None = None,
     round_no: int | None = None,
     task_status: trio.TaskStatus[RunningProcess] = trio.TASK_STATUS_IGNORED,
 ) -> RoundResult:
     """Run ``argv`` once with ``prompt`` on stdin and return how the round ended.
 
-    The child gets ``env`` plus ``TT_ROUND=<fresh uuid>`` (the marker its descendants
-    inherit) and ``cwd``, and leads a new process group; on Linux it is SIGKILLed if this
-    process dies. ``prompt`` is written to its stdin, which is then closed (a child that
+    The child gets ``env`` plus ``TT_ROUND=<marker>`` (the marker its descendants
+    inherit: ``marker`` when given, made by the process guard, else a fresh one) and
+    ``cwd``, and leads a new process group; on Linux it is SIGKILLed if this process
+    dies. ``prompt`` is written to its stdin, which is then closed (a child that
     never reads it is fine). stdout and stderr are drained concurrently and appended to
     ``log_path`` in whole lines, each stream line-buffered apart, stderr lines prefixed
     ``err| `` (parents created; a header line ``--- round N pid=P started ... ---`` and a
@@ -301,8 +292,9 @@ async def run_cli(
     file rotates at ``log_max_bytes`` keeping ``log_keep`` old files); only the last
     ``tail_bytes`` of each stream are kept in memory (of stdout: ``stdout_bytes`` when
     given, for a CLI whose whole output is read as JSON). Once the process exists,
-    ``task_status.started()`` receives a :class:`RunningProcess` for suspend/resume, and
-    the group is recorded in ``ledger`` (if given) until it has been reaped.
+    ``task_status.started()`` receives a :class:`RunningProcess` for suspend/resume. (The
+    runtime records the round's marker in the process ledger before calling this, in its
+    own atomic write: proctree.py.)
 
     The round ends when the child exits and both pipes reach EOF; if a grandchild keeps a
     pipe open, it gets ``_PIPE_GRACE`` seconds. Any process still in the group or carrying
@@ -318,10 +310,8 @@ async def run_cli(
 
     Cancellation: if the caller's scope is cancelled, the same SIGTERM/SIGCONT/grace/SIGKILL
     ladder runs shielded, the child is reaped, the pipes are closed, the log gets its footer,
-    the ledger entry is cleared (giving up after ``_LEDGER_GRACE`` seconds of Redis outage:
-    a stale entry is harmless), and then :exc:`trio.Cancelled` propagates (bare, not inside
-    an ExceptionGroup). So cancellation may take up to ``kill_grace`` + ``_PIPE_GRACE`` +
-    ``_LEDGER_GRACE`` seconds to complete.
+    and then :exc:`trio.Cancelled` propagates (bare, not inside an ExceptionGroup). So
+    cancellation may take up to ``kill_grace`` + ``_PIPE_GRACE`` seconds to complete.
 
     Raises:
       CliNotFoundError: ``argv[0]`` is missing or not executable; checked before anything
@@ -331,7 +321,7 @@ async def run_cli(
     if not args:
         raise ValueError("argv must name a program")
     guard = process_guard()
-    marker = guard.new_marker()
+    marker = marker or guard.new_marker()
     child_env = {**env, MARKER_ENV: marker}
     _require_executable(args[0], cwd, child_env)
     if round_no is None:
@@ -351,7 +341,7 @@ async def run_cli(
         watcher = None if watch is None else LineWatch(watch, early.cancel)
         eof = trio.Event()
         io_scope = trio.CancelScope(shield=True)
-        timed_out = cancelled = recorded = stopped = False
+        timed_out = cancelled = stopped = False
         outcome = "aborted"  # footer wording; stays so only if an unexpected error escapes
         try:
             async with trio.open_nursery() as nursery:
@@ -363,9 +353,6 @@ async def run_cli(
                     log.line(f"--- {label} pid={proc.pid} started {stamp} argv={args!r} ---\n")
                     task_status.started(handle)
                     with handle._deadline, early:
-                        if ledger is not None:
-                            recorded = True  # (a cancelled record may still have landed)
-                            await ledger.record(ProcEntry.here(proc.pid, marker))
                         await proc.wait()
                     timed_out = handle._deadline.cancelled_caught
                     stopped = early.cancelled_caught
@@ -387,9 +374,6 @@ async def run_cli(
                         with trio.move_on_after(_PIPE_GRACE):
                             await eof.wait()  # collect what the dying group wrote
                         io_scope.cancel()
-                        if recorded and ledger is not None:
-                            with trio.move_on_after(_LEDGER_GRACE):
-                                await ledger.clear()
         finally:
             handle._finished = True
             with trio.CancelScope(shield=True):
@@ -412,4 +396,4 @@ async def run_cli(
     )
 
 
-__all__ = ["ERR_PREFIX", "RoundLedger", "RoundResult", "RunningProcess", "run_cli"]
+__all__ = ["ERR_PREFIX", "RoundResult", "RunningProcess", "run_cli"]

@@ -9,10 +9,14 @@ Four mechanisms, because none alone is enough (docs/process-trees.md):
   A descendant that both clears its environment and calls ``setsid()`` escapes.
 * **Guard.** A watchdog process kills the rounds' trees when the runtime dies
   (runtime/guard.py); the CLI itself also gets a parent-death signal (process.py).
-* **Ledger.** While a round runs, its group (host, boot id, pid, start time, marker) is
-  recorded in Redis (:class:`ProcessLedger`). A ``tt run`` that died by ``kill -9`` cannot
-  clean up, so the next ``tt run`` does it (:meth:`ProcessLedger.reap_leftovers`) before any
-  actor starts. The start time guards against a reused pid; the boot id against a reboot.
+* **Ledger.** From the round's first write (before its CLI is started) until its settling
+  write, the round's marker, host and boot id are recorded in Redis
+  (:class:`ProcessLedger`: ops in those two atomic steps, no round trip of their own). A
+  ``tt run`` that died by ``kill -9`` cannot clean up, so the next ``tt run`` does it
+  (:meth:`ProcessLedger.reap_leftovers`) before any actor starts: every process carrying
+  the marker, with the groups they lead (the CLI leads its own). The boot id guards
+  against a reboot. (Entries written by hand or by older versions may also name the
+  leader's pid and start time: its group is then killed too, unless the pid was reused.)
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class ProcEntry:
 
     host: str
     boot_id: str
-    pid: int  # the CLI, leader of group ``pid``
+    pid: int | None  # the CLI, leader of group ``pid`` (None: recorded before it started)
     start: int | None  # start_ticks(pid)
     marker: str
     started_at: str = ""
@@ -102,6 +106,11 @@ class ProcEntry:
     def here(cls, pid: int, marker: str) -> ProcEntry:
         return cls(host(), boot_id(), pid, start_ticks(pid), marker, now())
 
+    @classmethod
+    def before_start(cls, marker: str) -> ProcEntry:
+        """The entry of a round about to start its CLI with ``marker``."""
+        return cls(host(), boot_id(), None, None, marker, now())
+
     def dumps(self) -> str:
         return json.dumps(attrs.asdict(self))
 
@@ -109,10 +118,11 @@ class ProcEntry:
     def loads(cls, raw: str) -> ProcEntry:
         data = json.loads(raw)
         start = data.get("start")
+        pid = data["pid"]
         return cls(
             str(data["host"]),
             str(data["boot_id"]),
-            int(data["pid"]),
+            None if pid is None else int(pid),
             None if start is None else int(start),
             str(data["marker"]),
             str(data.get("started_at", "")),
@@ -127,10 +137,10 @@ class ProcEntry:
         process (not a reused pid), and every process carrying the marker. Returns the
         pids known to have been killed."""
         killed = []
-        if is_running(self.pid, self.start):
+        if self.pid is not None and is_running(self.pid, self.start):
             _killpg(self.pid, signal.SIGKILL)
             killed.append(self.pid)
-        for pid in signal_tree(self.pid, self.marker, signal.SIGKILL, group=False):
+        for pid in signal_tree(0, self.marker, signal.SIGKILL, group=False):
             if pid not in killed:
                 killed.append(pid)
         return killed
@@ -142,17 +152,17 @@ class ProcessLedger:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def record_op(self, agent_id: str, entry: ProcEntry) -> list[str]:
+        """The op recording ``entry`` for ``agent_id`` (in the round's first write)."""
+        return ["HSET", ops.procs_key(self.store), agent_id, entry.dumps()]
+
+    def clear_op(self, agent_id: str) -> list[str]:
+        """The op forgetting ``agent_id``'s round (in the round's settling write)."""
+        return ["HDEL", ops.procs_key(self.store), agent_id]
+
     async def record(self, agent_id: str, entry: ProcEntry) -> None:
         """Note that ``agent_id``'s round runs ``entry``. Cancellable (nothing recorded)."""
         await ops.ledger_record(self.store, agent_id, entry.dumps())
-
-    async def clear(self, agent_id: str) -> None:
-        """Forget ``agent_id``'s round (it was reaped). Cancellable (the entry stays; the
-        next ``tt run`` finds its processes gone and drops it)."""
-        await ops.ledger_clear(self.store, agent_id)
-
-    def for_agent(self, agent_id: str) -> AgentLedger:
-        return AgentLedger(self, agent_id)
 
     async def reap_leftovers(self) -> list[str]:
         """Kill what the rounds of a dead runtime left running; call it holding the lease,
@@ -185,25 +195,8 @@ class ProcessLedger:
         return notes
 
 
-@attrs.frozen
-class AgentLedger:
-    """The ledger seen by one agent's rounds (what :func:`run_cli` records into)."""
-
-    ledger: ProcessLedger
-    agent_id: str
-
-    async def record(self, entry: ProcEntry) -> None:
-        """:meth:`ProcessLedger.record` for this agent (same cancellation)."""
-        await self.ledger.record(self.agent_id, entry)
-
-    async def clear(self) -> None:
-        """:meth:`ProcessLedger.clear` for this agent (same cancellation)."""
-        await self.ledger.clear(self.agent_id)
-
-
 __all__ = [
     "MARKER_ENV",
-    "AgentLedger",
     "ProcEntry",
     "ProcessLedger",
     "Sweeps",

@@ -14,6 +14,7 @@ or a setup failure does to the agent (holds, backoffs, pauses).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 
@@ -36,13 +37,14 @@ from tinytown.runtime.lifecycle import Lifecycle
 from tinytown.runtime.mailbox import Held, Mailbox
 from tinytown.runtime.outcome import Fate, detail, fate, replies, split_usage, summary
 from tinytown.runtime.process import RoundResult, RunningProcess
+from tinytown.runtime.proctree import ProcessLedger
 from tinytown.runtime.ratelimit import clock_time, iso_time
 from tinytown.services import budgets
 from tinytown.services.agentcli.report import Outcome, RoundReport
 from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.doctor.base import CliTarget, Level, program_kind
 from tinytown.services.doctor.clis import check_login, locate
-from tinytown.store.records import Op
+from tinytown.store.records import GuardFailed, Guards, Op, Staged
 from tinytown.store.usage import add_usage_ops, town_usage
 
 Change = Callable[[Agent], Agent]
@@ -61,6 +63,8 @@ class Picked:
     requests: Held = attrs.field(factory=list)
     notes: Held = attrs.field(factory=list)
     stale: Held = attrs.field(factory=list)  # assignments of finished or moved tasks
+    staged: list[Staged[Task]] = attrs.field(factory=list)  # the tasks' starts (unwritten)
+    marker: str = ""  # the round's process marker (recorded in the process ledger)
 
 
 @attrs.frozen
@@ -88,7 +92,9 @@ class RoundRecorder:
     retry_at: float | None  # trio time before which no round starts (transient backoff)
     _noted: str | None  # the wait reason last written on the record
 
-    async def _change(self, fn: Change, verb: str, extra_ops: Sequence[Op] = ()) -> Agent:
+    async def _change(
+        self, fn: Change, verb: str, extra_ops: Sequence[Op] = (), guards: Guards = ()
+    ) -> Agent:
         raise NotImplementedError
 
     # -- recording -----------------------------------------------------------------------
@@ -133,18 +139,20 @@ class RoundRecorder:
         done: Held = list(picked.stale)
         completed = failed = 0
         spent: list[tuple[str, Usage]] = []  # of the tasks it gives back (budget check)
+        finishing: list[tuple[Staged[Task], str, Usage]] = []  # written with the settling
         shares = split_usage(usage, len(picked.tasks))
         for (raw, msg, task), share in zip(picked.tasks, shares, strict=True):
             end = fate(outcome, task, default_attempts)
             if end in (Fate.COMPLETE, Fate.FAIL):
                 done.append((raw, msg))
                 try:
-                    new = await tasks.finish(task.id, end.value, text, count=False, usage=share)
+                    staged = await tasks.stage_finish(task.id, end.value, text, share)
                 except InvalidTransitionError:  # the CLI finished it itself, and it counted
                     await tasks.add_usage(task.id, share)
                     continue
-                completed += new.state is TaskState.COMPLETED
-                failed += new.state is TaskState.FAILED
+                finishing.append((staged, end.value, share))
+                completed += staged.record.state is TaskState.COMPLETED
+                failed += staged.record.state is TaskState.FAILED
                 continue
             back = await tasks.retry_later(
                 task.id, self.id, usage=share, counted=end is Fate.RETRY, why=f"{outcome}: {text}"
@@ -160,19 +168,45 @@ class RoundRecorder:
                 ops += self.ctx.store.deliver_ops(reply)
         waiting, pause = self._after(report, bool(failed or not picked.tasks))
         ops += self._round_ops(round_no, report, usage, picked, waiting)
-        settled = await self._settle(
+        ops.append(ProcessLedger(self.ctx.store).clear_op(self.id))  # the round is over
+        settle = functools.partial(
+            self._settle,
             done,
             counted=True,
-            extra_ops=ops,
-            completed=completed,
             usage=usage,
             session=report.session_id,
             pause=pause,
             spent=spent,
             waiting=waiting,
         )
+        try:  # the finished tasks, the acknowledgement and the agent: one atomic step
+            settled = await settle(
+                extra_ops=[*(op for st, _, _ in finishing for op in st.ops), *ops],
+                guards=[st.guard for st, _, _ in finishing],
+                completed=completed,
+            )
+        except GuardFailed:  # a task moved since it was read (the CLI finished it itself)
+            completed = await self._finish_each(finishing, text)
+            settled = await settle(extra_ops=ops, completed=completed)
         self._noted = waiting  # already on the record: the wait that follows need not write it
         return _without(held, done), settled
+
+    async def _finish_each(
+        self, finishing: Sequence[tuple[Staged[Task], str, Usage]], text: str
+    ) -> int:
+        """Finish the tasks one by one (each its own atomic step, read fresh); returns
+        how many this round completed. A task finished meanwhile keeps its state and
+        gets the round's usage."""
+        tasks, completed = self.ctx.town.tasks, 0
+        for staged, verb, share in finishing:
+            task_id = staged.record.id
+            try:
+                new = await tasks.finish(task_id, verb, text, count=False, usage=share)
+            except InvalidTransitionError:  # the CLI finished it itself, and it counted
+                await tasks.add_usage(task_id, share)
+                continue
+            completed += new.state is TaskState.COMPLETED
+        return completed
 
     def _after(self, report: RoundReport, final_failure: bool) -> tuple[str | None, Pause | None]:
         """Act on the round's outcome (backoffs, CLI holds); return the reason the agent
@@ -255,6 +289,7 @@ class RoundRecorder:
         pause: Pause | None = None,
         spent: Sequence[tuple[str, Usage]] = (),
         waiting: str | None = None,
+        guards: Guards = (),
     ) -> Agent:
         """Acknowledge ``done``, send the round's replies and settle the agent, in one
         atomic step: round count, usage totals and session; paused with the reason when
@@ -297,7 +332,11 @@ class RoundRecorder:
             return new, ops
 
         settled = await self.ctx.store.update(
-            Agent, self.ctx.town.keys.agent(self.id), change, missing=lambda: _gone(self.id)
+            Agent,
+            self.ctx.town.keys.agent(self.id),
+            change,
+            missing=lambda: _gone(self.id),
+            guards=guards,
         )
         self.mailbox.acked(done)
         if paused:

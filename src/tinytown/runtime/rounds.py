@@ -25,6 +25,7 @@ from tinytown.model import (
 )
 from tinytown.model.enums import SpawnMode
 from tinytown.model.ids import SUPERVISOR_ID
+from tinytown.runtime.guard import process_guard
 from tinytown.runtime.lifecycle import Life
 from tinytown.runtime.mailbox import Held
 from tinytown.runtime.outcome import round_state
@@ -35,12 +36,13 @@ from tinytown.runtime.process import (
     RunningProcess,
     run_cli,
 )
-from tinytown.runtime.proctree import ProcessLedger
+from tinytown.runtime.proctree import ProcEntry, ProcessLedger
 from tinytown.runtime.prompt import compose
 from tinytown.runtime.recording import Change, Pause, Picked, RoundRecorder, _without
 from tinytown.runtime.workspace_rounds import after_round, before_round, round_env
 from tinytown.services import budgets
 from tinytown.services.mcp.wiring import MCP_PROMPT_NOTE, mcp_config_for, mcp_env
+from tinytown.store.records import GuardFailed, Staged
 from tinytown.store.usage import town_usage
 
 __all__ = ["Change", "Pause", "RoundRunner"]
@@ -57,45 +59,26 @@ class _BudgetReached(Exception):
 class RoundRunner(RoundRecorder):
     """The rounds of one agent actor (the actor's base class: it owns the loop)."""
 
+    @property
+    def _ledger(self) -> ProcessLedger:
+        return ProcessLedger(self.ctx.store)
+
     # -- one round ---------------------------------------------------------------------
 
     async def _round_body(self, held: Held) -> tuple[Held, Agent]:
         """Run the round over ``held``; return what stays held and the settled agent.
         Cancelled (kill, shutdown), the process group is stopped and the messages stay
         in flight."""
-        picked = await self._pick(held)
-        if not picked.tasks and not picked.requests:  # every assignment was stale
-            done = picked.stale + picked.notes
-            return _without(held, done), await self._settle(done, counted=False)
+        while True:
+            begun = await self._begin(held)
+            if begun is not None:
+                break
+        picked, agent, done = begun
+        if done is not None:  # no round: every assignment was stale, or a budget reached
+            return _without(held, done), agent
+        marker = picked.marker
         tasks = [task for _, _, task in picked.tasks]
-        limits = self._limits(None)
-        over = budgets.reached(
-            budgets.Limits(task=limits.task),
-            agent=Usage(),
-            town=Usage(),
-            tasks=[(t.id, t.usage) for t in tasks],
-        )
         current = tasks[0].id if tasks else None
-        town = await town_usage(self.ctx.store) if limits.town is not None else Usage()
-
-        def begin(a: Agent) -> Agent:
-            # The budgets are decided on the record this write replaces (a compare-and-set:
-            # fresh), whatever the gate saw before the tasks started.
-            reached = over or budgets.reached(self._limits(a), agent=a.usage, town=town)
-            if reached:
-                raise _BudgetReached(reached)
-            return round_state(a, current)
-
-        try:
-            agent = await self._change(begin, "round")
-        except _BudgetReached as exc:  # a task or the agent spent its budget: not run
-            for task in tasks:
-                await self.ctx.town.tasks.retry_later(
-                    task.id, self.id, usage=Usage(), counted=False, why=f"budget: {exc.which}"
-                )
-            pause = Pause(f"budget: {exc.which}", "budget", budgets.advice(exc.which, self.name))
-            done = picked.stale
-            return _without(held, done), await self._settle(done, counted=False, pause=pause)
         round_no = agent.rounds_completed + 1
         names = await self._sender_names([*picked.requests, *picked.notes])
         prompt = compose(
@@ -111,13 +94,63 @@ class RoundRunner(RoundRecorder):
         )
         # Before the CLI runs / after it ran, before recording: the workspace's commits.
         before = await before_round(self.ctx, agent)
-        result = await self._run_cli(agent, prompt, current or "", round_no)
+        result = await self._run_cli(agent, prompt, current or "", round_no, marker)
         await after_round(self.ctx, agent, before, [t.id for t in tasks])
         return await self._record(held, picked, round_no, result)
 
+    async def _begin(self, held: Held) -> tuple[Picked, Agent, Held | None] | None:
+        """The round's first write, one atomic step: the agent ``working`` on its first
+        task, and every task picked started (staged on the records as read, guarded).
+        Returns (picked, the working agent, None) when the round begins, (picked, the
+        settled agent, the messages acknowledged) when it does not (all stale, or a
+        budget reached: the tasks are left as they were), None when a task moved
+        meanwhile (pick again: the records are then read fresh)."""
+        picked = await self._pick(held)
+        if not picked.tasks and not picked.requests:  # every assignment was stale
+            done = picked.stale + picked.notes
+            return picked, await self._settle(done, counted=False), done
+        tasks = [task for _, _, task in picked.tasks]
+        limits = self._limits(None)
+        over = budgets.reached(
+            budgets.Limits(task=limits.task),
+            agent=Usage(),
+            town=Usage(),
+            tasks=[(t.id, t.usage) for t in tasks],
+        )
+        current = tasks[0].id if tasks else None
+        town = await town_usage(self.ctx.store) if limits.town is not None else Usage()
+
+        def begin(a: Agent) -> Agent:
+            # The budgets are decided on the record this write replaces (a compare-and-set:
+            # fresh), whatever the gate saw before.
+            reached = over or budgets.reached(self._limits(a), agent=a.usage, town=town)
+            if reached:
+                raise _BudgetReached(reached)
+            return round_state(a, current)
+
+        staged = picked.staged
+        # The round's process ledger entry (its marker: the next `tt run` kills what a
+        # crash left of it) rides in the same write, before the CLI starts.
+        picked.marker = process_guard().new_marker()
+        recorded = self._ledger.record_op(self.id, ProcEntry.before_start(picked.marker))
+        try:
+            agent = await self._change(
+                begin,
+                "round",
+                [*(op for st in staged for op in st.ops), recorded],
+                [st.guard for st in staged],
+            )
+        except GuardFailed:
+            return None  # a task changed since it was read: nothing written, pick again
+        except _BudgetReached as exc:  # a task or the agent spent its budget: not run
+            pause = Pause(f"budget: {exc.which}", "budget", budgets.advice(exc.which, self.name))
+            done = picked.stale
+            return picked, await self._settle(done, counted=False, pause=pause), done
+        return picked, agent, None
+
     async def _pick(self, held: Held) -> Picked:
-        """Start up to ``runtime.tasks_per_round`` actionable messages, in order (stale
-        assignments do not count); every note held rides along."""
+        """Stage the start of up to ``runtime.tasks_per_round`` actionable messages, in
+        order (stale assignments do not count); every note held rides along."""
         limit = int(self.ctx.setting("runtime.tasks_per_round"))
         picked = Picked()
         for raw, msg in held:
@@ -125,9 +158,10 @@ class RoundRunner(RoundRecorder):
             if msg.type is MessageType.TASK_ASSIGN:
                 if taken >= limit:
                     continue
-                task = await self._start_task(msg.body.task_id)  # type: ignore[union-attr]
-                if task:
-                    picked.tasks.append((raw, msg, task))
+                staged = await self._stage_start(msg.body.task_id)  # type: ignore[union-attr]
+                if staged:
+                    picked.tasks.append((raw, msg, staged.record))
+                    picked.staged.append(staged)
                 else:
                     picked.stale.append((raw, msg))
             elif msg.actionable:
@@ -137,13 +171,13 @@ class RoundRunner(RoundRecorder):
                 picked.notes.append((raw, msg))
         return picked
 
-    async def _start_task(self, task_id: str) -> Task | None:
-        """Start an assigned task; None when it is stale (finished, reassigned), gone, or
-        its record is corrupt (reported: it can never be started). Any other error (Redis
-        refusing the write, an outage) propagates: the actor restarts and the assignment,
-        still in flight, is handled again."""
+    async def _stage_start(self, task_id: str) -> Staged[Task] | None:
+        """An assigned task's start, staged; None when it is stale (finished, reassigned),
+        gone, or its record is corrupt (reported: it can never be started). Any other
+        error (an outage) propagates: the actor restarts and the assignment, still in
+        flight, is handled again."""
         try:
-            return await self.ctx.town.tasks.start(task_id, self.id)
+            return await self.ctx.town.tasks.stage_start(task_id, self.id)
         except (InvalidTransitionError, NotFoundError):
             return None
         except MalformedRecordError as exc:
@@ -169,7 +203,9 @@ class RoundRunner(RoundRecorder):
         that takes MCP servers)."""
         return bool(self.spec.mcp) and bool(self.ctx.setting("mcp.agents"))
 
-    async def _run_cli(self, agent: Agent, prompt: str, task_id: str, round_no: int) -> RoundResult:
+    async def _run_cli(
+        self, agent: Agent, prompt: str, task_id: str, round_no: int, marker: str
+    ) -> RoundResult:
         town, spec = self.ctx.town, self.spec
         env = dict(self.ctx.agent_env)
         env.update({"TT_AGENT_ID": self.id, "TT_AGENT_NAME": agent.name, "TT_TASK_ID": task_id})
@@ -200,7 +236,7 @@ class RoundRunner(RoundRecorder):
             watch=spec.early_stop,
             log_max_bytes=int(self.ctx.setting("runtime.log_max_bytes")),
             log_keep=int(self.ctx.setting("runtime.log_keep")),
-            ledger=ProcessLedger(self.ctx.store).for_agent(self.id),  # reaped if we crash
+            marker=marker,  # recorded in the process ledger by the round's first write
             round_no=round_no,
         )
         box: list[RoundResult] = []

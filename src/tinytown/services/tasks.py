@@ -32,7 +32,7 @@ from tinytown.services import legacy
 from tinytown.services.agents import AgentService
 from tinytown.services.text import check_text
 from tinytown.store import indexes, lookups
-from tinytown.store.records import Conflict, GuardFailed, Op, Store
+from tinytown.store.records import Conflict, GuardFailed, Op, Staged, Store
 
 MAX_DESCRIPTION = 16_000
 MAX_RESULT = 16_000
@@ -494,13 +494,41 @@ class TaskService:
             return agent_id
 
     async def start(self, task_id: str, agent_id: str) -> Task:
+        """An assigned task begins running for ``agent_id`` (its attempt counted).
+        Raises InvalidTransitionError (not assigned to it, finished), NotFoundError.
+        Cancellable: once the write was sent, it may or may not have happened."""
+        return await self._update(task_id, self._start_change(agent_id))
+
+    async def stage_start(self, task_id: str, agent_id: str) -> Staged[Task]:
+        """:meth:`start` computed, not written: it rides in the round's first write of
+        the agent record (``Store.stage``). Same refusals. Cancellable."""
+        return await self.store.stage(
+            Task, self.keys.task(task_id), self._start_change(agent_id), missing=_no_task(task_id)
+        )
+
+    async def stage_finish(
+        self, task_id: str, verb: str, text: str, usage: Usage | None = None
+    ) -> Staged[Task]:
+        """:meth:`finish` of a task by the runtime's round (``count=False``: the round's
+        own write counts it), computed, not written: it rides in the round's settling
+        write of the agent record. Same refusals. Cancellable."""
+        text = check_text(text, "the result text")[-MAX_RESULT:]
+
+        def change(task: Task) -> tuple[Task, builtins.list[Op]]:
+            return self._finished(task, verb, text, SUPERVISOR_ID, usage)
+
+        return await self.store.stage(
+            Task, self.keys.task(task_id), change, missing=_no_task(task_id)
+        )
+
+    def _start_change(self, agent_id: str) -> Callable[[Task], tuple[Task, builtins.list[Op]]]:
         def change(task: Task) -> tuple[Task, builtins.list[Op]]:
             if task.assigned_to != agent_id:
                 raise InvalidTransitionError(f"Task {task.short_id} is not assigned to this agent.")
             new = task.transition("start")
             return new, [self.store.event_op("start", agent=agent_id, task=task.id)]
 
-        return await self._update(task_id, change)
+        return change
 
     async def requeue(self, task_id: str, *, why: str) -> Task:
         """Back to pending and to the backlog (its agent died or was killed)."""
@@ -612,8 +640,9 @@ class TaskService:
         self, task_id: str, change: Callable[[Task], tuple[Task, builtins.list[Op]]]
     ) -> Task:
         return await self.store.update(
-            Task,
-            self.keys.task(task_id),
-            change,
-            missing=lambda: NotFoundError(f"No task with id {task_id}."),
+            Task, self.keys.task(task_id), change, missing=_no_task(task_id)
         )
+
+
+def _no_task(task_id: str) -> Callable[[], Exception]:
+    return lambda: NotFoundError(f"No task with id {task_id}.")

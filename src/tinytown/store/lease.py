@@ -61,10 +61,6 @@ async def ledger_record(store: Store, agent_id: str, entry: str) -> None:
     await store.redis.execute("HSET", procs_key(store), agent_id, entry)
 
 
-async def ledger_clear(store: Store, agent_id: str) -> None:
-    await store.redis.execute("HDEL", procs_key(store), agent_id)
-
-
 async def ledger_entries(store: Store) -> dict[str, str]:
     flat = await store.redis.execute("HGETALL", procs_key(store))
     return dict(zip(flat[::2], flat[1::2], strict=True))

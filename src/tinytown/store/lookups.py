@@ -13,6 +13,7 @@ Cancellation: every function is cancellable at any await and changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import attrs
 
@@ -87,6 +88,23 @@ return {agents, tasks}
     idempotent=True,
 )
 
+#: KEYS[1] the backlog. ARGV[1] task key prefix, ARGV[2] start, ARGV[3] stop (LRANGE
+#: positions). Returns {ids, raws}: the backlog's ids in that range and each task's raw
+#: record (false when absent or not a string).
+BACKLOG_PAGE = Script(
+    """
+local ids = redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])
+local raws = {}
+for i, id in ipairs(ids) do
+  local raw = redis.pcall('GET', ARGV[1] .. id)
+  if type(raw) ~= 'string' then raw = false end
+  raws[i] = raw
+end
+return {ids, raws}
+""",
+    idempotent=True,
+)
+
 #: ``agent`` value for :func:`task_and_agent`: the agent the task is assigned to.
 ASSIGNEE = "\0ASSIGNEE"
 
@@ -154,6 +172,28 @@ def _known(store: Store, task_id: str, agent: str | None) -> TaskRead | None:
     if agent_raw is None:
         return None
     return TaskRead([task_id], task_raw, agent_id, agent_raw, guessed=True)
+
+
+async def backlog_page(store: Store, start: int, n: int) -> list[tuple[str, str | None]]:
+    """(task id, raw record or None) at positions ``start`` .. ``start + n - 1`` of the
+    backlog, ids and records in one round trip. Cancellable."""
+    ids, raws = await store.redis.run_script(
+        BACKLOG_PAGE, [store.keys.backlog], [store.keys.task(""), start, start + n - 1]
+    )
+    return [(str(i), raw or None) for i, raw in zip(ids, raws, strict=True)]
+
+
+async def agents_and_inboxes(
+    store: Store, agent_ids: Sequence[str]
+) -> list[tuple[str | None, int]]:
+    """(raw record or None, inbox length) of each agent, in one round trip (idempotent
+    reads, retried). Cancellable."""
+    if not agent_ids:
+        return []
+    keys = store.keys
+    lengths = [["LLEN", keys.inbox(i)] for i in agent_ids]
+    replies = await store.redis.pipeline([["MGET", *map(keys.agent, agent_ids)], *lengths])
+    return list(zip(replies[0], (int(n) for n in replies[1:]), strict=True))
 
 
 async def record_sets(

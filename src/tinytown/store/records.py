@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Op = list[str]
+#: Conditions of an atomic step: (a read command, the reply it must give).
+Guards = Sequence[tuple[Sequence[Arg], Any]]
 
 #: Events kept in the stream (approximately: MAXLEN ~).
 EVENTS_MAXLEN = 10_000
@@ -70,6 +72,17 @@ def _as_warnings(items: Iterable[str]) -> Warnings:
 
 class Conflict(Exception):
     """The record changed between read and write (retried by :meth:`Store.update`)."""
+
+
+@attrs.frozen
+class Staged(Generic[T]):
+    """A record's change computed but not written (:meth:`Store.stage`)."""
+
+    record: T
+    #: The record must still hold the value changed: ``(["GET", key], raw)``.
+    guard: tuple[list[str], str]
+    #: The SET of the new value, then the change's own ops.
+    ops: list[Op]
 
 
 class GuardFailed(Exception):
@@ -261,11 +274,14 @@ class Store:
         change: Callable[[T], Awaitable[tuple[T, list[Op]]] | tuple[T, list[Op]]],
         *,
         missing: Callable[[], Exception],
+        guards: Guards = (),
     ) -> T:
         """Read-modify-write ``key`` with compare-and-set, retrying on concurrent change.
 
         ``change`` returns the new record and extra ops to run in the same atomic step; it
-        may raise (e.g. InvalidTransitionError) to abort with nothing changed.
+        may raise (e.g. InvalidTransitionError) to abort with nothing changed. ``guards``
+        (e.g. other records :meth:`stage` read) must hold too: GuardFailed otherwise,
+        nothing changed.
 
         When this process knows the record's last value (``known``: it wrote or read it),
         that value is the first guess and no read is made: the compare-and-set refuses a
@@ -280,7 +296,46 @@ class Store:
         a change that is not a transition would apply twice. Cancellable: once the write
         was sent, a cancelled update may or may not have happened.
         """
-        known = self.known.record(key, cls)
+        guess = True
+        while True:
+            raw, record, ops = await self._changed(cls, key, change, missing, guess)
+            new = dumps(record)
+            try:
+                await self.apply(key, expected=raw, new=new, ops=ops, guards=guards)
+            except Conflict:
+                guess = False
+                continue
+            self.known.note(key, new, record)
+            return record
+
+    async def stage(
+        self,
+        cls: type[T],
+        key: str,
+        change: Callable[[T], tuple[T, list[Op]]],
+        *,
+        missing: Callable[[], Exception],
+    ) -> Staged[T]:
+        """:meth:`update` without the write: the new record, the guard that the record is
+        still the one changed, and the ops that write it (with ``change``'s own), to ride
+        in another record's atomic step (``guards=[staged.guard]``, ``ops=staged.ops``).
+        A GuardFailed of that step means the record moved on: stage it again (the guess
+        is then forgotten, so it is read fresh). Raises what ``change`` raises, decided
+        on a fresh read. Cancellable (nothing changes)."""
+        raw, record, ops = await self._changed(cls, key, change, missing, True)
+        return Staged(record, (["GET", key], raw), [["SET", key, dumps(record)], *ops])
+
+    async def _changed(
+        self,
+        cls: type[T],
+        key: str,
+        change: Callable[[T], Awaitable[tuple[T, list[Op]]] | tuple[T, list[Op]]],
+        missing: Callable[[], Exception],
+        guess: bool,
+    ) -> tuple[str, T, list[Op]]:
+        """(the raw value changed, the new record, its ops): from the known value when
+        ``guess`` and one is known, a refusal on it checked again on a fresh read."""
+        known = self.known.record(key, cls) if guess else None
         while True:
             if known is not None:  # what this process last saw: checked by the CAS
                 raw = known[0]
@@ -304,15 +359,7 @@ class Store:
                     raise
                 known = None  # refused on a value that may be stale: decide on a fresh read
                 continue
-            record, ops = outcome
-            new = dumps(record)
-            try:
-                await self.apply(key, expected=raw, new=new, ops=ops)
-            except Conflict:
-                known = None
-                continue
-            self.known.note(key, new, record)
-            return record
+            return raw, outcome[0], outcome[1]
 
     # -- op builders -------------------------------------------------------------------
 
