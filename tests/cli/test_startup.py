@@ -52,7 +52,21 @@ HEAVY = (
     "tinytown.services.plans",
     "tinytown.services.mcp",
     "tinytown.services.workspace.service",
+    # The model's converter is our own (model/converter.py): no cattrs and its helpers.
+    "cattrs",
+    "typing_extensions",
+    # The round classifiers and readers (reset times, zoneinfo): only the runtime reads a
+    # round; the config's check of [agent_clis.X] tables needs none of them.
+    "tinytown.services.agentcli.classify",
+    "tinytown.services.agentcli.results",
+    "tinytown.services.agentcli.resettime",
+    "zoneinfo",
+    # Scripts' SHA-1s come from CPython's own _sha1; hashlib would load OpenSSL.
+    "hashlib",
 )
+
+#: Not imported by `tt send` and `tt task complete` (`tt status` shows spending: it does).
+SPENDING = ("tinytown.services.costs", "tinytown.services.budgets")
 
 
 def imported(tt_env: dict[str, str], town_dir: Path, *args: str) -> set[str]:
@@ -93,6 +107,10 @@ async def test_send_complete_and_status_import_only_their_own(
         modules = imported(tt_env, town_dir, *args)
         assert heavy_in(modules) == [], args
         assert commands_of(modules) == own, args
+        if args[0] == "status":  # the probe does see it where it is used
+            assert "tinytown.services.costs" in modules
+        else:
+            assert sorted(modules & set(SPENDING)) == [], args
     assert (await town.tasks.get(task.id)).state.value == "completed"
     queued, _ = await town.messages.inbox(agent.id)
     assert any(getattr(m.body, "description", None) == "hello" for m in queued)
