@@ -59,6 +59,7 @@ HEAVY = (
     # round; the config's check of [agent_clis.X] tables needs none of them.
     "tinytown.services.agentcli.classify",
     "tinytown.services.agentcli.results",
+    "tinytown.services.agentcli.report",
     "tinytown.services.agentcli.resettime",
     "zoneinfo",
     # Scripts' SHA-1s come from CPython's own _sha1; hashlib would load OpenSSL.

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from tinytown.services.agentcli import presets
-from tinytown.services.agentcli.report import Outcome, RoundReport
 
-# The classifiers (their pattern tables, reset times, zoneinfo) and the output readers are
-# imported when a round is read or a spec built, not with this module: every command loads
-# the town's config, which checks its [agent_clis.X] tables with check_table (no round).
+# The classifiers (their pattern tables, reset times, zoneinfo), the output readers and
+# the report classes are imported when a round is read or a spec built, not with this
+# module: every command loads the town's config, which checks its [agent_clis.X] tables
+# with check_table (no round).
 if TYPE_CHECKING:
     from tinytown.services.agentcli.classify import Patterns
+    from tinytown.services.agentcli.report import RoundReport
 
 #: How each format's CLI continues a session and takes an MCP config: the format names
 #: the CLI family (a custom ``claude-json`` CLI is a claude).
@@ -136,6 +137,8 @@ class CliSpec:
         """A report ending the round at once when ``line`` (stdout or stderr) proves it
         cannot succeed: codex waiting for the network never exits by itself."""
         if self.format == "codex-jsonl" and _NO_NETWORK in line:
+            from tinytown.services.agentcli.report import Outcome, RoundReport
+
             words = line.strip()
             try:
                 event = json.loads(words)
