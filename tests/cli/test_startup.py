@@ -175,3 +175,43 @@ def test_unknown_words_and_whole_parser_commands_get_the_whole_parser() -> None:
     assert set(command_parsers(parser_for(["--help"]))) == everything
     for module in WHOLE_PARSER:
         assert set(command_parsers(parser_for([COMMANDS[module][0]]))) == everything
+
+
+#: Runs `tt` like PROBE and writes the first word of every command it sent to Redis.
+COMMAND_PROBE = """
+import json, sys
+out, sys.argv = sys.argv[1], ["tt", *sys.argv[2:]]
+from tinytown.store import blocking
+sent = []
+roundtrip = blocking.BlockingConnection._roundtrip
+def counting(self, commands, *args, **kwargs):
+    sent.extend(str(c[0], "ascii") if isinstance(c[0], bytes) else c[0] for c in commands)
+    return roundtrip(self, commands, *args, **kwargs)
+blocking.BlockingConnection._roundtrip = counting
+from tinytown.entry import main
+code = main()
+open(out, "w").write(json.dumps({"code": code, "sent": sent}))
+"""
+
+
+async def test_send_reads_the_recipients_record_not_every_agents(
+    town: Town, tt_env: dict[str, str], town_dir: Path
+) -> None:
+    """`tt send` says whom it sent to by reading that agent's record: in a town of 10,000
+    agents, listing them all (the name index, an MGET of every record) cost ~0.5 s."""
+    for name in ("bob", "ann", "cid"):
+        await town.agents.spawn(name, "scripted")
+    out = town_dir.parent / "sent.json"
+    done = subprocess.run(
+        [sys.executable, "-c", COMMAND_PROBE, str(out), "send", "bob", "hello"],
+        cwd=town_dir,
+        env=tt_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "to bob" in done.stdout
+    sent = json.loads(out.read_text())["sent"]
+    assert "EVALSHA" in sent  # the probe sees the send itself
+    assert [c for c in sent if c.upper() in ("MGET", "HGETALL", "SCAN", "KEYS")] == []
