@@ -145,8 +145,8 @@ class Starts:
         self._installed.clear()
 
     async def _ready_many(self, items: list[Ready]) -> list[bool]:
-        """Read the records afresh (one MGET: the heartbeat rewrites them every few
-        seconds, so the start read is often stale by now), change them, and write all in
+        """Read the records afresh (one MGET: the start read may be stale by now, e.g.
+        after a heartbeat rewrote the records), change them, and write all in
         one compare-and-set step. A record changed between this read and the write drops
         out (its actor updates it alone) and the rest go again on a fresh read."""
         done = [False] * len(items)

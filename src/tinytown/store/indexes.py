@@ -1,7 +1,8 @@
 """Named reads of a town's indexes and lists: the agent and task indexes, the backlog,
 inboxes and in-flight lists, the event stream. Services call these instead of raw
 Redis commands (store/records.py changes records; this module only reads, except
-:func:`return_inflight`, :func:`set_meta` and a batch spawn's set of picked nicknames).
+:func:`return_inflight`, :func:`set_meta`, :func:`beat` and a batch spawn's set of picked
+nicknames).
 
 Cancellation: every function is cancellable at any await; a cancelled read changes
 nothing, and each write is one atomic command or script (done entirely or not at all)."""
@@ -162,6 +163,32 @@ async def index_sizes(store: Store) -> tuple[int, int]:
         [["HLEN", store.keys.agents], ["HLEN", store.keys.nicknames]]
     )
     return int(agents), int(nicknames)
+
+
+def heartbeats_key(store: Store) -> str:
+    """The hash of live agents' heartbeats: agent id -> ``now()`` stamp of the last beat."""
+    return f"{store.keys.prefix}heartbeats"
+
+
+async def beat(store: Store, agent_ids: Sequence[str], stamp: str) -> None:
+    """Make the heartbeat hash hold exactly ``agent_ids``, each beating at ``stamp``: one
+    round trip (MULTI: DEL, HSET), whatever the town's size, and no record rewritten.
+    Not retried after a lost reply (the next beat writes it again)."""
+    key = heartbeats_key(store)
+    commands: list[list[Any]] = [["MULTI"], ["DEL", key]]
+    if agent_ids:
+        commands.append(["HSET", key, *[x for i in agent_ids for x in (i, stamp)]])
+    await store.redis.pipeline([*commands, ["EXEC"]])
+
+
+async def heartbeats(store: Store, agent_ids: Sequence[str]) -> dict[str, str]:
+    """Agent id -> its last beat, for those of ``agent_ids`` a running town beats for
+    (one HMGET). The agent record's ``last_heartbeat`` is refreshed far less often
+    (runtime/supervisor.py): readers take the fresher of the two."""
+    if not agent_ids:
+        return {}
+    stamps = await store.redis.execute("HMGET", heartbeats_key(store), *agent_ids)
+    return {i: s for i, s in zip(agent_ids, stamps, strict=True) if s}
 
 
 async def answered_questions(store: Store, message_ids: Sequence[str]) -> set[str]:
