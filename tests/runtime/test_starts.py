@@ -15,6 +15,7 @@ from tinytown.model import AgentState, TaskState
 from tinytown.runtime.batching import Batcher
 from tinytown.runtime.starts import Starts
 from tinytown.runtime.town_runtime import Runtime
+from tinytown.services import control
 from tinytown.services.town import Town
 from tinytown.store import indexes
 from tinytown.store.resp import ResponseError
@@ -228,23 +229,25 @@ async def test_a_message_arriving_after_the_start_read_wakes_the_actor(
 # -- reconcile requests are not lost ---------------------------------------------------
 
 
-async def test_reconcile_requests_whose_read_fails_still_start_their_agents(
+async def test_agents_start_although_redis_refuses_the_start_reads_for_a_while(
     town: Town, watcher: Town, monkeypatch: pytest.MonkeyPatch, io_clock: trio.testing.MockClock
 ) -> None:
-    """Many spawns at once, and Redis refuses the reconcile path's reads for a while
-    (e.g. 'max number of clients reached'): the requests used to be answered with an
-    error, consumed, and their agents stayed ``starting`` for ever."""
-    real = Starts._records_many
+    """Many spawns at once, and Redis refuses the start path's reads for a while (e.g.
+    'max number of clients reached'). A reconcile request used to read the record
+    itself and, when that failed, was answered with an error and consumed: its agent
+    stayed ``starting`` for ever. Now the request only starts the actor; the actor's
+    failed read is a crash, restarted with backoff."""
+    real = Starts._read_many
     failures = 0
 
-    async def refusing(self: Starts, agent_ids: list[str]) -> list[str | None]:
+    async def refusing(self: Starts, agent_ids: list[str]) -> list[Any]:
         nonlocal failures
-        if failures < 3:
+        if failures < 2:
             failures += 1
             raise ResponseError("ERR max number of clients reached")
         return await real(self, agent_ids)
 
-    monkeypatch.setattr(Starts, "_records_many", refusing)
+    monkeypatch.setattr(Starts, "_read_many", refusing)
 
     async def body(rt: Runtime) -> None:
         agents = await town.agents.spawn_many([f"r{i}" for i in range(40)])
@@ -252,9 +255,18 @@ async def test_reconcile_requests_whose_read_fails_still_start_their_agents(
         await eventually(lambda: _all_idle(watcher, [a.id for a in agents]), timeout=60)
 
     await _serve(town, body)
-    assert failures == 3
+    assert failures == 2
     claimed = f"{town.keys.control}:claimed"
-    assert await town.store.redis.pipeline([["LLEN", town.keys.control], ["LLEN", claimed]]) == [
-        0,
-        0,
-    ]
+    lengths = await town.store.redis.pipeline([["LLEN", town.keys.control], ["LLEN", claimed]])
+    assert lengths == [0, 0]
+
+
+async def test_a_reconcile_request_for_no_agent_starts_nothing(
+    town: Town, runtime: Runtime
+) -> None:
+    await control.notify(town.store, "reconcile", agent_id="00000000-0000-4000-8000-00000000dead")
+    handle = await town.spawn_agent("after")  # requests are handled in order of arrival
+    await handle.wait(idle=True, timeout=20)
+    assert runtime.supervisor.live_count() == 1
+    crashes = [e for e in await town.messages.recent_events(100) if e.kind == "crash"]
+    assert crashes == []

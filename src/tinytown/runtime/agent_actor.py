@@ -34,7 +34,7 @@ from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RunningProcess
 from tinytown.runtime.proctree import signal_tree
 from tinytown.runtime.rounds import Change
-from tinytown.runtime.starts import Ready, Starts
+from tinytown.runtime.starts import Ready, Start, Starts
 from tinytown.runtime.wakeups import Token
 from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.executables import check_cli_installed
@@ -79,6 +79,8 @@ class AgentActor(RoundGates):
         # One read with the other actors starting now (runtime/starts.py); it also
         # re-reads tinytown.toml when it changed (a CLI added with `tt config`).
         start = await self.starts.read(self.id)
+        if start is None:
+            return  # no such agent (pruned, or a reconcile request for a wrong id)
         agent = start.agent
         self.name = agent.name
         if agent.state.terminal or self.life.state in (Life.KILLED, Life.STOPPING):
@@ -107,12 +109,12 @@ class AgentActor(RoundGates):
         if agent.state is AgentState.PAUSED:
             self.life.try_fire("interrupt")
         elif self.life.try_fire("ready"):
-            await self._ready()
+            await self._ready(start)
         # An inbox seen empty after the token was taken: the first take would find
         # nothing, so wait on that token instead (a message pushed since has fired it).
         await self._loop(held, start.token if start.inbox_empty and not held else None)
 
-    async def _ready(self) -> None:
+    async def _ready(self, start: Start) -> None:
         """Record ``ready`` (unless paused or stopped meanwhile): with the other actors
         starting now in one atomic write; alone if the record changed under the batch."""
 
@@ -121,7 +123,7 @@ class AgentActor(RoundGates):
                 return a.transition("ready", current_task=None, started_at=a.started_at or now())
             return a
 
-        if not await self.starts.ready(Ready(self.id, ready)):
+        if not await self.starts.ready(Ready(self.id, ready, start)):
             await self._change(ready, "ready")
 
     async def _loop(self, held: Held, empty: Token | None = None) -> None:

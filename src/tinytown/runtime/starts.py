@@ -14,6 +14,9 @@ Here the actors starting at about the same time share:
   a compare-and-set of each record against the value just read, with each state event;
   a record changed in between drops only that agent out of the batch, to its own update;
 * one check per batch that a CLI is installed and one parse of its preset.
+
+A reconcile request (sent by every spawn) reads nothing itself: it starts the actor, whose
+start read finds the agent gone or terminal.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from pathlib import Path
 
 import attrs
 
-from tinytown.errors import NotFoundError
 from tinytown.model import Agent, dumps, loads
 from tinytown.runtime.batching import Batcher
 from tinytown.runtime.context import Context
@@ -41,6 +43,7 @@ class Start:
     """What an actor starts from, read in one round trip with other actors'."""
 
     agent: Agent
+    raw: str  # the record as read (a ready write finding it unchanged reuses ``agent``)
     inflight: list[str]
     inbox_empty: bool  # after ``token`` was taken: the first take can wait on the token
     token: Token
@@ -52,6 +55,7 @@ class Ready:
 
     agent_id: str
     change: Callable[[Agent], Agent]
+    read: Start | None = None  # the start read, if the record may not have changed since
 
 
 class Starts:
@@ -62,7 +66,6 @@ class Starts:
         self.ctx = ctx
         self.keys = ctx.town.keys
         self._reads: Batcher[str, Start | None] = Batcher(self._read_many, BATCH)
-        self._records: Batcher[str, str | None] = Batcher(self._records_many, BATCH)
         self._readies: Batcher[Ready, bool] = Batcher(self._ready_many, BATCH)
         self._specs: dict[str | None, CliSpec] = {}
         self._installed: set[tuple[tuple[str, ...], str, Path]] = set()
@@ -70,27 +73,15 @@ class Starts:
     def loops(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return [
             ("start reads", self._reads.run),
-            ("record reads", self._records.run),
             ("ready writes", self._readies.run),
         ]
 
     # -- what actors and requests submit ------------------------------------------------
 
-    async def read(self, agent_id: str) -> Start:
+    async def read(self, agent_id: str) -> Start | None:
         """The agent's record, in-flight messages and whether its inbox is empty, read
-        with other starting actors'. Raises NotFoundError. Cancellable."""
-        start = await self._reads.submit(agent_id)
-        if start is None:
-            raise NotFoundError(f"Agent {agent_id} no longer exists.")
-        return start
-
-    async def record(self, agent_id: str) -> Agent:
-        """The agent's record, read with other reconcile requests'. Raises NotFoundError.
-        Cancellable."""
-        raw = await self._records.submit(agent_id)
-        if raw is None:
-            raise NotFoundError(f"No agent with id {agent_id}.")
-        return loads(Agent, raw, where=self.keys.agent(agent_id))
+        with other starting actors' (None: no such agent). Cancellable."""
+        return await self._reads.submit(agent_id)
 
     async def ready(self, item: Ready) -> bool:
         """Write the actor's ``ready`` change with other actors' in one atomic step; False
@@ -131,12 +122,8 @@ class Starts:
                 out.append(None)
                 continue
             agent = loads(Agent, raw, where=self.keys.agent(agent_id))
-            out.append(Start(agent, inflight[i], queued[i] == 0, tokens[i]))
+            out.append(Start(agent, raw, inflight[i], queued[i] == 0, tokens[i]))
         return out
-
-    async def _records_many(self, agent_ids: list[str]) -> list[str | None]:
-        self._new_batch()
-        return await indexes.raw_records(self.ctx.store, [self.keys.agent(i) for i in agent_ids])
 
     def _new_batch(self) -> None:
         """A new moment: ``tinytown.toml`` may have changed, a CLI been (un)installed."""
@@ -158,7 +145,8 @@ class Starts:
             for i, key, raw in zip(todo, keys, raws, strict=True):
                 if raw is None:
                     continue  # gone: the actor's own update says so
-                old = loads(Agent, raw, where=key)
+                start = items[i].read
+                old = start.agent if start and start.raw == raw else loads(Agent, raw, where=key)
                 new = items[i].change(old)
                 if new == old:
                     done[i] = True  # nothing to write (e.g. paused meanwhile)

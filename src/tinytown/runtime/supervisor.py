@@ -38,7 +38,6 @@ from tinytown.runtime.notify import Notifier
 from tinytown.runtime.starts import Starts
 from tinytown.store import indexes
 from tinytown.store.records import Op
-from tinytown.store.resp import ResponseError
 
 #: Deadline of each shielded clean-up write: past it, Redis is taken to be unreachable
 #: and what is left is said in a report line (the next ``tt run`` recovers it).
@@ -279,7 +278,11 @@ class Supervisor:
         if verb is Verb.RESTART:
             self.ctx.refresh_config()  # `tt config` may have added the agent's CLI
         if verb is Verb.RECONCILE:
-            await self._reconcile(agent_id)
+            # No read here: the actor's own start read (shared with the other actors
+            # starting now) finds the agent gone or terminal and ends at once. Nothing
+            # can fail between claiming the request and its effect (the slot), so it is
+            # never consumed without one.
+            self.start_actor(agent_id)
         elif verb is Verb.RESTART:
             if slot is not None:
                 await slot.done.wait()
@@ -296,29 +299,6 @@ class Supervisor:
         elif verb is Verb.CLOSE:
             await slot.actor.close()
         return {"ok": True}
-
-    async def _reconcile(self, agent_id: str) -> None:
-        """Start the agent's actor unless it is terminal. Its record is read with the
-        other reconcile requests of the moment (a batch spawn sends thousands at once;
-        the batch re-reads tinytown.toml when it changed). A read Redis failed or
-        refused (an error reply, a lost connection) is tried again (backoff to 5 s)
-        until it is read: the request is answered, and so consumed, only once it had its
-        effect (a failed read used to leave its agent ``starting`` for ever). An agent
-        gone or a malformed record refuses the request. Cancellable."""
-        delay = 0.05
-        while True:
-            try:
-                agent = await self._starts.record(agent_id)
-                break
-            except (RedisUnavailableError, ResponseError) as exc:
-                self.ctx.report(
-                    f"{agent_id[:8]}: reconcile could not read the agent"
-                    f" ({type(exc).__name__}: {exc}); trying again"
-                )
-                await trio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        if not agent.state.terminal:
-            self.start_actor(agent_id)
 
     # -- supervisor mail -------------------------------------------------------------
 
