@@ -73,7 +73,7 @@ def run(b: Bench) -> list[Row]:
             ),
             ("import_trio_ms", "import trio"),
             ("import_tinytown_model_ms", "import tinytown.model"),
-            ("import_attrs_cattrs_ms", "import attrs, cattrs"),
+            ("import_attrs_ms", "import attrs"),
             ("import_json_socket_hiredis_ms", "import json, socket, uuid, hiredis"),
             ("import_tinytown_entry_ms", "import tinytown.entry"),
         ]:

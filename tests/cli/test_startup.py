@@ -52,7 +52,22 @@ HEAVY = (
     "tinytown.services.plans",
     "tinytown.services.mcp",
     "tinytown.services.workspace.service",
+    # The model's converter is our own (model/converter.py): no cattrs and its helpers.
+    "cattrs",
+    "typing_extensions",
+    # The round classifiers and readers (reset times, zoneinfo): only the runtime reads a
+    # round; the config's check of [agent_clis.X] tables needs none of them.
+    "tinytown.services.agentcli.classify",
+    "tinytown.services.agentcli.results",
+    "tinytown.services.agentcli.report",
+    "tinytown.services.agentcli.resettime",
+    "zoneinfo",
+    # Scripts' SHA-1s come from CPython's own _sha1; hashlib would load OpenSSL.
+    "hashlib",
 )
+
+#: Not imported by `tt send` and `tt task complete` (`tt status` shows spending: it does).
+SPENDING = ("tinytown.services.costs", "tinytown.services.budgets")
 
 
 def imported(tt_env: dict[str, str], town_dir: Path, *args: str) -> set[str]:
@@ -93,6 +108,10 @@ async def test_send_complete_and_status_import_only_their_own(
         modules = imported(tt_env, town_dir, *args)
         assert heavy_in(modules) == [], args
         assert commands_of(modules) == own, args
+        if args[0] == "status":  # the probe does see it where it is used
+            assert "tinytown.services.costs" in modules
+        else:
+            assert sorted(modules & set(SPENDING)) == [], args
     assert (await town.tasks.get(task.id)).state.value == "completed"
     queued, _ = await town.messages.inbox(agent.id)
     assert any(getattr(m.body, "description", None) == "hello" for m in queued)
@@ -156,3 +175,43 @@ def test_unknown_words_and_whole_parser_commands_get_the_whole_parser() -> None:
     assert set(command_parsers(parser_for(["--help"]))) == everything
     for module in WHOLE_PARSER:
         assert set(command_parsers(parser_for([COMMANDS[module][0]]))) == everything
+
+
+#: Runs `tt` like PROBE and writes the first word of every command it sent to Redis.
+COMMAND_PROBE = """
+import json, sys
+out, sys.argv = sys.argv[1], ["tt", *sys.argv[2:]]
+from tinytown.store import blocking
+sent = []
+roundtrip = blocking.BlockingConnection._roundtrip
+def counting(self, commands, *args, **kwargs):
+    sent.extend(str(c[0], "ascii") if isinstance(c[0], bytes) else c[0] for c in commands)
+    return roundtrip(self, commands, *args, **kwargs)
+blocking.BlockingConnection._roundtrip = counting
+from tinytown.entry import main
+code = main()
+open(out, "w").write(json.dumps({"code": code, "sent": sent}))
+"""
+
+
+async def test_send_reads_the_recipients_record_not_every_agents(
+    town: Town, tt_env: dict[str, str], town_dir: Path
+) -> None:
+    """`tt send` says whom it sent to by reading that agent's record: in a town of 10,000
+    agents, listing them all (the name index, an MGET of every record) cost ~0.5 s."""
+    for name in ("bob", "ann", "cid"):
+        await town.agents.spawn(name, "scripted")
+    out = town_dir.parent / "sent.json"
+    done = subprocess.run(
+        [sys.executable, "-c", COMMAND_PROBE, str(out), "send", "bob", "hello"],
+        cwd=town_dir,
+        env=tt_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "to bob" in done.stdout
+    sent = json.loads(out.read_text())["sent"]
+    assert "EVALSHA" in sent  # the probe sees the send itself
+    assert [c for c in sent if c.upper() in ("MGET", "HGETALL", "SCAN", "KEYS")] == []

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.redis_commands import record_commands
 from tests.runtime.conftest import eventually
 from tinytown.errors import AlreadyExistsError, InvalidInputError, InvalidNameError
 from tinytown.model import AgentState
@@ -104,3 +105,19 @@ async def test_notify_ops_fit_any_batch_in_one_atomic_step(town: Town) -> None:
     ops = control.notify_ops(town.store, "reconcile", each)
     await town.store.apply(town.keys.meta, ops=ops)
     assert await town.store.redis.execute("LLEN", town.keys.control) == 9000
+
+
+async def test_nicknames_are_picked_in_one_script_per_chunk_and_stay_distinct(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spawn_batch, "PICK_CHUNK", 25)
+    for i in range(5):  # names the batch's candidate lists run into
+        await town.agents.spawn(f"solo{i}")
+    await town.agents.spawn_many([f"a{i}" for i in range(400)])  # the list runs out: numbered
+    sent = record_commands(monkeypatch, town.store)
+    await town.agents.spawn_many([f"b{i}" for i in range(120)])
+    picks = [c for c in sent if c[0] == "SCRIPT" and c[1] == town.keys.nicknames]
+    assert len(picks) == 5  # 120 agents in chunks of 25: one round trip per chunk
+    nicknames = [a.nickname.lower() for a in await town.agents.list()]
+    assert len(nicknames) == 525
+    assert len(set(nicknames)) == len(nicknames)

@@ -85,7 +85,8 @@ def table_lines(
     so alignment is kept."""
     cells = [[str(h) for h in headers]]
     cells += [["-" if c is None or c == "" else _cell(str(c)) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    natural = [max(map(len, column)) for column in zip(*cells, strict=True)]
+    widths = list(natural)
     if width is not None:
         excess = sum(widths) + 2 * (len(widths) - 1) - width
         for col in shrink:
@@ -94,8 +95,14 @@ def table_lines(
             give = min(max(widths[col] - max(len(headers[col]), 6), 0), excess)
             widths[col] -= give
             excess -= give
+    styles = styles or {}
+    styled_rows = {r for r, _ in styles}
     out = []
     for r, row in enumerate(cells):
+        if widths == natural and r - 1 not in styled_rows:  # nothing to cut or colour
+            line = "  ".join([cell.ljust(w) for cell, w in zip(row, widths, strict=True)])
+            out.append(line.rstrip())
+            continue
         parts = []
         for c, (cell, w) in enumerate(zip(row, widths, strict=True)):
             if len(cell) <= w:
@@ -106,7 +113,7 @@ def table_lines(
             else:
                 text = cell[: w - 1] + "…"
             padded = text.ljust(w)
-            style = (styles or {}).get((r - 1, c)) if r else None
+            style = styles.get((r - 1, c)) if r else None
             parts.append(paint(text, style) + padded[len(text) :] if style else padded)
         out.append("  ".join(parts).rstrip())
     return out

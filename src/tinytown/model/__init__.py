@@ -1,4 +1,4 @@
-"""The data model: attrs records and the one cattrs converter that puts them on the wire."""
+"""The data model: attrs records and the one converter that puts them on the wire."""
 
 from tinytown.model.agent import AGENT_TRANSITIONS as AGENT_TRANSITIONS
 from tinytown.model.agent import Agent as Agent

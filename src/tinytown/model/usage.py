@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 
@@ -54,3 +56,11 @@ class Budget:
         if self.tokens is not None and usage.tokens >= self.tokens:
             return f"{usage.tokens:,} of {self.tokens:,} tokens"
         return None
+
+
+class Keep(enum.Enum):
+    KEEP = "keep"
+
+
+#: "Leave this limit as it is" when a budget is set (None removes a limit).
+KEEP = Keep.KEEP

@@ -34,6 +34,7 @@ from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RunningProcess
 from tinytown.runtime.proctree import signal_tree
 from tinytown.runtime.rounds import Change
+from tinytown.runtime.starts import Ready, Start, Starts
 from tinytown.runtime.wakeups import Token
 from tinytown.services.agentcli.spec import CliSpec
 from tinytown.services.executables import check_cli_installed
@@ -45,8 +46,9 @@ class AgentActor(RoundGates):
     what a round waits for). The supervisor runs it (again after a crash) and calls its
     control methods; it never outlives the supervisor's nursery."""
 
-    def __init__(self, ctx: Context, agent_id: str, life: Lifecycle) -> None:
+    def __init__(self, ctx: Context, agent_id: str, life: Lifecycle, starts: Starts) -> None:
         self.ctx = ctx
+        self.starts = starts  # start-up reads and writes shared with other actors
         self.id = agent_id
         self.life = life
         self.keys = ctx.town.keys
@@ -74,27 +76,32 @@ class AgentActor(RoundGates):
         self.failed_rounds = self.transient_rounds = 0
         self.retry_at = self._noted = None
         self.mailbox = Mailbox(self.ctx, self.id, lambda: self.name)
-        agent = await self.ctx.town.agents.get(self.id)
+        # One read with the other actors starting now (runtime/starts.py); it also
+        # re-reads tinytown.toml when it changed (a CLI added with `tt config`).
+        start = await self.starts.read(self.id)
+        if start is None:
+            return  # no such agent (pruned, or a reconcile request for a wrong id)
+        agent = start.agent
         self.name = agent.name
         if agent.state.terminal or self.life.state in (Life.KILLED, Life.STOPPING):
             return
-        self.ctx.refresh_config()  # a CLI added with `tt config` since the town started
         try:
-            self.spec = self.ctx.cli_spec(agent.cli)
+            self.spec = self.starts.cli_spec(agent.cli)
         except ConfigError as exc:
             reason = str(exc)
             await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
         self.argv = list(self.spec.argv)
         try:
-            check_cli_installed(
-                self.argv, self.spec.name, cwd=self.ctx.workdir(agent), env=self.ctx.agent_env
+            self.starts.check_installed(
+                check_cli_installed, self.argv, self.spec.name, self.ctx.workdir(agent)
             )
         except CliNotFoundError:
             reason = self.ctx.config.explain_missing_cli(self.spec.name, self.argv[0])
             await self._change(lambda a: a.transition("error", state_reason=reason), "error")
             return
-        held = await self.mailbox.recover()
+        # What a previous run left in flight (read again: the mailbox is new and holds it).
+        held = await self.mailbox.recover() if start.inflight else []
         await self._retry_interrupted(held)
         if agent.state is AgentState.DRAINING or self.life.state is Life.DRAINING:
             await self._end_closed(held)
@@ -102,17 +109,26 @@ class AgentActor(RoundGates):
         if agent.state is AgentState.PAUSED:
             self.life.try_fire("interrupt")
         elif self.life.try_fire("ready"):
-            await self._change(
-                lambda a: (
-                    a.transition("ready", current_task=None, started_at=a.started_at or now())
-                    if self.life.state is Life.IDLE and a.state is not AgentState.PAUSED
-                    else a
-                ),
-                "ready",
-            )
-        await self._loop(held)
+            await self._ready(start)
+        # An inbox seen empty after the token was taken: the first take would find
+        # nothing, so wait on that token instead (a message pushed since has fired it).
+        await self._loop(held, start.token if start.inbox_empty and not held else None)
 
-    async def _loop(self, held: Held) -> None:
+    async def _ready(self, start: Start) -> None:
+        """Record ``ready`` (unless paused or stopped meanwhile): with the other actors
+        starting now in one atomic write; alone if the record changed under the batch."""
+
+        def ready(a: Agent) -> Agent:
+            if self.life.state is Life.IDLE and a.state is not AgentState.PAUSED:
+                return a.transition("ready", current_task=None, started_at=a.started_at or now())
+            return a
+
+        if not await self.starts.ready(Ready(self.id, ready, start)):
+            await self._change(ready, "ready")
+
+    async def _loop(self, held: Held, empty: Token | None = None) -> None:
+        """Take, handle and wait until the lifecycle ends the run. ``empty``: a token
+        taken before the inbox was seen empty (the first take is skipped)."""
         while True:
             state = self.life.state
             if state is Life.DRAINING:
@@ -124,7 +140,10 @@ class AgentActor(RoundGates):
             if state is Life.PAUSED:
                 await self.ctx.hub.wait(self.id, token)
                 continue
-            taken = await self.mailbox.take()
+            if empty is not None:
+                token, empty, taken = empty, None, []
+            else:
+                taken = await self.mailbox.take()
             held += taken
             held = await self.mailbox.answer_runtime_messages(held, self._status)
             if any(m.actionable for _, m in held):

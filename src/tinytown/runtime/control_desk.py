@@ -17,10 +17,14 @@ import trio
 
 from tinytown.errors import ReplyLostError, TinytownError
 from tinytown.model.control import ControlRequest, parse_request, request_id
+from tinytown.runtime.batching import Batcher
 from tinytown.runtime.context import Context
 from tinytown.services.control import CONTROL_WAKE
+from tinytown.store.records import Op
 
 CLAIM_BATCH = 100
+#: Answers written in one atomic step (a batch spawn's thousands of reconcile requests).
+ANSWER_BATCH = 500
 Perform = Callable[[ControlRequest], Awaitable[dict[str, Any]]]
 
 
@@ -29,6 +33,11 @@ class ControlDesk:
         self.ctx = ctx
         self.perform = perform
         self._handling: set[str] = set()  # raw requests claimed and not yet answered
+        self._answers: Batcher[list[Op], None] = Batcher(self._answer_many, ANSWER_BATCH)
+
+    def loops(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """What the supervisor must keep running beside :meth:`run` (the answer writer)."""
+        return [("control answers", self._answers.run)]
 
     async def run(self, nursery: trio.Nursery) -> None:
         """Claim and handle requests until cancelled; each is handled in ``nursery``.
@@ -71,14 +80,20 @@ class ControlDesk:
         await self._answer(raw, rid, reply)
 
     async def _answer(self, raw: str, rid: str | None, reply: dict[str, Any] | None) -> None:
-        ops = self.ctx.queues.answer_ops(raw, rid, reply)
+        """Answer and un-claim the request, in one atomic step with the other answers of
+        the moment. Cancellable: the request then stays claimed (handled again by the
+        next runtime, or answered by the batch already sent)."""
+        await self._answers.submit(self.ctx.queues.answer_ops(raw, rid, reply))
+        self._handling.discard(raw)
+
+    async def _answer_many(self, answers: list[list[Op]]) -> list[None]:
+        ops = [op for answer in answers for op in answer]
         while True:
             try:
                 await self.ctx.store.run_ops(ops)
-                break
+                return [None] * len(answers)
             except ReplyLostError:
                 continue  # answering twice is harmless (answer_ops is idempotent)
-        self._handling.discard(raw)
 
     async def _event(self, why: str, raw: str) -> None:
         try:

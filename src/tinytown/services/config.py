@@ -13,15 +13,17 @@ import os
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from tinytown.errors import ConfigError, NotInitializedError
 from tinytown.services import legacy
 from tinytown.services.agentcli.presets import PRESET_COMMANDS
-from tinytown.services.agentcli.spec import CliSpec, CliSpecError, build
 from tinytown.services.text import text_problem
+
+if TYPE_CHECKING:
+    from tinytown.services.agentcli.spec import CliSpec
 
 CONFIG_FILE = "tinytown.toml"
 
@@ -232,8 +234,10 @@ class TownConfig:
                 raise ConfigError(f"{self.path}: {exc}") from None
         for name, entry in (self.data.get("agent_clis") or {}).items():
             if isinstance(entry, dict):
+                from tinytown.services.agentcli.spec import CliSpecError, check_table
+
                 try:
-                    build(name, [name], entry)
+                    check_table(name, entry)
                 except CliSpecError as exc:
                     raise ConfigError(f"{self.path}: {exc}") from None
 
@@ -396,6 +400,10 @@ class TownConfig:
         ``default_cli``) and read its rounds: its ``[agent_clis.X]`` table's ``format``,
         ``prompt`` and failure patterns, else what its command's flags say. Raises
         ConfigError (naming the file) for a table that cannot be used."""
+        # Imported here: the spec pulls the round classifiers (patterns, reset times,
+        # zoneinfo), which the runtime needs and a one-shot command such as `tt send` not.
+        from tinytown.services.agentcli.spec import CliSpecError, build
+
         name, argv = self.resolve_cli(cli)
         entry = (self.data.get("agent_clis") or {}).get(name)
         try:

@@ -11,7 +11,6 @@ agent the runtime paused for spending; ``tt resume`` does.
 from __future__ import annotations
 
 import builtins
-import enum
 import math
 import re
 from collections.abc import Sequence
@@ -21,6 +20,8 @@ import attrs
 
 from tinytown.errors import InvalidInputError
 from tinytown.model import Agent, AgentState, Budget, Task, Usage
+from tinytown.model.usage import KEEP as KEEP  # defined with Budget: town.py needs it cheaply
+from tinytown.model.usage import Keep as Keep
 from tinytown.services.agents import AgentService, check_budget, gone
 from tinytown.services.config import TownConfig
 from tinytown.services.tasks import TaskService
@@ -32,14 +33,6 @@ Scope = Literal["agent", "task", "town"]
 SCOPES: tuple[Scope, ...] = ("agent", "task", "town")
 #: Agents paused for spending carry a state reason starting with this word.
 BUDGET_REASON = "budget"
-
-
-class Keep(enum.Enum):
-    KEEP = "keep"
-
-
-#: "Leave this limit as it is" (None removes a limit).
-KEEP = Keep.KEEP
 
 _TOKENS_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(k|m)?\s*(?:tokens?|tok)?$", re.IGNORECASE)
 _USD_RE = re.compile(r"^\$?\s*(\d+(?:\.\d+)?)\s*(?:usd|\$|dollars?)?$", re.IGNORECASE)

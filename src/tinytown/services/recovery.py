@@ -18,6 +18,14 @@ from tinytown.store.records import GuardFailed, Op, Store
 STALE_AFTER = 30.0
 
 
+def heartbeat_age(agent: Agent, beat: str | None) -> float | None:
+    """Seconds since the agent's last heartbeat: the fresher of its record's
+    ``last_heartbeat`` (refreshed about once a minute) and ``beat``, its entry in the
+    heartbeat hash (every ``runtime.heartbeat_interval``; see ``indexes.heartbeats``)."""
+    ages = [a for a in (age_seconds(agent.last_heartbeat), age_seconds(beat)) if a is not None]
+    return min(ages) if ages else None
+
+
 @attrs.frozen
 class Orphan:
     agent: Agent
@@ -97,11 +105,11 @@ class RecoveryService:
     async def orphans(self, stale_after: float = STALE_AFTER) -> list[Orphan]:
         """Live-state agents with no runtime, or whose heartbeat stopped."""
         running = await control.runtime_holder(self.store)
+        live = [a for a in await self.agents.list() if not a.state.terminal]
+        beats = await indexes.heartbeats(self.store, [a.id for a in live])
         out = []
-        for agent in await self.agents.list():
-            if agent.state.terminal:
-                continue
-            age = age_seconds(agent.last_heartbeat)
+        for agent in live:
+            age = heartbeat_age(agent, beats.get(agent.id))
             if running is None:
                 out.append(Orphan(agent, age, "the town is not running"))
             elif age is None or age > stale_after:

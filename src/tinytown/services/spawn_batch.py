@@ -1,8 +1,8 @@
 """Registering many agents in one atomic step (``AgentService.spawn_many``).
 
 One spawn costs about five round trips and its own script: 10,000 agents spawned one by
-one took 36 s. A batch costs one nickname pick per agent (a read-only script; only a
-numbering counter moves) and then ONE atomic write for the whole batch: every record,
+one took 36 s. A batch costs one nickname-picking script per PICK_CHUNK agents (read-only
+but for a numbering counter) and then ONE atomic write for the whole batch: every record,
 both index entries and the spawn event of each agent, and one reconcile request per
 agent with a single wake-up for the running town.
 
@@ -15,7 +15,8 @@ makes the batch pick again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Sequence
 
 import attrs
 
@@ -30,6 +31,8 @@ from tinytown.store.records import GuardFailed, Op, Store
 ATTEMPTS = 20
 #: Names of the list tried (from the agent's own on) before numbered ones.
 SCAN = 32
+#: Agents whose nicknames one script picks (one round trip; a few ms of server time).
+PICK_CHUNK = 500
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -99,41 +102,24 @@ async def register(
 
 async def _pick_nicknames(store: Store, agent_ids: list[str]) -> list[tuple[str, str | None]]:
     """A free nickname for each agent (and the stale holder its entry names), distinct
-    within the batch: one read-only script per agent."""
-    used: set[str] = set()
-    windows = _Windows(used)
-    out = []
-    for agent_id in agent_ids:
-        candidates = windows.next(agent_id)
-        while True:  # a numbered name from the server's counter is new each time
-            nick, stale = await indexes.pick_nickname(store, candidates)
-            if nick.lower() not in used:
-                break
-        used.add(nick.lower())
-        out.append((nick, stale))
+    within the batch: one script per PICK_CHUNK agents. The script keeps the batch's
+    picks in a set of their own (they are in no index before the batch's write), so
+    each agent's candidates are simply the SCAN names from its own on."""
+    batch = indexes.picked_key(store, new_id())
+    windows: dict[str, list[str]] = {}
+    out: list[tuple[str, str | None]] = []
+    for start in range(0, len(agent_ids), PICK_CHUNK):
+        chunk = agent_ids[start : start + PICK_CHUNK]
+        candidates = [_window(windows, agent_id) for agent_id in chunk]
+        out += await indexes.pick_nicknames(store, batch, candidates)
+    await indexes.forget_picked(store, batch)  # left behind by an error, it expires
     return out
 
 
-class _Windows:
-    """The first SCAN names of an agent's candidate list that the batch has not used.
-
-    Every id's list is the same sequence from its own name on (model/nicknames.py), so
-    one cursor per starting name is kept: names the batch used are passed over once,
-    never scanned again (a batch of 10,000 scanned from the start each time was
-    quadratic: 20 s)."""
-
-    def __init__(self, used: set[str]) -> None:
-        self._used = used
-        self._lists: dict[str, tuple[Iterator[str], list[str]]] = {}
-
-    def next(self, agent_id: str) -> list[str]:
-        start = nickname_for(agent_id)
-        if start not in self._lists:
-            self._lists[start] = (nickname_candidates(agent_id), [])
-        rest, window = self._lists[start]
-        window[:] = [c for c in window if c.lower() not in self._used]
-        while len(window) < SCAN:
-            name = next(rest)
-            if name.lower() not in self._used:
-                window.append(name)
-        return list(window)
+def _window(windows: dict[str, list[str]], agent_id: str) -> list[str]:
+    """The first SCAN names of the agent's candidate list (the same for every id with
+    the same own name: computed once per name)."""
+    own = nickname_for(agent_id)
+    if own not in windows:
+        windows[own] = list(itertools.islice(nickname_candidates(agent_id), SCAN))
+    return windows[own]

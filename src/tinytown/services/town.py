@@ -29,10 +29,10 @@ from tinytown.errors import (
 from tinytown.model import Agent, Budget, Message, SpawnMode, Usage, now
 from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Body
+from tinytown.model.usage import KEEP, Keep
 from tinytown.services import control
 from tinytown.services.agents import AgentService
 from tinytown.services.config import CONFIG_FILE, TownConfig, find_town_root
-from tinytown.services.costs import KEEP, Budgets, CostReport, CostService, Keep, Scope
 from tinytown.services.endpoint import embedded_server, redis_url
 from tinytown.services.messages import BROADCAST_KIND, MessageService, make_body
 from tinytown.services.tasks import TaskService
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from tinytown.services.access import AgentAccess
     from tinytown.services.backlog import BacklogService
+    from tinytown.services.costs import Budgets, CostReport, CostService, Scope
     from tinytown.services.doctor import Report
     from tinytown.services.handle import AgentHandle
     from tinytown.services.lifecycle import AgentLifecycle
@@ -90,12 +91,18 @@ class Town:
         self.agents = AgentService(self.store, config)
         self.tasks = TaskService(self.store, self.agents)
         self.messages = MessageService(self.store, self.agents)
-        self.spending = CostService(self.store, self.agents, self.tasks, config)
         #: Whether opening the town started its embedded Redis (front ends say so).
         self.started_server = False
 
     # -- the other services, each made (and its module imported) when first used: a
     # one-shot command such as `tt send` pays only for the modules it touches.
+
+    @cached_property
+    def spending(self) -> CostService:
+        """Costs and budgets (``tt costs``, ``tt budget``, status's totals)."""
+        from tinytown.services.costs import CostService
+
+        return CostService(self.store, self.agents, self.tasks, self.config)
 
     @cached_property
     def backlog(self) -> BacklogService:

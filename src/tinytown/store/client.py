@@ -23,7 +23,6 @@ have run) is retried only for idempotent commands (:data:`IDEMPOTENT`, scripts d
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +37,11 @@ if TYPE_CHECKING:
     import trio
 
     from tinytown.store.connection import Connection
+
+try:  # CPython's own SHA-1: hashlib would load OpenSSL (~3 ms of every `tt` command)
+    from _sha1 import sha1 as _sha1
+except ImportError:  # a Python built without it
+    from hashlib import sha1 as _sha1
 
 __all__ = [
     "IDEMPOTENT",
@@ -103,7 +107,7 @@ class Script:
 
     @sha.default
     def _sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+        return _sha1(self.source.encode()).hexdigest()
 
 
 class Redis:

@@ -1,7 +1,8 @@
 """Named reads of a town's indexes and lists: the agent and task indexes, the backlog,
 inboxes and in-flight lists, the event stream. Services call these instead of raw
 Redis commands (store/records.py changes records; this module only reads, except
-:func:`return_inflight` and :func:`set_meta`).
+:func:`return_inflight`, :func:`set_meta`, :func:`beat` and a batch spawn's set of picked
+nicknames).
 
 Cancellation: every function is cancellable at any await; a cancelled read changes
 nothing, and each write is one atomic command or script (done entirely or not at all)."""
@@ -82,6 +83,72 @@ async def pick_nickname(store: Store, candidates: Sequence[str]) -> tuple[str, s
     return str(nick), (str(stale) or None)
 
 
+#: :data:`PICK_NICKNAME` for many agents in one call. KEYS[3] is a set of the nicknames
+#: picked for the same batch by earlier calls (not in the index before the batch's write):
+#: they count as taken, and each pick joins it. ARGV: the agent key prefix, the set's
+#: lifetime in seconds, then per agent the number of its candidates and the candidates.
+#: Returns {nickname, stale holder or ""} per agent.
+PICK_NICKNAMES = Script(
+    """
+local function free(nick)
+  local low = string.lower(nick)
+  if redis.call('SISMEMBER', KEYS[3], low) == 1 then return false, '' end
+  local holder = redis.call('HGET', KEYS[1], low)
+  if not holder then return true, '' end
+  if redis.call('EXISTS', ARGV[1] .. holder) == 0 then return true, holder end
+  return false, holder
+end
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local first, nick, stale = ARGV[i + 1], nil, ''
+  for j = i + 1, i + n do
+    local ok, s = free(ARGV[j])
+    if ok then nick, stale = ARGV[j], s; break end
+  end
+  while not nick do
+    local k = redis.call('HINCRBY', KEYS[2], string.lower(first), 1) + 1
+    local ok, s = free(first .. k)
+    if ok then nick, stale = first .. k, s end
+  end
+  redis.call('SADD', KEYS[3], string.lower(nick))
+  out[#out + 1] = nick
+  out[#out + 1] = stale
+  i = i + n + 1
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return out
+"""
+)
+#: How long a batch's set of picked nicknames lives if the batch never removes it.
+PICKED_TTL = 600
+
+
+async def pick_nicknames(
+    store: Store, batch: str, candidates: Sequence[Sequence[str]]
+) -> list[tuple[str, str | None]]:
+    """:func:`pick_nickname` for each candidate list (none empty), in ONE round trip;
+    the nicknames differ from each other and from those picked before under the same
+    ``batch`` key (see :func:`forget_picked`). Cancellable."""
+    args: list[str] = [store.keys.agent(""), str(PICKED_TTL)]
+    for names in candidates:
+        args += [str(len(names)), *names]
+    keys = [store.keys.nicknames, f"{store.keys.nicknames}:next", batch]
+    flat = await store.redis.run_script(PICK_NICKNAMES, keys, args)
+    return [(str(flat[i]), str(flat[i + 1]) or None) for i in range(0, len(flat), 2)]
+
+
+def picked_key(store: Store, batch_id: str) -> str:
+    """The set of nicknames picked for one batch spawn (until its write)."""
+    return f"{store.keys.nicknames}:picked:{batch_id}"
+
+
+async def forget_picked(store: Store, batch: str) -> None:
+    """Drop a batch's set of picked nicknames (it also expires by itself)."""
+    await store.redis.execute("DEL", batch)
+
+
 async def nickname_holder(store: Store, nickname: str) -> tuple[str | None, bool]:
     """(the agent id the index gives ``nickname`` to, whether that agent still exists)."""
     holder = await store.redis.execute("HGET", store.keys.nicknames, nickname.lower())
@@ -96,6 +163,32 @@ async def index_sizes(store: Store) -> tuple[int, int]:
         [["HLEN", store.keys.agents], ["HLEN", store.keys.nicknames]]
     )
     return int(agents), int(nicknames)
+
+
+def heartbeats_key(store: Store) -> str:
+    """The hash of live agents' heartbeats: agent id -> ``now()`` stamp of the last beat."""
+    return f"{store.keys.prefix}heartbeats"
+
+
+async def beat(store: Store, agent_ids: Sequence[str], stamp: str) -> None:
+    """Make the heartbeat hash hold exactly ``agent_ids``, each beating at ``stamp``: one
+    round trip (MULTI: DEL, HSET), whatever the town's size, and no record rewritten.
+    Not retried after a lost reply (the next beat writes it again)."""
+    key = heartbeats_key(store)
+    commands: list[list[Any]] = [["MULTI"], ["DEL", key]]
+    if agent_ids:
+        commands.append(["HSET", key, *[x for i in agent_ids for x in (i, stamp)]])
+    await store.redis.pipeline([*commands, ["EXEC"]])
+
+
+async def heartbeats(store: Store, agent_ids: Sequence[str]) -> dict[str, str]:
+    """Agent id -> its last beat, for those of ``agent_ids`` a running town beats for
+    (one HMGET). The agent record's ``last_heartbeat`` is refreshed far less often
+    (runtime/supervisor.py): readers take the fresher of the two."""
+    if not agent_ids:
+        return {}
+    stamps = await store.redis.execute("HMGET", heartbeats_key(store), *agent_ids)
+    return {i: s for i, s in zip(agent_ids, stamps, strict=True) if s}
 
 
 async def answered_questions(store: Store, message_ids: Sequence[str]) -> set[str]:
@@ -123,6 +216,21 @@ async def queued_and_inflight(store: Store, agent_id: str) -> tuple[int, list[st
         [["LLEN", store.keys.inbox(agent_id)], ["LRANGE", store.keys.inflight(agent_id), 0, -1]]
     )
     return int(queued), list(inflight)
+
+
+async def start_snapshot(
+    store: Store, agent_ids: Sequence[str]
+) -> tuple[list[str | None], list[list[str]], list[int]]:
+    """For starting actors, in one round trip: each agent's raw record (None where
+    absent), its in-flight messages and its inbox length."""
+    keys = store.keys
+    commands: list[list[Any]] = [["MGET", *[keys.agent(i) for i in agent_ids]]]
+    for agent_id in agent_ids:
+        commands.append(["LRANGE", keys.inflight(agent_id), 0, -1])
+        commands.append(["LLEN", keys.inbox(agent_id)])
+    replies = await store.redis.pipeline(commands)
+    records, rest = list(replies[0]), replies[1:]
+    return records, [list(r) for r in rest[::2]], [int(n) for n in rest[1::2]]
 
 
 async def raw_list(store: Store, key: str) -> list[str]:

@@ -109,6 +109,12 @@ def register(sub: Any) -> None:
         metavar="ID",
         help="continue this CLI session (e.g. a claude session id); implies --mode resumed",
     )
+    p.add_argument(
+        "--count",
+        type=int,
+        metavar="N",
+        help="create N agents NAME-1 .. NAME-N in one atomic step (with --cli, --role only)",
+    )
     add_json_flag(p)
     p.set_defaults(handler=cmd_spawn, town="required")
 
@@ -165,6 +171,8 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
     town = ctx.need_town()
     if args.resume_session is not None and args.mode not in (None, SpawnMode.RESUMED.value):
         raise UsageError("--resume-session continues a session: give --mode resumed or no --mode.")
+    if args.count is not None:
+        return await _spawn_count(ctx, args)
     budget = parse_budget(args.budget or [])
     agent = await town.agents.spawn(
         args.name,
@@ -204,6 +212,46 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.line("The running town starts it now.")
     else:
         ctx.out.line("Town is not running; the agent starts with 'tt run'.")
+    return 0
+
+
+async def _spawn_count(ctx: Context, args: argparse.Namespace) -> int:
+    """``tt spawn NAME --count N``: agents NAME-1 .. NAME-N in one atomic write
+    (AgentService.spawn_many): all or none."""
+    town = ctx.need_town()
+    if args.count < 1:
+        raise UsageError("--count needs 1 or more agents.")
+    given = [
+        f"--{key.replace('_', '-')}"
+        for key in ("nickname", "parent", "mode", "max_rounds", "scope", "budget")
+        if getattr(args, key) is not None
+    ]
+    given += ["--resume-session"] if args.resume_session is not None else []
+    given += ["--worktree/--no-worktree"] if args.worktree is not None else []
+    if given:
+        raise UsageError(f"--count spawns with --cli and --role only, not {', '.join(given)}.")
+    names = [f"{args.name}-{i}" for i in range(1, args.count + 1)]
+    agents = await town.agents.spawn_many(names, args.cli, role=args.role)
+    running = await town.runtime() is not None
+    from tinytown.services.doctor import root_notice
+
+    if notice := root_notice(agents[0].cli, town.config.cli_spec(agents[0].cli).argv):
+        ctx.out.warn(notice)
+    safety = await town.agents.safety_notice_once(agents[0].cli)
+    if ctx.json:
+        ctx.out.json([record(a) for a in agents])
+        if safety:
+            print(safety, file=ctx.out.stderr, flush=True)
+        return 0
+    role = f", role {agents[0].role_id}" if agents[0].role_id else ""
+    span = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    ctx.out.line(f"Spawned {len(agents)} agent(s) {span}, cli {agents[0].cli}{role}.")
+    if safety:
+        ctx.out.line(safety)
+    if running:
+        ctx.out.line("The running town starts them now.")
+    else:
+        ctx.out.line("Town is not running; they start with 'tt run'.")
     return 0
 
 

@@ -179,7 +179,7 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
     else:
         urgent = "urgent " if args.urgent else ""
         ctx.out.line(
-            f"Sent {urgent}{message.type.value} to {await ctx.name_of(message.recipient)}"
+            f"Sent {urgent}{message.type.value} to {await ctx.name_of_one(message.recipient)}"
             f" (message {message.id[:8]})."
         )
     return 0

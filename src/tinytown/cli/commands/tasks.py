@@ -10,7 +10,6 @@ from tinytown.cli.context import Context
 from tinytown.cli.output import add_json_flag, ago, clip, plural, record, short, stamp_local
 from tinytown.errors import InvalidInputError
 from tinytown.model import Task, TaskState
-from tinytown.services.costs import describe_usage
 
 TASK_HELP = "task id or unique id prefix (4+ hex)"
 AGENT_HELP = "agent name, nickname, id or id prefix"
@@ -272,6 +271,8 @@ async def _print_task(ctx: Context, task: Task) -> None:
     whose = "" if task.max_attempts else " (runtime.max_attempts)"
     out.line(f"  attempts:    {task.attempts} of {most}{whose}")
     if not task.usage.empty:
+        from tinytown.services.costs import describe_usage  # not on `tt task complete`'s path
+
         u = task.usage
         out.line(
             f"  spent:       {describe_usage(u)} (in {u.input_tokens:,}, out"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 
 _UNIT = {
     "ms": 0.001, "millisecond": 0.001, "s": 1, "sec": 1, "second": 1, "m": 60, "min": 60,
@@ -90,6 +89,8 @@ def _until_clock(
         hour = hour % 12 + (12 if meridiem.lower().startswith("p") else 0)
     if hour > 23 or minute > 59:
         return None
+    import zoneinfo  # here: only a reset time naming a zone needs it (~2 ms to import)
+
     tz: dt.tzinfo | None
     try:
         tz = zoneinfo.ZoneInfo(zone) if zone else None

@@ -3,8 +3,12 @@ prompts (issue 11, point 9)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tinytown.services.agentcli.presets import BYPASS_FLAGS, SAFER, program
-from tinytown.services.agentcli.spec import CliSpec
+
+if TYPE_CHECKING:  # spec.py pulls the round classifiers (zoneinfo ...): `tt send` needs none
+    from tinytown.services.agentcli.spec import CliSpec
 
 
 def safety_notice(spec: CliSpec) -> str | None:

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from tinytown.services.agentcli import presets
-from tinytown.services.agentcli.classify import BUILTIN, Patterns, classify, compile_patterns
-from tinytown.services.agentcli.report import Outcome, RoundReport
-from tinytown.services.agentcli.results import READERS
+
+# The classifiers (their pattern tables, reset times, zoneinfo), the output readers and
+# the report classes are imported when a round is read or a spec built, not with this
+# module: every command loads the town's config, which checks its [agent_clis.X] tables
+# with check_table (no round).
+if TYPE_CHECKING:
+    from tinytown.services.agentcli.classify import Patterns
+    from tinytown.services.agentcli.report import RoundReport
 
 #: How each format's CLI continues a session and takes an MCP config: the format names
 #: the CLI family (a custom ``claude-json`` CLI is a claude).
@@ -44,6 +50,13 @@ class CliSpecError(ValueError):
     """A ``[agent_clis.X]`` table that cannot be used (one sentence)."""
 
 
+def _builtin() -> Patterns:
+    """The built-in failure patterns (imported on first use: see the imports above)."""
+    from tinytown.services.agentcli.classify import BUILTIN
+
+    return BUILTIN
+
+
 @attrs.frozen
 class CliSpec:
     """How to run one agent CLI and read its rounds.
@@ -57,7 +70,7 @@ class CliSpec:
     argv: tuple[str, ...]
     format: str = "text"
     prompt_on_stdin: bool = True
-    patterns: Patterns = attrs.field(default=BUILTIN, repr=False)
+    patterns: Patterns = attrs.field(factory=_builtin, repr=False)
 
     @property
     def mcp(self) -> str | None:
@@ -114,6 +127,9 @@ class CliSpec:
         now: dt.datetime | None = None,
     ) -> RoundReport:
         """The round's report from its exit status and output (never raises)."""
+        from tinytown.services.agentcli.classify import classify
+        from tinytown.services.agentcli.results import READERS
+
         parsed = READERS[self.format](stdout, stderr)
         return classify(parsed, returncode, timed_out, stdout, stderr, self.patterns, now)
 
@@ -121,6 +137,8 @@ class CliSpec:
         """A report ending the round at once when ``line`` (stdout or stderr) proves it
         cannot succeed: codex waiting for the network never exits by itself."""
         if self.format == "codex-jsonl" and _NO_NETWORK in line:
+            from tinytown.services.agentcli.report import Outcome, RoundReport
+
             words = line.strip()
             try:
                 event = json.loads(words)
@@ -173,7 +191,22 @@ def _toml(value: Any) -> str:
 def build(name: str, argv: list[str], table: Mapping[str, Any] | None = None) -> CliSpec:
     """The spec of CLI ``name`` running ``argv``, with its ``[agent_clis.X]`` table's
     format, prompt and patterns. Raises :class:`CliSpecError` naming the bad key."""
-    table = table or {}
+    fmt, prompt, extra = _read_table(name, argv, table or {})
+    builtin = _builtin()
+    patterns = builtin.extended(**extra) if extra else builtin
+    return CliSpec(name, tuple(argv), fmt, prompt == "stdin", patterns)
+
+
+def check_table(name: str, table: Mapping[str, Any]) -> None:
+    """Raise :class:`CliSpecError` (naming the bad key) if ``[agent_clis.name]`` cannot be
+    used: :func:`build`'s checks, without building (or importing) the classifiers."""
+    _read_table(name, [name], table)
+
+
+def _read_table(
+    name: str, argv: list[str], table: Mapping[str, Any]
+) -> tuple[str, str, dict[str, tuple[re.Pattern[str], ...]]]:
+    """(format, prompt, the table's own patterns by kind: only kinds it has) of a table."""
     where = f"[agent_clis.{name}]"
     unknown = sorted(set(table) - set(TABLE_KEYS) - set(RUST_KEYS))
     if unknown:
@@ -195,9 +228,11 @@ def build(name: str, argv: list[str], table: Mapping[str, Any] | None = None) ->
         value = table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise CliSpecError(f"{where} {key} must be a list of strings, not {value!r}.")
-        try:
-            extra[kind] = compile_patterns(value, f"{where} {key}")
-        except ValueError as exc:
-            raise CliSpecError(f"{exc}.") from None
-    patterns = BUILTIN.extended(**extra) if any(extra.values()) else BUILTIN
-    return CliSpec(name, tuple(argv), fmt, prompt == "stdin", patterns)
+        if value:
+            from tinytown.services.agentcli.classify import compile_patterns
+
+            try:
+                extra[kind] = compile_patterns(value, f"{where} {key}")
+            except ValueError as exc:
+                raise CliSpecError(f"{exc}.") from None
+    return fmt, prompt, extra
