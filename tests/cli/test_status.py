@@ -3,6 +3,7 @@ colour on a terminal only (NO_COLOR respected)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import pty
 import subprocess
@@ -19,11 +20,13 @@ from tests.cli.clihelp import ok, ok_json, parallel
 from tests.gitrepo import commit_file
 from tinytown.cli import status
 from tinytown.cli.status import NOT_HOSTED, agent_table, live_task, state_shown
-from tinytown.model import Agent, AgentState, Task, TaskState, new_id
+from tinytown.model import Agent, AgentState, Task, TaskState, dumps, new_id
+from tinytown.model.ids import format_time, now
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
 from tinytown.services.workspace import worktrees
 from tinytown.services.workspace.worktrees import WorkState
+from tinytown.store import indexes
 
 ESC = "\x1b["
 
@@ -251,3 +254,27 @@ async def test_worktrees_are_read_concurrently_and_only_for_agents_with_one(
         f"id{n}": n for n in range(12)
     }
     assert await status.worktree_states(town, [base]) == {}
+
+
+async def test_deep_heartbeat_is_the_fresher_of_record_and_hash(tt, town: Town) -> None:
+    """The runtime beats in the heartbeat hash and refreshes records about once a minute:
+    --deep shows the fresher of the two (services.recovery.heartbeat_age)."""
+    alice = await town.agents.spawn("alice")
+    ten_minutes_ago = format_time(
+        datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
+    )
+    old = attrs.evolve(alice, last_heartbeat=ten_minutes_ago)
+    await town.redis.execute("SET", town.keys.agent(alice.id), dumps(old))
+
+    def shown() -> tuple[float, str]:
+        data, text = parallel(
+            partial(tt, "status", "--deep", "--json"), partial(tt, "status", "--deep")
+        )
+        line = next(x for x in ok(text).splitlines() if "heartbeat:" in x)
+        return ok_json(data)["agents"][0]["heartbeat_age_seconds"], line
+
+    age, line = shown()
+    assert 590 < age < 700 and "heartbeat: 10 min ago" in line  # the record only
+    await indexes.beat(town.store, [alice.id], now())
+    age, line = shown()
+    assert age < 60 and "min ago" not in line  # "just now", or seconds on a busy machine

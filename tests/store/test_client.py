@@ -166,14 +166,21 @@ async def test_concurrent_commands_use_separate_connections(redis: Redis, key: s
     await redis.execute("DEL", *[f"{key}:{i}" for i in range(20)])
 
 
+async def exclusive_id(redis: Redis, key: str) -> int:
+    """The id of the pooled connection a blocking command gets next (blocking commands
+    never share the auto-pipelined connection): found with a blocking no-op."""
+    client_id, _ = await redis.pipeline([["CLIENT", "ID"], ["BLPOP", f"{key}:none", "0.001"]])
+    assert len(redis._idle) == 1
+    return int(client_id)
+
+
 # -- cancellation --------------------------------------------------------------------------
 
 
 async def test_cancelled_blpop_leaves_no_stale_reply(redis: Redis, other: Redis, key: str) -> None:
     other_key = key + ":other"
     await redis.execute("SET", other_key, "its own value")
-    blpop_conn = await redis.execute("CLIENT", "ID")  # the one pooled connection
-    assert len(redis._idle) == 1
+    blpop_conn = await exclusive_id(redis, key)  # the one pooled connection
 
     with trio.move_on_after(0.2) as scope:
         await redis.execute("BLPOP", key, 30)
@@ -198,7 +205,7 @@ async def test_cancelled_pipeline_leaves_no_stale_reply(
 ) -> None:
     other_key = key + ":other"
     await redis.execute("SET", other_key, "its own value")
-    conn_id = await redis.execute("CLIENT", "ID")
+    conn_id = await exclusive_id(redis, key)
 
     with trio.move_on_after(0.2) as scope:
         await redis.pipeline([["SET", key + ":before", "1"], ["BLPOP", key, 30], ["PING"]])
@@ -472,7 +479,7 @@ async def test_lost_reply_after_the_write_ran_is_not_retried(
     runtime_client: Redis, other: Redis, key: str
 ) -> None:
     """The INCR ran, the reply of the pipeline was lost: running it again would count twice."""
-    conn_id = await runtime_client.execute("CLIENT", "ID")
+    conn_id = await exclusive_id(runtime_client, key)
 
     async def release() -> None:
         # Would let a retried pipeline finish (and be counted twice); stays unread here.
@@ -498,7 +505,7 @@ async def test_lost_reply_of_a_read_is_retried(
 ) -> None:
     # A read held by blocking (CLIENT PAUSE ALL would hold the killer too).
     first = await other.execute("XADD", key, "*", "n", "1")
-    conn_id = await runtime_client.execute("CLIENT", "ID")
+    conn_id = await exclusive_id(runtime_client, key)
     reconnected = runtime_client.reconnected
     added: list[str] = []
 
@@ -517,7 +524,7 @@ async def test_lost_reply_of_a_read_is_retried(
     )
     assert outcome == [[[key, [[added[0], ["n", "2"]]]]]]
     assert reconnected.is_set()
-    assert await runtime_client.execute("CLIENT", "ID") != conn_id
+    assert await exclusive_id(runtime_client, key) != conn_id
     await other.execute("DEL", key)
 
 
@@ -525,7 +532,7 @@ async def test_lost_reply_of_a_read_pipeline_is_retried(
     runtime_client: Redis, other: Redis, key: str
 ) -> None:
     first = await other.execute("XADD", key, "*", "n", "1")
-    conn_id = await runtime_client.execute("CLIENT", "ID")
+    conn_id = await exclusive_id(runtime_client, key)
     added: list[str] = []
 
     async def add() -> None:
@@ -550,7 +557,7 @@ async def test_lost_reply_of_a_read_pipeline_is_retried(
 async def test_lost_reply_without_reconnect_raises_even_for_reads(
     redis: Redis, other: Redis, key: str
 ) -> None:
-    conn_id = await redis.execute("CLIENT", "ID")
+    conn_id = await exclusive_id(redis, key)
     outcome = await lose_reply(
         other,
         conn_id,

@@ -570,10 +570,11 @@ async def test_connection_accessors(redis_server: EmbeddedServer) -> None:
     store.reconnect = True
     assert redis.reconnect is True
     assert store.reconnected is redis.reconnected
-    await store.events.last_id()  # opens a pooled connection
-    assert redis._idle
+    await store.events.last_id()  # opens the shared connection
+    shared = redis._shared
+    assert shared is not None
     await store.aclose()
-    assert redis._idle == []
+    assert redis._idle == [] and redis._shared is None and shared.broken
 
 
 async def test_reply_waiter(store: Store) -> None:

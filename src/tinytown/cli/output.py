@@ -208,7 +208,11 @@ def rough(seconds: float) -> str:
 
 def ago(stamp: str | None) -> str:
     """How long ago a timestamp was, e.g. ``3 min ago`` (``just now`` under 2 s)."""
-    age = age_seconds(stamp)
+    return ago_seconds(age_seconds(stamp))
+
+
+def ago_seconds(age: float | None) -> str:
+    """An age in seconds as :func:`ago` says it (``-`` for None)."""
     if age is None:
         return "-"
     return "just now" if age < 2 else f"{rough(age)} ago"

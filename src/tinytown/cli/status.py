@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tinytown.cli.context import Context
 from tinytown.cli.output import (
-    ago,
+    ago_seconds,
     clip,
     color_enabled,
     duration,
@@ -162,6 +162,12 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
     town_limit = town.spending.default_budget("town")
     agent_default = town.spending.default_budget("agent")
     work = await worktree_states(town, agents)
+    beats: dict[str, str] = {}
+    if args.deep:  # the runtime beats in a hash; records are refreshed about once a minute
+        # The fresher of the two is recovery's rule; its module only for --deep.
+        from tinytown.services.recovery import heartbeat_age
+
+        beats = await indexes.heartbeats(town.store, [a.id for a in agents])
     data: dict[str, Any] = {
         "town": town.name,
         "root": str(town.root),
@@ -190,7 +196,7 @@ async def _gather(ctx: Context, town: Town, args: argparse.Namespace) -> dict[st
         entry["workspace"] = _workspace_record(work.get(agent.id))
         if args.deep:
             entry["uptime_seconds"] = _uptime(agent)
-            entry["heartbeat_age_seconds"] = age_seconds(agent.last_heartbeat)
+            entry["heartbeat_age_seconds"] = heartbeat_age(agent, beats.get(agent.id))
             entry["log_tail"] = log_tail(town.root, agent.name)
             entry["budget_default"] = record(agent_default) if agent_default else None
             entry["worktree_summary"] = _summary(agent, work.get(agent.id))
@@ -412,7 +418,7 @@ def _print_deep(ctx: Context, agent: Agent, entry: dict[str, Any], tasks: dict[s
     out.line(
         f"  rounds: {rounds}   tasks completed: {agent.tasks_completed}"
         f"   uptime: {duration(entry['uptime_seconds'])}"
-        f"   heartbeat: {ago(agent.last_heartbeat)}"
+        f"   heartbeat: {ago_seconds(entry['heartbeat_age_seconds'])}"
     )
     out.line(
         f"  inbox: {entry['inbox']} queued, {entry['inflight']} in flight"

@@ -9,8 +9,13 @@ Outside a trio run (a one-shot command driven by store/oneshot.py) the pool open
 blocking connections instead (store/blocking.py): the same commands, retries and errors,
 with ``async`` methods that never suspend, and trio is not imported at all.
 
-Cancellation: a command cancelled half-way leaves its connection in an unknown state,
-so that connection is closed rather than returned to the pool. Nothing is half-read.
+Under trio, concurrent commands share one connection and go out together
+(auto-pipelining, store/connection.py); a command that blocks the server's replies
+(BLPOP, XREAD BLOCK, ...) gets a pooled connection of its own.
+
+Cancellation: a caller cancelled on the shared connection leaves it in step (its reply,
+if its command was written, is read and dropped). A pooled connection whose command was
+cancelled half-way is closed rather than returned to the pool. Nothing is half-read.
 
 Retries (see :class:`Redis`): a failure BEFORE a command was written (no connection, a
 pooled connection found dead, a write that did not go through) is retried for any
@@ -111,7 +116,9 @@ class Script:
 
 
 class Redis:
-    """A pool of :class:`Connection` to one server.
+    """Connections to one server: under trio one shared, auto-pipelined
+    :class:`Connection` plus a pool for blocking commands; outside trio a pool of
+    blocking connections.
 
     Which failures are retried:
 
@@ -143,6 +150,7 @@ class Redis:
         self.reconnect = reconnect
         self.max_idle = max_idle
         self._idle: list[Link] = []
+        self._shared: Connection | None = None  # trio: one connection for concurrent callers
         self._closed = False
         self._outage = False  # a failure since the last success
         self._reconnected: trio.Event | None = None  # made when first asked for
@@ -166,7 +174,7 @@ class Redis:
         connection is then discarded, and the command may or may not have run.
         """
         retry = is_idempotent(args) if idempotent is None else idempotent
-        return await self._with_retry(lambda c: c.execute(*args), retry)
+        return await self._with_retry(lambda c: c.execute(*args), retry, (args,))
 
     async def pipeline(
         self, commands: Sequence[Sequence[Arg]], *, idempotent: bool | None = None
@@ -189,7 +197,7 @@ class Redis:
                 raise ReplyLostError(f"Redis refused part of a pipeline: {refused[0]}.")
             return replies
 
-        replies = await self._with_retry(call, retry)
+        replies = await self._with_retry(call, retry, commands)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
@@ -229,6 +237,9 @@ class Redis:
         """Close every pooled connection; the client is then unusable. Shielded."""
         self._closed = True
         idle, self._idle = self._idle, []
+        if self._shared is not None:
+            idle.append(self._shared)
+            self._shared = None
         for conn in idle:
             await conn.aclose()
 
@@ -248,9 +259,19 @@ class Redis:
             await _pause(delay)
             delay = min(delay * 2, 2.0)
 
-    async def _acquire(self) -> Link:
-        """A pooled connection the server has not closed, or a new one."""
+    async def _acquire(self, commands: Sequence[Sequence[Arg]]) -> Link:
+        """The connection for ``commands``: under trio the shared one (auto-pipelining,
+        see store/connection.py) unless a command blocks the server's replies; else a
+        pooled connection the server has not closed, or a new one."""
         blocking = not in_trio()
+        if not blocking:
+            from tinytown.store.connection import blocks
+
+            if not blocks(commands):
+                for stale in [c for c in self._idle if isinstance(c, BlockingConnection)]:
+                    self._idle.remove(stale)
+                    stale.close_now()  # made outside trio: never handed to trio
+                return await self._acquire_shared()
         while self._idle:
             conn = self._idle.pop()
             if isinstance(conn, BlockingConnection) != blocking:
@@ -264,20 +285,38 @@ class Redis:
             await conn.aclose()
         return await self._connect()
 
-    async def _with_retry(self, call: Any, idempotent: bool) -> Any:
+    async def _acquire_shared(self) -> Link:
+        shared = self._shared
+        if shared is not None and not shared.broken:
+            if shared.busy or not shared.peer_closed():
+                return shared
+            # Closed while idle: nothing of ours is on it; a fresh one is always safe.
+            self._outage = True
+            self._shared = None
+            await shared.aclose()
+        conn = await self._connect()
+        if self._shared is not None and not self._shared.broken:
+            self._release(conn)  # another caller made one meanwhile: share that
+            return self._shared
+        self._shared = conn  # type: ignore[assignment]  # trio mode: a Connection
+        return conn
+
+    async def _with_retry(
+        self, call: Any, idempotent: bool, commands: Sequence[Sequence[Arg]]
+    ) -> Any:
         delay = 0.05
         while True:
-            conn = await self._acquire()
+            conn = await self._acquire(commands)
             try:
                 result = await call(conn)
             except ReplyLostError:
-                await conn.aclose()
+                await self._discard(conn)
                 self._outage = True
                 if not idempotent or not self.reconnect or self._closed:
                     raise
             except RedisUnavailableError:
                 # Not written: safe to try again whatever the command.
-                await conn.aclose()
+                await self._discard(conn)
                 self._outage = True
                 if not self.reconnect or self._closed:
                     raise
@@ -291,7 +330,8 @@ class Redis:
                 if not self.reconnect or self._closed:
                     raise RedisUnavailableError(f"Redis is not ready: {exc}.") from exc
             except BaseException:
-                await conn.aclose()
+                if conn is not self._shared or conn.broken:  # the shared one stays in step
+                    await self._discard(conn)
                 raise
             else:
                 self._release(conn)
@@ -304,7 +344,17 @@ class Redis:
             await _pause(delay)
             delay = min(delay * 2, 2.0)
 
+    async def _discard(self, conn: Link) -> None:
+        if conn is self._shared:
+            self._shared = None
+        await conn.aclose()
+
     def _release(self, conn: Link) -> None:
+        if conn is self._shared:
+            if conn.broken:
+                self._shared = None
+                conn.close_now()
+            return
         if conn.broken or self._closed or len(self._idle) >= self.max_idle:
             conn.close_now()  # not kept (aclose would need an await here)
             return
