@@ -18,11 +18,17 @@ import trio
 from bench import SCRIPTS, peers
 from bench.env import Bench, connect, mono, wait_all_idle
 from bench.figures import TASKS, TASKS_LIMIT, Row
+from tinytown.services.config import TownConfig
 
 
 def run(b: Bench) -> list[Row]:
     n, workers = (48, 8) if b.quick else (2000, 8)
     root = b.make_town("tasks")
+    # As many parallel rounds as agents: 8 slots, like every peer (the default cap,
+    # 2 x CPUs, would run 4 here).
+    config = TownConfig.load(root)
+    config.data["runtime"]["max_parallel_rounds"] = workers
+    config.save()
     # The RQ workers start first (their imports overlap the town's start-up) and are idle,
     # blocked in BLMOVE, while the town is measured.
     have_rq = importlib.util.find_spec("rq") is not None  # the bench extra
@@ -61,7 +67,8 @@ def run(b: Bench) -> list[Row]:
         "spawn_limit_per_s": round(limit, 1),
         "rq_enqueue_s": round(rq["enqueue_elapsed"], 3) if rq else None,
         "method": "N tasks put in the backlog with BacklogService.add (one loop); the running"
-        f" town (another process, bare Runtime) hands them to {workers} idle agents whose CLI"
+        f" town (another process, bare Runtime, runtime.max_parallel_rounds = {workers})"
+        f" hands them to {workers} idle agents whose CLI"
         " is `true` (one task per round, like one job per worker); done when the agents'"
         " tasks_completed grew by N. Peers, each with the same N jobs and 8 slots, the job"
         " spawning `true` and waiting: RQ (8 `rq worker` processes, a forked work horse per"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -50,6 +51,9 @@ from tinytown.store.usage import add_usage_ops, town_usage
 Change = Callable[[Agent], Agent]
 #: Waits after transient failures in a row: 2, 4, 8 ... seconds, at most this.
 TRANSIENT_MAX_WAIT = 300.0
+
+#: The town's own limits, with the ``[budget]`` section they came from (its repr).
+_TOWN_LIMITS: list[Any] = [None, None]
 
 #: How long a free login check may take after a round that could not reach its service.
 LOGIN_PROBE_TIMEOUT = 10.0
@@ -275,7 +279,16 @@ class RoundRecorder:
         return ops
 
     def _limits(self, own: Agent | None) -> budgets.Limits:
-        return budgets.limits(self.ctx.config.setting, own.budget if own else None)
+        """The limits in force (several calls per round: the town's part is worked out
+        again only when ``[budget]`` in tinytown.toml changed)."""
+        section = self.ctx.config.data.get("budget")
+        key = repr(section)  # the limits depend on this section alone (and constants)
+        if _TOWN_LIMITS[0] != key:
+            _TOWN_LIMITS[:] = [key, budgets.limits(self.ctx.config.setting)]
+        town: budgets.Limits = _TOWN_LIMITS[1]
+        if own is None or own.budget is None:
+            return town
+        return attrs.evolve(town, agent=(*town.agent, own.budget))
 
     async def _settle(
         self,
