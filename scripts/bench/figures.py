@@ -73,9 +73,9 @@ class Figure:
         return Row(self.key, self.key, self.unit, None, None, "", self.target, None, error=reason)
 
 
-LATENCY_P50 = Figure("latency_p50_ms", "ms", "<= 3x baseline")
-LATENCY_P99 = Figure("latency_p99_ms", "ms", "<= 2 ms")
-THROUGHPUT = Figure("throughput_msg_per_s", "msg/s", ">= 10,000 msg/s")
+LATENCY_P50 = Figure("latency_p50_ms", "ms", "<= 2x baseline")
+LATENCY_P99 = Figure("latency_p99_ms", "ms", "<= 1 ms")
+THROUGHPUT = Figure("throughput_msg_per_s", "msg/s", ">= 20,000 and 0.35x")
 TASKS = Figure("tasks_per_s", "tasks/s", ">= fastest peer")
 TASKS_LIMIT = Figure("tasks_vs_spawn_limit", "tasks/s", ">= 50 % of limit")
 BROADCAST = Figure("broadcast_ms", "ms", "<= 100 ms")

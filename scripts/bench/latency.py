@@ -46,14 +46,14 @@ def run(b: Bench) -> list[Row]:
     b50, b99 = pct(one_way, 0.5), pct(one_way, 0.99)
     return [
         LATENCY_P50.row(
-            "message latency p50", p50, b50, "redis-py LPUSH->BLPOP", p50 <= 3 * b50, details
+            "message latency p50", p50, b50, "redis-py LPUSH->BLPOP", p50 <= 2 * b50, details
         ),
         LATENCY_P99.row(
             "message latency p99",
             p99,
             b99,
             "redis-py LPUSH->BLPOP",
-            p99 <= 2.0,
+            p99 <= 1.0,
             {"max_ms": round(max(cross), 3)},
         ),
     ]

@@ -48,7 +48,7 @@ def run(b: Bench) -> list[Row]:
             rate,
             base,
             "pipelined LPUSH+LMOVE+LREM",
-            rate >= 10_000,
+            rate >= 20_000 and rate >= 0.35 * base,
             details,
         ),
     ]
