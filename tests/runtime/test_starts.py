@@ -296,3 +296,28 @@ async def test_reconcile_requests_are_performed_in_the_desks_loop(
     assert len(handled) == 1 and '"interrupt"' in handled[0]
     claimed = f"{town.keys.control}:claimed"
     assert await town.store.redis.execute("LLEN", claimed) == 0
+
+
+async def test_one_bad_record_does_not_fail_the_batch_it_is_read_with(
+    town: Town, watcher: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agents = await town.agents.spawn_many([f"g{i}" for i in range(6)])
+    bad = agents[2]
+    real = indexes.start_snapshot
+    corrupted: list[str] = []
+
+    async def corrupting(store: Any, agent_ids: Any) -> Any:
+        records, inflight, queued = await real(store, agent_ids)
+        if bad.id in agent_ids and not corrupted:  # read once as garbage
+            corrupted.append(bad.id)
+            records[list(agent_ids).index(bad.id)] = '{"id": 5}'
+        return records, inflight, queued
+
+    monkeypatch.setattr(indexes, "start_snapshot", corrupting)
+
+    async def body(rt: Runtime) -> None:
+        await eventually(lambda: _all_idle(watcher, [a.id for a in agents]), timeout=30)
+
+    await _serve(town, body)
+    crashes = [e.agent for e in await town.messages.recent_events(200) if e.kind == "crash"]
+    assert crashes == [bad.id]  # only its actor crashed (and restarted), not the batch
