@@ -7,6 +7,7 @@ import enum
 import json
 import subprocess
 import sys
+import threading
 from typing import Any, Literal
 
 import attrs
@@ -103,6 +104,45 @@ def test_a_union_without_a_hook_is_refused_and_a_hook_replaces_the_rules() -> No
     own.register_unstructure_hook(Inner, lambda inner: inner.n)
     assert own.structure([1, 2], list[Inner]) == [Inner(1), Inner(2)]
     assert own.unstructure({"a": Inner(3)}) == {"a": 3}
+
+
+@attrs.frozen
+class Node:
+    name: str
+    children: list[Node] = attrs.field(factory=list)
+
+
+def test_a_type_that_contains_itself() -> None:
+    data = {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}
+    assert Converter().structure(data, Node) == Node("a", [Node("b", [Node("c")])])
+
+
+def test_a_thread_reading_while_another_makes_the_plan_waits_for_it() -> None:
+    """Another thread asking for a type while its plan is being made gets the finished
+    plan, never the stand-in used for types that contain themselves (which, called before
+    the plan exists, would recurse for ever)."""
+    results: list[object] = []
+
+    def other() -> None:
+        try:
+            results.append(own.structure({"n": 1}, Inner))
+        except BaseException as exc:  # reported by the assertion below
+            results.append(exc)
+
+    class Slow(Converter):
+        def _make_structurer(self, tp: Any) -> Any:
+            if tp is Inner and not results:
+                reader = threading.Thread(target=other)
+                reader.start()
+                reader.join(0.2)  # the reader waits for the plan (or failed at once, before)
+                threads.append(reader)
+            return super()._make_structurer(tp)
+
+    threads: list[threading.Thread] = []
+    own = Slow()
+    assert own.structure({"n": 2}, Inner) == Inner(2)
+    threads[0].join(10)
+    assert results == [Inner(1)]
 
 
 def test_records_keep_their_wire_format() -> None:

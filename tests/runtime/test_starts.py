@@ -13,6 +13,7 @@ import trio.testing
 from tests.runtime.conftest import eventually
 from tinytown.model import AgentState, TaskState
 from tinytown.runtime.batching import Batcher
+from tinytown.runtime.control_desk import ControlDesk
 from tinytown.runtime.starts import Starts
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services import control
@@ -270,3 +271,53 @@ async def test_a_reconcile_request_for_no_agent_starts_nothing(
     assert runtime.supervisor.live_count() == 1
     crashes = [e for e in await town.messages.recent_events(100) if e.kind == "crash"]
     assert crashes == []
+
+
+async def test_reconcile_requests_are_performed_in_the_desks_loop(
+    town: Town, watcher: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconcile request only starts an actor: no task of its own, answered with the
+    others of its claim in one write; other requests still go through ``handle``."""
+    handled: list[str] = []
+    real = ControlDesk.handle
+
+    async def counted(self: ControlDesk, raw: str) -> None:
+        handled.append(raw)
+        await real(self, raw)
+
+    monkeypatch.setattr(ControlDesk, "handle", counted)
+
+    async def body(rt: Runtime) -> None:
+        agents = await town.agents.spawn_many([f"q{i}" for i in range(30)])
+        await eventually(lambda: _all_idle(watcher, [a.id for a in agents]), timeout=30)
+        await (await town.agent("q0")).interrupt()  # a request that wants a reply
+
+    await _serve(town, body)
+    assert len(handled) == 1 and '"interrupt"' in handled[0]
+    claimed = f"{town.keys.control}:claimed"
+    assert await town.store.redis.execute("LLEN", claimed) == 0
+
+
+async def test_one_bad_record_does_not_fail_the_batch_it_is_read_with(
+    town: Town, watcher: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agents = await town.agents.spawn_many([f"g{i}" for i in range(6)])
+    bad = agents[2]
+    real = indexes.start_snapshot
+    corrupted: list[str] = []
+
+    async def corrupting(store: Any, agent_ids: Any) -> Any:
+        records, inflight, queued = await real(store, agent_ids)
+        if bad.id in agent_ids and not corrupted:  # read once as garbage
+            corrupted.append(bad.id)
+            records[list(agent_ids).index(bad.id)] = '{"id": 5}'
+        return records, inflight, queued
+
+    monkeypatch.setattr(indexes, "start_snapshot", corrupting)
+
+    async def body(rt: Runtime) -> None:
+        await eventually(lambda: _all_idle(watcher, [a.id for a in agents]), timeout=30)
+
+    await _serve(town, body)
+    crashes = [e.agent for e in await town.messages.recent_events(200) if e.kind == "crash"]
+    assert crashes == [bad.id]  # only its actor crashed (and restarted), not the batch

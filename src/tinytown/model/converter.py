@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import threading
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,10 @@ class Converter:
         self._unstructure_hooks: dict[type, Unstructure] = {}
         self._structurers: dict[Any, Structure] = {}
         self._unstructurers: dict[type, Unstructure] = {}
+        # Plans are made under a lock (a thread may read records while another makes one);
+        # a type being made stands for itself in _building, seen only by its maker.
+        self._lock = threading.RLock()
+        self._building: dict[Any, Structure] = {}
 
     def register_structure_hook(self, tp: Any, hook: Callable[[Any, Any], Any]) -> None:
         self._structure_hooks[tp] = hook
@@ -96,14 +101,18 @@ class Converter:
     def structurer(self, tp: Any) -> Structure:
         """The function that structures plain data as ``tp`` (made once per type)."""
         fn = self._structurers.get(tp)
-        if fn is None:
-            # Placed first, so a type that contains itself finds its own entry.
-            self._structurers[tp] = lambda data: self._structurers[tp](data)
-            try:
-                fn = self._structurers[tp] = self._make_structurer(tp)
-            except BaseException:
-                del self._structurers[tp]
-                raise
+        if fn is not None:
+            return fn
+        with self._lock:
+            fn = self._structurers.get(tp) or self._building.get(tp)
+            if fn is None:
+                # A type that contains itself finds this stand-in while it is made.
+                self._building[tp] = lambda data: self._structurers[tp](data)
+                try:
+                    fn = self._make_structurer(tp)
+                finally:
+                    del self._building[tp]
+                self._structurers[tp] = fn
         return fn
 
     def _make_structurer(self, tp: Any) -> Structure:

@@ -111,7 +111,7 @@ class Mailbox:
             else:
                 reply = Message.new(self.id, msg.sender, state, correlation_id=msg.id)  # type: ignore[arg-type]
                 ops += deliver(reply)
-        await self.ack(answered, ops)
+        await self.ack(answered, _one_wake_each(ops))
         done = {id(m) for _, m in answered}
         return [(r, m) for r, m in held if id(m) not in done]
 
@@ -174,6 +174,14 @@ _QUOTED = {field: f'"{value}"' for field, value in _PLACEHOLDERS.items()}
 def _json(value: str) -> str:
     """A JSON string as the model's ``dumps`` writes it."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def _one_wake_each(ops: list[Op]) -> list[Op]:
+    """The ops with each identical PUBLISH kept once, at the end: they run in one atomic
+    step, so one wake-up per recipient after all the pushes wakes it just as well
+    (a batch of 50 pongs to the supervisor: 1 wake-up, not 50)."""
+    wakes = {tuple(op): op for op in ops if op[0] == "PUBLISH"}
+    return [op for op in ops if op[0] != "PUBLISH"] + list(wakes.values())
 
 
 def _raws(held: Held | Sequence[str]) -> list[str]:

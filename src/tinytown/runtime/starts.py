@@ -26,6 +26,7 @@ from pathlib import Path
 
 import attrs
 
+from tinytown.errors import MalformedRecordError
 from tinytown.model import Agent, dumps, loads
 from tinytown.runtime.batching import Batcher
 from tinytown.runtime.context import Context
@@ -65,7 +66,7 @@ class Starts:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.keys = ctx.town.keys
-        self._reads: Batcher[str, Start | None] = Batcher(self._read_many, BATCH)
+        self._reads: Batcher[str, Start | Exception | None] = Batcher(self._read_many, BATCH)
         self._readies: Batcher[Ready, bool] = Batcher(self._ready_many, BATCH)
         self._specs: dict[str | None, CliSpec] = {}
         self._installed: set[tuple[tuple[str, ...], str, Path]] = set()
@@ -80,8 +81,12 @@ class Starts:
 
     async def read(self, agent_id: str) -> Start | None:
         """The agent's record, in-flight messages and whether its inbox is empty, read
-        with other starting actors' (None: no such agent). Cancellable."""
-        return await self._reads.submit(agent_id)
+        with other starting actors' (None: no such agent). Raises MalformedRecordError
+        (this agent's record only) or the batch's Redis error. Cancellable."""
+        start = await self._reads.submit(agent_id)
+        if isinstance(start, Exception):
+            raise start
+        return start
 
     async def ready(self, item: Ready) -> bool:
         """Write the actor's ``ready`` change with other actors' in one atomic step; False
@@ -110,18 +115,22 @@ class Starts:
 
     # -- the batch calls ---------------------------------------------------------------
 
-    async def _read_many(self, agent_ids: list[str]) -> list[Start | None]:
+    async def _read_many(self, agent_ids: list[str]) -> list[Start | Exception | None]:
         self._new_batch()
         hub = self.ctx.hub
         tokens = [hub.token(i) for i in agent_ids]  # before the read: no wake-up missed
         raws, inflight, queued = await indexes.start_snapshot(self.ctx.store, agent_ids)
-        out: list[Start | None] = []
+        out: list[Start | Exception | None] = []
         for i, agent_id in enumerate(agent_ids):
             raw = raws[i]
             if raw is None:
                 out.append(None)
                 continue
-            agent = loads(Agent, raw, where=self.keys.agent(agent_id))
+            try:
+                agent = loads(Agent, raw, where=self.keys.agent(agent_id))
+            except MalformedRecordError as exc:  # that actor's problem, not the batch's
+                out.append(exc)
+                continue
             out.append(Start(agent, raw, inflight[i], queued[i] == 0, tokens[i]))
         return out
 
@@ -146,8 +155,13 @@ class Starts:
                 if raw is None:
                     continue  # gone: the actor's own update says so
                 start = items[i].read
-                old = start.agent if start and start.raw == raw else loads(Agent, raw, where=key)
-                new = items[i].change(old)
+                try:
+                    old = (
+                        start.agent if start and start.raw == raw else loads(Agent, raw, where=key)
+                    )
+                    new = items[i].change(old)
+                except Exception:
+                    continue  # refused (e.g. no longer startable): the actor's own update says why
                 if new == old:
                     done[i] = True  # nothing to write (e.g. paused meanwhile)
                     continue

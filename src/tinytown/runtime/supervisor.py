@@ -75,7 +75,7 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as actors:
                 self._actor_nursery = actors
-                desk = ControlDesk(self.ctx, self.perform)
+                desk = ControlDesk(self.ctx, self.perform, self._instant)
                 nursery.start_soon(self._keep_running, "control", lambda: desk.run(actors))
                 for name, loop in [*self._starts.loops(), *desk.loops()]:
                     nursery.start_soon(self._keep_running, name, loop)
@@ -264,6 +264,14 @@ class Supervisor:
             slot.scope.cancel()
 
     # -- control requests ------------------------------------------------------------
+
+    def _instant(self, request: ControlRequest) -> bool:
+        """Perform a reconcile request at once, in the control desk's loop: it only
+        starts the actor (no I/O), and a batch spawn sends thousands of them."""
+        if request.verb is not Verb.RECONCILE:
+            return False
+        self.start_actor(request.agent_id)
+        return True
 
     async def perform(self, request: ControlRequest) -> dict[str, Any]:
         """Carry out one control request; raise a TinytownError to refuse it. Cancellable."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 from tinytown.cli.context import Context, UsageError
 from tinytown.cli.output import (
@@ -299,8 +301,14 @@ async def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
             ctx.out.line("No events.")
         return 0
     last = events[-1].id if events else (args.since or "$")
-    async for event in town.messages.follow_events(since=last, agent=agent):
-        await _print_events(ctx, [event], stream=ctx.json)
+    # Closed here, not by the garbage collector after Ctrl-C (trio's advice for async
+    # generators): its connection is released while the command still runs.
+    follow = cast(
+        "AsyncGenerator[Event, None]", town.messages.follow_events(since=last, agent=agent)
+    )
+    async with contextlib.aclosing(follow) as new:
+        async for event in new:
+            await _print_events(ctx, [event], stream=ctx.json)
     return 0
 
 
