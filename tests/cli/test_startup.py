@@ -52,9 +52,6 @@ HEAVY = (
     "tinytown.services.plans",
     "tinytown.services.mcp",
     "tinytown.services.workspace.service",
-    # The model's converter is our own (model/converter.py): no cattrs and its helpers.
-    "cattrs",
-    "typing_extensions",
     # The round classifiers and readers (reset times, zoneinfo): only the runtime reads a
     # round; the config's check of [agent_clis.X] tables needs none of them.
     "tinytown.services.agentcli.classify",
