@@ -61,6 +61,9 @@ HEAVY = (
     "zoneinfo",
     # Scripts' SHA-1s come from CPython's own _sha1; hashlib would load OpenSSL.
     "hashlib",
+    # Only starting or stopping the embedded server runs processes (store/server.py).
+    "subprocess",
+    "tempfile",
 )
 
 #: Not imported by `tt send` and `tt task complete` (`tt status` shows spending: it does).

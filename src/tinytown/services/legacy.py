@@ -46,7 +46,6 @@ from tinytown.model import (
 from tinytown.model.ids import format_time, is_uuid, parse_time
 from tinytown.model.nicknames import nickname_for
 from tinytown.services.agentcli.presets import RUST_COMMANDS
-from tinytown.store import admin
 from tinytown.store.client import ResponseError
 from tinytown.store.records import Store
 
@@ -176,11 +175,15 @@ def tags_field(f: Mapping[str, Any]) -> list[str]:
 
 async def hash_keys(store: Store, kind: str) -> list[str]:
     """Keys ``tt:<town>:<kind>:<uuid>`` holding a hash (Rust's format), by SCAN."""
+    from tinytown.store import admin  # only for Rust records: not on every command's path
+
     found = await admin.scan(store, f"{store.keys.prefix}{kind}:*", kind="hash")
     return [k for k in found if k.count(":") == 3 and is_uuid(k.rsplit(":", 1)[-1])]
 
 
 async def _read(store: Store, kind: str, keys: Sequence[str] | None) -> list[tuple[str, Any]]:
+    from tinytown.store import admin
+
     keys = await hash_keys(store, kind) if keys is None else keys
     return list(zip(keys, await admin.hashes(store, keys), strict=True))
 

@@ -13,15 +13,15 @@ import functools
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tinytown.errors import RedisServerNotFoundError, RedisUnavailableError
+
+# subprocess, signal and tempfile are imported where a server is started or stopped:
+# every one-shot command imports this module (to find the server), few start one.
 
 MIN_VERSION = (6, 2, 0)
 _PING = b"*1\r\n$4\r\nPING\r\n"
@@ -80,6 +80,8 @@ def find_server_binary(configured: str | None = None) -> str:
 @functools.lru_cache(maxsize=32)
 def server_version(binary: str) -> tuple[int, int, int]:
     """Parse ``redis-server --version`` ('Redis server v=8.2.3 sha=...'); cached per path."""
+    import subprocess
+
     try:
         out = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, timeout=10
@@ -123,6 +125,8 @@ def connect_unix(path: Path, timeout: float | None = None) -> socket.socket:
             finally:
                 os.close(dirfd)
         else:
+            import tempfile
+
             with tempfile.TemporaryDirectory(dir="/tmp") as short:
                 alias = os.path.join(short, "s")
                 os.symlink(path, alias)
@@ -169,6 +173,8 @@ def _looks_like_redis(pid: int) -> bool:
     """Guard against pid reuse: is ``pid`` plausibly a redis-server?"""
     with contextlib.suppress(OSError):
         return b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    import subprocess
+
     ps = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True)
     return b"redis" in ps.stdout.lower()
 
@@ -261,6 +267,9 @@ class EmbeddedServer:
                 return False  # a server that lost its pid file: use it rather than hijack it
             self.socket_path.unlink(missing_ok=True)  # stale: nobody listens on it
             command = self._command(find_server_binary(self._binary))
+            import subprocess
+            import tempfile
+
             with tempfile.TemporaryFile() as err:
                 # stderr to a file, not a pipe: the daemon must not hold our pipe open.
                 launcher = subprocess.run(
@@ -291,6 +300,8 @@ class EmbeddedServer:
                 # Success closes the connection without a reply; an error says why.
                 stopped = sock.recv(256) == b""
             if pid is not None and not (stopped and wait_gone(pid, timeout / 2)):
+                import signal
+
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
                 if not wait_gone(pid, max(deadline - time.monotonic(), 0.1)):

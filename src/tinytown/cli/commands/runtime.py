@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -163,6 +162,8 @@ async def _detach(ctx: Any, root: Path) -> int:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "runtime.log"
         with open(log_path, "ab") as log:
+            import subprocess  # only `tt run --detach` starts a process
+
             child = subprocess.Popen(
                 [sys.executable, "-m", "tinytown", "--town", str(root), "run", "--no-repl"],
                 stdin=subprocess.DEVNULL,
