@@ -156,12 +156,12 @@ async def test_rounds_ending_together_share_one_scan_and_each_is_swept(
     first_scan_started, release = threading.Event(), threading.Event()
     real = proctree._kill_all_marked
 
-    def scan(markers: set[str]) -> None:
+    def scan(markers: set[str], origins: list[tuple[int, int | None]]) -> None:
         scans.append(set(markers))
         if len(scans) == 1:
             first_scan_started.set()
             release.wait(10)  # hold the first scan while the other rounds ask
-        real(markers)
+        real(markers, origins)
 
     monkeypatch.setattr(proctree, "_kill_all_marked", scan)
     markers = [f"test.{uuid.uuid4().hex}" for _ in range(4)]
@@ -185,3 +185,50 @@ async def test_rounds_ending_together_share_one_scan_and_each_is_swept(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _fake_proc(monkeypatch: pytest.MonkeyPatch, *, last: int, pid_max: int, forks: int) -> None:
+    from tinytown.runtime import guard
+
+    files = {
+        "/proc/loadavg": f"0.1 0.2 0.3 2/103 {last}\n".encode(),
+        "/proc/sys/kernel/pid_max": f"{pid_max}\n".encode(),
+        "/proc/stat": f"cpu  1 2 3\nprocesses {forks}\nprocs_running 1\n".encode(),
+    }
+    monkeypatch.setattr(guard, "_read", lambda path: files.get(path, b""))
+
+
+def test_only_pids_allocated_since_a_round_began_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinytown.runtime.guard import pids_since
+
+    _fake_proc(monkeypatch, last=5_000, pid_max=32_768, forks=1_100)
+    young = pids_since(4_000, forks_before=1_000)  # 100 forks since pid 4000
+    assert young is not None
+    assert [young(p) for p in (3_999, 4_000, 4_500, 5_000, 5_001, 1)] == [
+        False, True, True, True, False, False
+    ]  # fmt: skip
+    # Wrapped once at pid_max: the range goes round.
+    _fake_proc(monkeypatch, last=200, pid_max=32_768, forks=1_100)
+    wrapped = pids_since(32_000, forks_before=1_000)
+    assert wrapped is not None
+    assert [wrapped(p) for p in (31_999, 32_000, 32_767, 1, 200, 201)] == [
+        False, True, True, True, True, False
+    ]  # fmt: skip
+    # So many forks that the pids may have gone all the way round: read everything.
+    _fake_proc(monkeypatch, last=5_000, pid_max=32_768, forks=1_000 + 16_384)
+    assert pids_since(4_000, forks_before=1_000) is None
+    assert pids_since(4_000, forks_before=None) is None  # no fork count: cannot tell
+
+
+def test_a_bounded_sweep_still_finds_a_round_s_setsid_descendant(tmp_path: Path) -> None:
+    from tinytown.runtime.guard import fork_count, marked_processes
+
+    marker = f"test.{uuid.uuid4().hex}"
+    before = fork_count()
+    leader = _marked_sleeper(marker)  # stands for the round's CLI (and its descendants)
+    try:
+        found = marked_processes([marker], since=(leader.pid, before))
+        assert found == {marker: [leader.pid]}
+    finally:
+        leader.kill()
+        leader.wait()

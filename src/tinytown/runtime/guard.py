@@ -26,16 +26,53 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MARKER_ENV = "TT_ROUND"
 _SWEEP_PAUSE = 0.1  # between the two sweeps: long enough for a fork in flight to land
 _READ_PACE = 0.05  # between reads of the registrations (see _main)
 
 
-def marked_processes(markers: Iterable[str], *, prefix: str = "") -> dict[str, list[int]]:
+def fork_count() -> int | None:
+    """Processes created since boot (``/proc/stat``), or None where it cannot be read."""
+    for line in _read("/proc/stat").splitlines():
+        if line.startswith(b"processes "):
+            return int(line.split()[1])
+    return None
+
+
+def pids_since(first_pid: int, forks_before: int | None) -> Callable[[int], bool] | None:
+    """A test for "``pid`` may have been allocated since ``first_pid`` was" -- given the
+    fork count read just before ``first_pid``'s process was forked -- or None when it
+    cannot be told (then every process must be looked at).
+
+    Linux hands out pids in increasing order, wrapping at ``pid_max``. While fewer
+    processes than ``pid_max`` were created since, the pids allocated since lie in the
+    cyclic range from ``first_pid`` to the last pid allocated (``/proc/loadavg``); a
+    round's descendants are all in it. Old processes are skipped without reading them."""
+    if forks_before is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        last = int(_read("/proc/loadavg").split()[-1].split(b"/")[0] or b"-1")
+        highest = int(_read("/proc/sys/kernel/pid_max").strip() or b"0")
+    except ValueError:
+        return None
+    forks_now = fork_count()
+    if last < 0 or highest <= 0 or forks_now is None or forks_now - forks_before >= highest // 2:
+        return None  # unknown, or so many forks that the pids may have gone round
+    if last >= first_pid:
+        return lambda pid: first_pid <= pid <= last
+    return lambda pid: pid >= first_pid or pid <= last  # wrapped once
+
+
+def marked_processes(
+    markers: Iterable[str], *, prefix: str = "", since: tuple[int, int | None] | None = None
+) -> dict[str, list[int]]:
     """Live processes whose ``TT_ROUND`` is one of ``markers`` or starts with ``prefix``
-    (when given), grouped by marker. Empty where /proc does not exist."""
+    (when given), grouped by marker. ``since`` (a pid and the fork count read just
+    before it was forked): only processes that may be younger are read (see
+    :func:`pids_since`; all of them when that cannot be told). Empty where /proc does
+    not exist."""
     wanted = {m.encode() for m in markers}
     start = prefix.encode()
     found: dict[str, list[int]] = {}
@@ -43,8 +80,13 @@ def marked_processes(markers: Iterable[str], *, prefix: str = "") -> dict[str, l
         return found
     tag = f"{MARKER_ENV}=".encode()
     me = os.getpid()
-    for name in os.listdir("/proc"):
+    names = os.listdir("/proc")
+    # Told after the listing: a process forked meanwhile is listed and younger than it.
+    candidates = pids_since(*since) if since is not None and since[0] > 0 else None
+    for name in names:
         if not name.isdigit() or int(name) == me:
+            continue
+        if candidates is not None and not candidates(int(name)):
             continue
         env = _read(f"/proc/{name}/environ")  # (raw os calls: this runs once per round)
         at = env.find(tag)

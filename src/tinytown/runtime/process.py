@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from tinytown.errors import CliNotFoundError
-from tinytown.runtime.guard import process_guard
+from tinytown.runtime.guard import fork_count, process_guard
 from tinytown.runtime.linewatch import LineWatch
 from tinytown.runtime.logfile import RotatingLog
 from tinytown.runtime.proctree import MARKER_ENV, Sweeps, signal_tree
@@ -67,6 +67,7 @@ class RunningProcess:
         self.marker = marker  # TT_ROUND of this round's processes
         self._finished = False
         self._paused = False
+        self._forks_before: int | None = None  # the fork count just before it was forked
         # Remaining unpaused time while suspended; the deadline itself is parked at +inf.
         self._remaining = math.inf
         self._deadline = trio.CancelScope()
@@ -245,7 +246,7 @@ async def _stop_group(
     # shared with the other rounds ending meanwhile.
     signal_tree(handle.pid, None, signal.SIGKILL)
     if handle.marker:
-        await _sweeps().sweep(handle.marker)
+        await _sweeps().sweep(handle.marker, (handle.pid, handle._forks_before))
 
 
 _SWEEPS: trio.lowlevel.RunVar[Sweeps] = trio.lowlevel.RunVar("tinytown_sweeps")
@@ -330,12 +331,14 @@ async def run_cli(
     with RotatingLog(log_path, log_max_bytes, log_keep) as log_file:
         log = _Log(log_file)
         try:
+            forks_before = fork_count()  # bounds the end-of-round sweep (proctree.Sweeps)
             proc = await spawn(args, cwd, child_env)
         except (FileNotFoundError, PermissionError) as exc:
             raise _missing(args[0]) from exc
         guard.watch(marker, proc.pid)  # from here, our death takes the whole tree
         started = trio.current_time()
         handle = RunningProcess(proc.pid, timeout, marker)
+        handle._forks_before = forks_before
         tails = (_Tail(stdout_bytes or tail_bytes), _Tail(tail_bytes))
         early = trio.CancelScope()
         watcher = None if watch is None else LineWatch(watch, early.cancel)

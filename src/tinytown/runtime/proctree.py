@@ -54,24 +54,28 @@ class Sweeps:
 
     def __init__(self) -> None:
         self._next: set[str] = set()
+        self._next_since: list[tuple[int, int | None]] = []
         self._next_done = trio.Event()
         self._scanning = False
         self._turn = trio.Event()  # set when a scan ends (then replaced)
 
-    async def sweep(self, marker: str) -> None:
+    async def sweep(self, marker: str, since: tuple[int, int | None] | None = None) -> None:
         """SIGKILL every process carrying ``marker`` (and the groups they lead).
+        ``since``: (the round's leader pid, the fork count read just before it was
+        forked): only processes that may be younger are read (guard.pids_since).
         Not cancellable once asked (call it shielded: a sweep must finish)."""
-        markers, done = self._next, self._next_done
+        markers, done, origins = self._next, self._next_done, self._next_since
         markers.add(marker)
+        origins.append(since or (0, None))
         with trio.CancelScope(shield=True):
             while not done.is_set():
                 if self._scanning:
                     await self._turn.wait()
                     continue
                 self._scanning = True  # this caller scans the batch it is in
-                self._next, self._next_done = set(), trio.Event()
+                self._next, self._next_done, self._next_since = set(), trio.Event(), []
                 try:
-                    await trio.to_thread.run_sync(_kill_all_marked, markers)
+                    await trio.to_thread.run_sync(_kill_all_marked, markers, origins)
                 finally:
                     self._scanning = False
                     done.set()
@@ -79,8 +83,10 @@ class Sweeps:
                     turn.set()
 
 
-def _kill_all_marked(markers: set[str]) -> None:
-    for pids in marked_processes(markers).values():
+def _kill_all_marked(markers: set[str], origins: list[tuple[int, int | None]]) -> None:
+    # The oldest round of the batch (fewest forks before it) bounds the pids to read.
+    oldest = min(origins, key=lambda o: -1 if o[1] is None else o[1])
+    for pids in marked_processes(markers, since=oldest).values():
         kill_marked(pids, signal.SIGKILL)
 
 
