@@ -64,6 +64,10 @@ HEAVY = (
     # Only starting or stopping the embedded server runs processes (store/server.py).
     "subprocess",
     "tempfile",
+    # Spawning's own modules (services/agents.py imports them in spawn).
+    "tinytown.services.spawn_batch",
+    "tinytown.services.workspace.worktrees",
+    "tinytown.services.executables",
 )
 
 #: Not imported by `tt send` and `tt task complete` (`tt status` shows spending: it does).

@@ -34,13 +34,11 @@ from tinytown.model import (
 )
 from tinytown.model.ids import SUPERVISOR_ALIASES, SUPERVISOR_ID, is_uuid
 from tinytown.model.nicknames import nickname_candidates, nickname_for
-from tinytown.services import control, legacy, spawn_batch
+from tinytown.services import control, legacy
 from tinytown.services.agentcli import safety_notice
 from tinytown.services.config import TownConfig
-from tinytown.services.executables import agent_path, check_cli_installed
 from tinytown.services.text import check_text
 from tinytown.services.waiting import wait_for_agent
-from tinytown.services.workspace import worktrees as workspaces
 from tinytown.store import indexes
 from tinytown.store.records import GuardFailed, Op, Store
 
@@ -192,6 +190,11 @@ class AgentService:
             check_budget(budget)
             if budget.usd is None and budget.tokens is None:
                 budget = None
+        # Spawning's own modules (git worktrees, PATH look-ups) are imported here: every
+        # command imports this module, few spawn.
+        from tinytown.services.executables import agent_path, check_cli_installed
+        from tinytown.services.workspace import worktrees as workspaces
+
         cli_name, argv = self.config.resolve_cli(cli)
         # The rules the child's exec will use: the agents' PATH, the town root as cwd.
         check_cli_installed(
@@ -276,6 +279,10 @@ class AgentService:
         (a name taken) with nothing written. Names and nicknames stay unique exactly as
         with :meth:`spawn`. A town giving agents their own worktrees spawns them one by
         one. Cancellable: once the write was sent, all or none may be registered."""
+        from tinytown.services import spawn_batch
+        from tinytown.services.executables import agent_path, check_cli_installed
+        from tinytown.services.workspace import worktrees as workspaces
+
         spawn_batch.check_names(names)
         for what, text in (("role", role), ("cli", cli)):
             if text is not None:
