@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,10 +75,13 @@ HEAVY = (
 SPENDING = ("tinytown.services.costs", "tinytown.services.budgets")
 
 
-def imported(tt_env: dict[str, str], town_dir: Path, *args: str) -> set[str]:
-    out = town_dir.parent / "modules.json"
+def probe(
+    code: str, tt_env: dict[str, str], town_dir: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``tt ARGS`` in a fresh process under the probe ``code``; what it wrote."""
+    out = town_dir.parent / "probe.json"
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(out), *args],
+        [sys.executable, "-c", code, str(out), *args],
         cwd=town_dir,
         env=tt_env,
         capture_output=True,
@@ -85,7 +89,11 @@ def imported(tt_env: dict[str, str], town_dir: Path, *args: str) -> set[str]:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def imported(tt_env: dict[str, str], town_dir: Path, *args: str) -> set[str]:
+    done, report = probe(PROBE, tt_env, town_dir, *args)
     assert report["code"] == 0, done.stderr
     return set(report["modules"])
 
@@ -205,17 +213,8 @@ async def test_send_reads_the_recipients_record_not_every_agents(
     agents, listing them all (the name index, an MGET of every record) cost ~0.5 s."""
     for name in ("bob", "ann", "cid"):
         await town.agents.spawn(name, "scripted")
-    out = town_dir.parent / "sent.json"
-    done = subprocess.run(
-        [sys.executable, "-c", COMMAND_PROBE, str(out), "send", "bob", "hello"],
-        cwd=town_dir,
-        env=tt_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done, report = probe(COMMAND_PROBE, tt_env, town_dir, "send", "bob", "hello")
     assert "to bob" in done.stdout
-    sent = json.loads(out.read_text())["sent"]
+    sent = report["sent"]
     assert "EVALSHA" in sent  # the probe sees the send itself
     assert [c for c in sent if c.upper() in ("MGET", "HGETALL", "SCAN", "KEYS")] == []

@@ -4,8 +4,6 @@ caller. Deterministic: commands are held with CLIENT PAUSE, never timed."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,31 +13,6 @@ from tinytown.errors import RedisUnavailableError, ReplyLostError
 from tinytown.store import connection as connection_module
 from tinytown.store.client import Redis
 from tinytown.store.connection import blocks
-from tinytown.store.server import EmbeddedServer
-
-
-@pytest.fixture
-async def redis(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
-    client = Redis(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def other(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
-    """A second client, to look at (and hold) the server from outside."""
-    client = Redis(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def key() -> str:
-    return f"tt-test:{uuid.uuid4().hex}"
 
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:

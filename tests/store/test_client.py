@@ -21,30 +21,6 @@ from tinytown.store.server import EmbeddedServer
 NOWHERE = "unix:///nonexistent-tinytown-test.sock"
 
 
-@pytest.fixture
-async def redis(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
-    client = Redis(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def other(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
-    """A second, independent client for looking at the server from outside."""
-    client = Redis(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def key() -> str:
-    return f"tt-test:{uuid.uuid4().hex}"
-
-
 async def client_exists(redis: Redis, client_id: int) -> bool:
     return bool(await redis.execute("CLIENT", "LIST", "ID", client_id))
 

@@ -206,13 +206,21 @@ async def cmd_spawn(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.line(f"Resumes session {agent.session_id} in every round.")
     if agent.worktree:
         ctx.out.line(f"Works in {agent.worktree} on branch {agent.branch}.")
+    _say_when_they_start(ctx, safety, running, "it", "the agent starts")
+    return 0
+
+
+def _say_when_they_start(
+    ctx: Context, safety: str | None, running: bool, them: str, they_start: str
+) -> None:
+    """The spawn's closing lines: the permission notice (once per town and CLI), and
+    when the new agent(s) start."""
     if safety:
         ctx.out.line(safety)
     if running:
-        ctx.out.line("The running town starts it now.")
+        ctx.out.line(f"The running town starts {them} now.")
     else:
-        ctx.out.line("Town is not running; the agent starts with 'tt run'.")
-    return 0
+        ctx.out.line(f"Town is not running; {they_start} with 'tt run'.")
 
 
 async def _spawn_count(ctx: Context, args: argparse.Namespace) -> int:
@@ -246,12 +254,7 @@ async def _spawn_count(ctx: Context, args: argparse.Namespace) -> int:
     role = f", role {agents[0].role_id}" if agents[0].role_id else ""
     span = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
     ctx.out.line(f"Spawned {len(agents)} agent(s) {span}, cli {agents[0].cli}{role}.")
-    if safety:
-        ctx.out.line(safety)
-    if running:
-        ctx.out.line("The running town starts them now.")
-    else:
-        ctx.out.line("Town is not running; they start with 'tt run'.")
+    _say_when_they_start(ctx, safety, running, "them", "they start")
     return 0
 
 
