@@ -46,9 +46,12 @@ async def test_a_batch_of_pings_is_answered_and_filed_in_one_call_each(
     await handle.resume()
 
     async def filed() -> list[Message] | None:
+        # inbox() of the supervisor lists its mail AND what still waits in its inbox:
+        # wait until the supervisor took and filed every pong (its inbox empty).
         mail, inflight = await town.messages.inbox(SUPERVISOR_ID)
         pongs = [m for m in mail if m.type is MessageType.PONG]
-        return pongs if len(pongs) >= len(pings) and not inflight else None
+        waiting = await town.redis.execute("LLEN", town.keys.inbox(SUPERVISOR_ID))
+        return pongs if len(pongs) >= len(pings) and not inflight and not waiting else None
 
     pongs = await eventually(filed, timeout=20)
     assert sorted(p.correlation_id for p in pongs) == sorted(p.id for p in pings)  # type: ignore[union-attr]
