@@ -9,7 +9,8 @@ import trio.testing
 from tests.redis_commands import record_commands
 from tests.runtime.conftest import alive, eventually, log_pids, proc_state
 from tinytown import AgentState, Task, TaskState
-from tinytown.model import MessageType, loads
+from tinytown.model import MessageType, TaskAssign, loads
+from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Message
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
@@ -66,6 +67,33 @@ async def test_cli_completing_its_own_task_is_respected(town: Town, runtime: Run
     agent = await handle.state()
     assert agent.tasks_completed == 1 and agent.rounds_completed == 1
     assert task.usage.rounds == 1
+
+
+async def test_a_task_assigned_twice_in_one_round_is_finished_and_counted_once(
+    town: Town, runtime: Runtime
+) -> None:
+    """Two assignments of the same task held by one round (assigned again, or moved away
+    and back, before the agent took its mail; tasks_per_round 2): one start, one finish,
+    one count, one notice; both messages are done with the round."""
+    town.config.data["runtime"]["tasks_per_round"] = 2
+    town.config.save()
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    await handle.interrupt()  # both assignments wait in the inbox for one round
+    task_id = await handle.assign("print once")
+    again = Message.new(SUPERVISOR_ID, handle.id, TaskAssign(task_id))
+    await town.store.run_ops(town.store.deliver_ops(again))
+    await handle.resume()
+    agent = await handle.wait(idle=True, timeout=20)
+    assert (await town.tasks.get(task_id)).state is TaskState.COMPLETED
+    assert agent.tasks_completed == 1 and agent.rounds_completed == 1
+    events = await town.messages.recent_events(200)
+    assert [e.kind for e in events if e.fields.get("task") == task_id].count("complete") == 1
+    mail, _ = await town.messages.inbox(SUPERVISOR_ID)
+    assert [m.type for m in mail if getattr(m.body, "task_id", None) == task_id] == [
+        MessageType.TASK_DONE
+    ]
+    assert await town.redis.execute("LLEN", town.keys.inflight(handle.id)) == 0
 
 
 async def test_a_round_writes_its_task_only_together_with_the_agent_record(

@@ -186,6 +186,27 @@ async def test_a_budget_set_by_another_process_stops_the_next_round_before_its_c
     assert task.state is TaskState.ASSIGNED and task.attempts == 0
 
 
+async def test_a_budget_raised_by_another_process_does_not_pause_the_agent(
+    town: Town, start_runtime: StartRuntime
+) -> None:
+    """The gate before a round reads the agent record the runtime last saw; a limit it
+    finds reached there is checked again on a fresh read, so a budget raised meanwhile
+    by another process (unseen by the runtime) does not pause the agent."""
+    await start_runtime()
+    handle = await town.spawn_agent("b", "claude")
+    first = await handle.assign("print one; cost 0.6")
+    await task_done(town, first)
+    await handle.wait(idle=True, timeout=30)
+    await town.set_budget("b", usd=0.5)  # through the runtime's own store: it knows this
+    async with await Town.connect(town.root) as other:
+        await other.set_budget("b", usd=5.0)  # raised elsewhere: the runtime has not seen it
+        second = await (await other.agent("b")).assign("print two; cost 0.1")
+        await task_done(other, second)
+        agent = await (await other.agent("b")).state()
+    assert agent.state is not AgentState.PAUSED
+    assert agent.usage.rounds == 2
+
+
 async def test_town_budget_stops_every_agent(town: Town, start_runtime: StartRuntime) -> None:
     town.config.set("budget.town_usd", "0.5")
     await start_runtime()

@@ -153,3 +153,41 @@ def test_which_commands_block() -> None:
     assert blocks([["XREAD", "BLOCK", 0, "STREAMS", "s", "$"]])
     assert not blocks([["XREAD", "COUNT", 5, "STREAMS", "s", "0"]])
     assert not blocks([["EVALSHA", "abc", 0], ["LPUSH", "k", "BLOCK"]])
+
+
+def _write_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next write breaks after its bytes may have partly gone out (what a dropped
+    connection does mid-`send_all`); later writes work."""
+    write = connection_module.Connection._write
+    failed: list[bool] = []
+
+    async def once(self: connection_module.Connection, payload: bytes) -> None:
+        if not failed:
+            failed.append(True)
+            self.broken = True
+            raise RedisUnavailableError("Lost the connection to Redis: broken pipe.")
+        await write(self, payload)
+
+    monkeypatch.setattr(connection_module.Connection, "_write", once)
+
+
+async def test_a_lone_callers_pipeline_broken_mid_write_may_have_run(
+    redis: Redis, other: Redis, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several commands of ONE caller: the first ones may have arrived and run, so the
+    failure is a lost reply (never retried blindly), as for any multi-command write."""
+    _write_fails_once(monkeypatch)
+    with pytest.raises(ReplyLostError):
+        await redis.pipeline([["INCR", key], ["INCR", key]])
+
+
+async def test_a_lone_command_broken_mid_write_cannot_have_run(
+    redis: Redis, other: Redis, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command not written whole cannot have run: "not sent" (the runtime's client
+    then tries it again on a fresh connection; this one-shot client says so at once)."""
+    _write_fails_once(monkeypatch)
+    with pytest.raises(RedisUnavailableError) as caught:
+        await redis.execute("INCR", key)
+    assert not isinstance(caught.value, ReplyLostError)
+    assert await other.execute("GET", key) is None

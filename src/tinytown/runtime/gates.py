@@ -136,16 +136,25 @@ class RoundGates(RoundRunner):
         budget raised with ``tt config`` counts at once. The agent's record is the one
         this process last saw (no read): the round's first write checks the budgets
         again on the record it replaces (rounds.py), so a budget set meanwhile by
-        another process still stops the round before its CLI runs."""
+        another process still stops the round before its CLI runs; and a limit found
+        reached on it is checked again on a fresh read (a budget raised meanwhile by
+        another process must not pause the agent)."""
         self.ctx.refresh_config()
-        agent = await self.ctx.store.get_known(Agent, self.ctx.town.keys.agent(self.id))
+        key = self.ctx.town.keys.agent(self.id)
+        over = await self._reached(await self.ctx.store.get_known(Agent, key))
+        if over is not None:
+            over = await self._reached(await self.ctx.store.get(Agent, key))
+        if over is None:
+            return None
+        return Pause(f"budget: {over}", "budget", budgets.advice(over, self.name))
+
+    async def _reached(self, agent: Agent | None) -> str | None:
+        """The agent or town limit ``agent``'s record has reached (None: none, or the
+        agent is gone: the round's first write finds out). Cancellable."""
         if agent is None:
-            return None  # removed meanwhile: the round's first write finds out
+            return None
         limits = self._limits(agent)
         if not limits.agent and limits.town is None:
             return None
         town = await town_usage(self.ctx.store) if limits.town is not None else Usage()
-        over = budgets.reached(limits, agent=agent.usage, town=town)
-        if over is None:
-            return None
-        return Pause(f"budget: {over}", "budget", budgets.advice(over, self.name))
+        return budgets.reached(limits, agent=agent.usage, town=town)

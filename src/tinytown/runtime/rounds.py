@@ -156,9 +156,15 @@ class RoundRunner(RoundRecorder):
         for raw, msg in held:
             taken = len(picked.tasks) + len(picked.requests)
             if msg.type is MessageType.TASK_ASSIGN:
+                task_id = msg.body.task_id  # type: ignore[union-attr]
+                if any(task.id == task_id for _, _, task in picked.tasks):
+                    # The same task assigned twice (reassigned and back): one start, one
+                    # finish; the other assignment is done with the round.
+                    picked.stale.append((raw, msg))
+                    continue
                 if taken >= limit:
                     continue
-                staged = await self._stage_start(msg.body.task_id)  # type: ignore[union-attr]
+                staged = await self._stage_start(task_id)
                 if staged:
                     picked.tasks.append((raw, msg, staged.record))
                     picked.staged.append(staged)

@@ -230,7 +230,11 @@ class Connection:
                 except RedisUnavailableError as exc:
                     # One command whose bytes did not all go out cannot have run;
                     # part of several may have arrived (and run).
-                    whole = len(batch) == 1 and not isinstance(exc, ReplyLostError)
+                    whole = (
+                        len(batch) == 1
+                        and len(batch[0].commands) == 1
+                        and not isinstance(exc, ReplyLostError)
+                    )
                     self._fail(exc, unsent=batch if whole else [])
                     return
                 except BaseException:  # cancelled: the bytes may be half out
@@ -331,8 +335,11 @@ class Connection:
     def close_now(self) -> None:
         """Close the socket at once (no await: for a connection not kept in the pool)."""
         self.broken = True
-        if isinstance(self.stream, trio.SocketStream):
-            self.stream.socket.close()
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):  # TLS: close the socket underneath, so a
+            stream = stream.transport_stream  # caller blocked reading is woken too
+        if isinstance(stream, trio.SocketStream):
+            stream.socket.close()
 
     async def aclose(self) -> None:
         self.broken = True
