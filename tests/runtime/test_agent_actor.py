@@ -14,6 +14,7 @@ from tinytown.model.ids import SUPERVISOR_ID
 from tinytown.model.message import Message
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.services.town import Town
+from tinytown.store.lease import procs_key
 
 
 async def task_state(town: Town, task_id: str) -> TaskState:
@@ -184,9 +185,12 @@ async def test_kill_terminates_the_process_group_and_requeues(town: Town, runtim
     await eventually(lambda: _pids(town, "w", "grandchild-pid"))
     pid = log_pids(town, "w", "agent-pid")[0]
     grandchild = log_pids(town, "w", "grandchild-pid")[0]
+    procs = procs_key(town.store)  # the process ledger
+    assert await town.redis.execute("HEXISTS", procs, handle.id) == 1  # while it runs
     agent = await handle.kill()
     assert agent.state is AgentState.STOPPED
     await eventually(lambda: _gone(pid, grandchild), timeout=5)
+    assert await town.redis.execute("HEXISTS", procs, handle.id) == 0  # reaped: forgotten
     task = await town.tasks.get(task_id)
     assert task.state is TaskState.PENDING and task.assigned_to is None
     assert task_id in [t.id for t in await town.backlog.list()]

@@ -32,7 +32,7 @@ from tinytown.runtime.gates import RoundGates
 from tinytown.runtime.lifecycle import Life, Lifecycle
 from tinytown.runtime.mailbox import TAKE_BATCH, Held, Mailbox
 from tinytown.runtime.process import RunningProcess
-from tinytown.runtime.proctree import signal_tree
+from tinytown.runtime.proctree import ProcessLedger, signal_tree
 from tinytown.runtime.rounds import Change
 from tinytown.runtime.starts import Ready, Start, Starts
 from tinytown.runtime.wakeups import Token
@@ -275,8 +275,10 @@ class AgentActor(RoundGates):
         """Record ``stopped`` and give the work back (in-flight messages to the inbox, tasks
         to the backlog). Called by the supervisor once the actor's run is cancelled, shielded
         under a deadline. Cancellable: cancelled half-way, the agent may be recorded
-        ``stopped`` with its work not yet given back (``tt recover`` finds it)."""
-        agent = await self._change(lambda a: a.transition("kill"), "kill")
+        ``stopped`` with its work not yet given back (``tt recover`` finds it). The
+        round's process-ledger entry goes with the same write (its tree was reaped)."""
+        ledger_cleared = [ProcessLedger(self.ctx.store).clear_op(self.id)]
+        agent = await self._change(lambda a: a.transition("kill"), "kill", ledger_cleared)
         await self.ctx.town.lifecycle.release_work(agent)
         return agent
 
