@@ -21,7 +21,7 @@ from tinytown import TaskState
 from tinytown.runtime.guard import MARKER_ENV
 from tinytown.runtime.proctree import ProcEntry, ProcessLedger
 from tinytown.runtime.town_runtime import Runtime
-from tinytown.services.localproc import boot_id, host
+from tinytown.services.localproc import boot_id, host, start_ticks
 from tinytown.services.town import Town
 from tinytown.store.lease import procs_key
 
@@ -101,8 +101,10 @@ async def test_reap_leftovers_kills_the_group_and_setsid_descendants(
     await _until(lambda: "cli" in _tree_pids(log), "the orphan tree to start")
     pids = _tree_pids(log)
     ledger = ProcessLedger(town.store)
-    entry = ProcEntry.here(proc.pid, marker) if with_pid else ProcEntry.before_start(marker)
-    await ledger.record("agent-1", entry)
+    entry = ProcEntry.before_start(marker)
+    if with_pid:  # as older versions wrote it: the leader's pid and start time too
+        entry = ProcEntry(host(), boot_id(), proc.pid, start_ticks(proc.pid), marker)
+    await town.store.run_ops([ledger.record_op("agent-1", entry)])
     notes = await ledger.reap_leftovers()
     assert len(notes) == 1 and "agent-1: killed leftover round processes" in notes[0]
     assert str(pids["setsid"]) in notes[0]
@@ -120,9 +122,12 @@ async def test_reap_leftovers_spares_other_hosts_reused_pids_and_drops_bad_entri
         elsewhere = ProcEntry("another-host", "boot", bystander.pid, None, "m1")
         reused = ProcEntry(host(), boot_id(), bystander.pid, 1, "m2")  # started at tick 1
         other_boot = ProcEntry(host(), "an-earlier-boot", bystander.pid, None, "m3")
-        await ledger.record("a1", elsewhere)
-        await ledger.record("a2", reused)
-        await ledger.record("a3", other_boot)
+        await town.store.run_ops(
+            [
+                ledger.record_op(agent, entry)
+                for agent, entry in (("a1", elsewhere), ("a2", reused), ("a3", other_boot))
+            ]
+        )
         await town.redis.execute("HSET", procs_key(town.store), "a4", "not json")
         await town.redis.execute("HSET", procs_key(town.store), "a5", json.dumps({"pid": 1}))
         notes = await ledger.reap_leftovers()

@@ -30,7 +30,7 @@ import trio
 
 from tinytown.model import now
 from tinytown.runtime.guard import MARKER_ENV, kill_marked, marked_processes
-from tinytown.services.localproc import boot_id, host, is_local, is_running, start_ticks
+from tinytown.services.localproc import boot_id, host, is_local, is_running
 from tinytown.store import lease as ops
 from tinytown.store.records import Store
 
@@ -109,10 +109,6 @@ class ProcEntry:
     started_at: str = ""
 
     @classmethod
-    def here(cls, pid: int, marker: str) -> ProcEntry:
-        return cls(host(), boot_id(), pid, start_ticks(pid), marker, now())
-
-    @classmethod
     def before_start(cls, marker: str) -> ProcEntry:
         """The entry of a round about to start its CLI with ``marker``."""
         return cls(host(), boot_id(), None, None, marker, now())
@@ -165,10 +161,6 @@ class ProcessLedger:
     def clear_op(self, agent_id: str) -> list[str]:
         """The op forgetting ``agent_id``'s round (in the round's settling write)."""
         return ["HDEL", ops.procs_key(self.store), agent_id]
-
-    async def record(self, agent_id: str, entry: ProcEntry) -> None:
-        """Note that ``agent_id``'s round runs ``entry``. Cancellable (nothing recorded)."""
-        await ops.ledger_record(self.store, agent_id, entry.dumps())
 
     async def reap_leftovers(self) -> list[str]:
         """Kill what the rounds of a dead runtime left running; call it holding the lease,

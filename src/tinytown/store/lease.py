@@ -57,10 +57,6 @@ async def lease_expire_if(store: Store, raw: str, ttl_ms: int) -> None:
     await store.redis.run_script(EXPIRE_IF_NONE, [store.keys.runtime], [raw, ttl_ms])
 
 
-async def ledger_record(store: Store, agent_id: str, entry: str) -> None:
-    await store.redis.execute("HSET", procs_key(store), agent_id, entry)
-
-
 async def ledger_entries(store: Store) -> dict[str, str]:
     flat = await store.redis.execute("HGETALL", procs_key(store))
     return dict(zip(flat[::2], flat[1::2], strict=True))

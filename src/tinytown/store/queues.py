@@ -88,18 +88,6 @@ class Queues:
         ops += [["LPUSH", self.keys.inbox(agent_id), raw] for raw in reversed(raws)]
         return ops
 
-    async def inbox_lengths(self, agent_ids: Sequence[str]) -> list[int]:
-        """The length of each agent's inbox, in one round trip."""
-        if not agent_ids:
-            return []
-        return list(await self.redis.pipeline([["LLEN", self.keys.inbox(i)] for i in agent_ids]))
-
-    # -- backlog -----------------------------------------------------------------------
-
-    async def backlog_page(self, start: int, n: int) -> list[str]:
-        """Task ids at positions ``start`` .. ``start + n - 1`` of the backlog."""
-        return list(await self.redis.execute("LRANGE", self.keys.backlog, start, start + n - 1))
-
     # -- control requests ---------------------------------------------------------------
 
     @property
@@ -165,13 +153,6 @@ class Queues:
             if isinstance(name, str):
                 out[agent_id] = name
         return out
-
-    async def all_agent_names(self) -> dict[str, str]:
-        """Every agent's name by id, from the name index."""
-        index = await self.redis.execute("HGETALL", self.keys.agents)
-        if isinstance(index, dict):
-            return {v: k for k, v in index.items()}
-        return dict(zip(index[1::2], index[::2], strict=True))
 
     async def heartbeat(self, agent_ids: Sequence[str], stamp: str) -> None:
         """Set ``last_heartbeat`` of the given agents, in one round trip."""
