@@ -28,6 +28,11 @@ PACKAGE = SRC / "tinytown"
 LAYERS = {
     "model": 0,
     "errors": 0,
+    # Standard library only, imported before anything else by the `tt` program: which town
+    # a command line names, the launcher's protocol and client, deferred imports.
+    "townroot": 0,
+    "launcher": 0,
+    "deferral": 0,
     "store": 1,
     "services": 2,
     "": 2,  # tinytown/__init__.py: the Python API (re-exports the services' Town)
@@ -36,6 +41,7 @@ LAYERS = {
     "townhall": 4,  # the MCP server: a front end beside cli (which imports it lazily)
     "repl": 5,
     "entry": 6,  # the console-script entry points: the only place cli and repl meet
+    "forkserver": 6,  # the command server: runs entry.main in forked children
     "__main__": 6,
 }
 LAYER_NAMES = ["model/errors", "store", "services", "runtime", "cli", "repl", "entry points"]

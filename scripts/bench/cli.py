@@ -7,6 +7,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,20 @@ TARGET_MS = 60
 def run(b: Bench) -> list[Row]:
     runs = 2 if b.quick else 11
     root = b.make_town("cli")
-    task_ids = trio.run(_town_with_tasks, root, runs)
+    task_ids = trio.run(_town_with_tasks, root, 2 * runs)
     tt = b.tt_argv()
 
-    def wall(argv: list[str] | None, each: list[list[str]] | None = None) -> float:
+    def wall(
+        argv: list[str] | None,
+        each: list[list[str]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> float:
         times = []
         for i in range(runs):
             args = argv if each is None else each[i]
             assert args is not None
             t0 = mono()
-            done = subprocess.run(args, cwd=root, env=b.env, capture_output=True)
+            done = subprocess.run(args, cwd=root, env=env or b.env, capture_output=True)
             times.append(mono() - t0)
             if done.returncode != 0:
                 raise RuntimeError(f"{args} failed: {done.stderr.decode()[-300:]}")
@@ -46,9 +51,22 @@ def run(b: Bench) -> list[Row]:
         # the interpreter plus one LPUSH written to the socket by hand (no client library).
         base_argv = [sys.executable, "-c", RAW_LPUSH.format(sock=sock)]
         base_label = "python + raw-socket LPUSH (no redis-cli)"
-    send = wall([*tt, "send", "target", "hello"])
-    complete = wall(None, [[*tt, "task", "complete", t] for t in task_ids])
-    status = wall([*tt, "status"])
+    # The town not running: every command imports what it uses in its own process.
+    cold_env = {**b.env, "TT_FORK_SERVER": "off"}
+    send_cold = wall([*tt, "send", "target", "hello"], env=cold_env)
+    complete_cold = wall(None, [[*tt, "task", "complete", t] for t in task_ids[:runs]], cold_env)
+    status_cold = wall([*tt, "status"], env=cold_env)
+    # The town running (`tt run`): commands run in its command server, as users' do while
+    # their town runs; "require": a command the server did not run fails the figure.
+    host = b.start_host(root)
+    try:
+        served_env = {**b.env, "TT_FORK_SERVER": "require"}
+        wait_for_server(tt, root, served_env)
+        send = wall([*tt, "send", "target", "hello"], env=served_env)
+        complete = wall(None, [[*tt, "task", "complete", t] for t in task_ids[runs:]], served_env)
+        status = wall([*tt, "status"], env=served_env)
+    finally:
+        b.stop_proc(host)
     base = wall(base_argv)
     startup = wall([sys.executable, "-c", "pass"])
     details: dict[str, Any] = {
@@ -59,9 +77,16 @@ def run(b: Bench) -> list[Row]:
             "task_complete": round(complete / startup, 2),
             "status": round(status / startup, 2),
         },
+        "town_not_running_ms": {
+            "send": round(send_cold, 1),
+            "task_complete": round(complete_cold, 1),
+            "status": round(status_cold, 1),
+        },
         "method": "median wall time of the `tt` process (entry point script), cwd = town of"
-        " one agent with one assigned task per run (each `tt task complete` completes its"
-        " own). Baseline: " + " ".join(base_argv[:2]) + " <LPUSH over a Unix socket, no"
+        " one paused agent with one assigned task per run (each `tt task complete` completes"
+        " its own), the town running (`tt run`: the commands run in its command server,"
+        " TT_FORK_SERVER=require); town_not_running_ms: the same commands with the town"
+        " stopped (each imports what it uses). Baseline: " + " ".join(base_argv[:2]) + " <LPUSH over a Unix socket, no"
         " library>; vs_python_startup: the same times over `python -c pass`.",
     }
     if not b.quick:  # where the time goes: interpreter start-up and imports
@@ -96,10 +121,24 @@ def run(b: Bench) -> list[Row]:
 
 
 async def _town_with_tasks(root: Path, n: int) -> list[str]:
-    """One agent (not running) with ``n`` tasks assigned to it."""
+    """One paused agent (no round takes its tasks while the town runs) with ``n`` tasks
+    assigned to it."""
     async with await connect(root) as town:
         agent = await town.agents.spawn("target", "true")
+        await town.lifecycle.interrupt(agent.id)
         return [(await town.tasks.assign(agent.id, f"cli task {i}")).id for i in range(n)]
+
+
+def wait_for_server(tt: list[str], root: Path, env: dict[str, str], timeout: float = 30) -> None:
+    """Until the town's command server answers (it starts beside `tt run`)."""
+    deadline = mono() + timeout
+    while True:
+        done = subprocess.run([*tt, "status"], cwd=root, env=env, capture_output=True)
+        if done.returncode == 0:
+            return
+        if mono() > deadline:
+            raise RuntimeError(f"the command server did not start: {done.stderr.decode()}")
+        time.sleep(0.05)
 
 
 RAW_LPUSH = (

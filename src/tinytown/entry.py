@@ -7,59 +7,14 @@ together: the REPL is handed to the CLI for ``tt attach`` and ``tt run`` in a te
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
-import threading
-import types
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+# Not typing's: this module is the `tt` program's first import (typing: ~6 ms).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import trio
-
-
-class _Deferred(types.ModuleType):
-    """A stand-in for a module not imported yet: ``import name`` binds it at no cost;
-    the first attribute looked up on it imports the real module (into ``sys.modules``)
-    and copies its namespace here, so later look-ups are plain attribute reads.
-
-    (:class:`importlib.util.LazyLoader` is not enough: the ``import`` statement itself
-    reads ``__spec__`` of a module found in ``sys.modules``, which loads it.)"""
-
-    def __getattr__(self, attr: str) -> Any:
-        with _loading:
-            if self.__dict__.get("_deferred_loaded") is None:
-                del sys.modules[self.__name__]
-                real = importlib.import_module(self.__name__)
-                self.__dict__.update(real.__dict__)
-                self.__dict__["_deferred_loaded"] = real
-        return getattr(self.__dict__["_deferred_loaded"], attr)
-
-
-_loading = threading.RLock()
-
-
-def defer_import(name: str) -> None:
-    """Make ``import name`` free until the module is used (see :class:`_Deferred`).
-
-    For trio, whose import (~150 ms here) costs more than a one-shot command's work:
-    ``tt send`` never touches it (outside trio the store uses blocking sockets, and
-    store/oneshot.py drives the command without an event loop), ``tt run`` does at once.
-    No-op when the module is already imported or cannot be found."""
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        return
-    stand_in = _Deferred(name)
-    stand_in.__spec__ = spec
-    sys.modules[name] = stand_in
-
-
-defer_import("trio")
-
-from tinytown.cli.main import main as run_cli  # noqa: E402  (after the deferral)
 
 
 class TerminalConsole:
@@ -87,5 +42,25 @@ class TerminalConsole:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``tt``: run one command line and return its exit code."""
+    """``tt``: run one command line and return its exit code.
+
+    The program itself (``argv`` None: the command line is ``sys.argv``) first offers the
+    command to the town's command server (:mod:`tinytown.launcher`), which runs this same
+    function in a process that has imported everything already; a call with ``argv``
+    always runs here."""
+    if argv is None:
+        from tinytown import launcher
+
+        try:
+            served = launcher.run(sys.argv[1:])
+        except launcher.LauncherError as exc:
+            sys.stderr.write(f"tt: {exc} ({launcher.MODE_ENV}=require).\n")
+            return 1
+        if served is not None:
+            return served
+    from tinytown.deferral import defer_import
+
+    defer_import("trio")
+    from tinytown.cli.main import main as run_cli  # after the deferral
+
     return run_cli(argv, interactive=TerminalConsole())

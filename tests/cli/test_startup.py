@@ -18,12 +18,12 @@ import pytest
 from tinytown.cli.parser import (
     COMMANDS,
     WHOLE_PARSER,
-    _command_word,
     build_parser,
     command_parsers,
     parser_for,
 )
 from tinytown.services.town import Town
+from tinytown.townroot import command_word
 
 #: Runs `tt` (the program's entry point, argv from sys.argv) and writes the modules it
 #: imported to the file named by argv[1]; trio stands in deferred until first used.
@@ -178,7 +178,7 @@ def test_one_commands_parser_is_the_whole_parsers() -> None:
     ],
 )
 def test_the_command_word(argv: list[str], word: str | None) -> None:
-    assert _command_word(argv) == word
+    assert command_word(argv) == word
 
 
 def test_unknown_words_and_whole_parser_commands_get_the_whole_parser() -> None:

@@ -91,6 +91,22 @@ def town_processes(root: Path) -> list[int]:
     return found
 
 
+def command_servers(root: Path) -> list[int]:
+    """Live command servers (tinytown/forkserver.py) of the town at ``root``."""
+    marker = str(root / ".tt" / "commands.sock").encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tinytown.forkserver" in argv and marker in argv and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def one_error_line(result: subprocess.CompletedProcess[str], codes: tuple[int, ...] = (1,)) -> str:
     """Assert a clean refusal: an exit code in ``codes``, one ``tt: `` line, no traceback."""
     out, err = result.stdout, result.stderr
@@ -315,7 +331,7 @@ class FaultTown:
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        for pid in town_processes(self.root):
+        for pid in town_processes(self.root) + command_servers(self.root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self._redis is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 
+from tinytown import townroot
 from tinytown.cli.interactive import Interactive
 from tinytown.cli.output import Output, name_for
 from tinytown.errors import NotFoundError, NotInitializedError, TinytownError
@@ -27,16 +28,12 @@ class UsageError(TinytownError):
 
 def locate_root(town_dir: str | None) -> Path:
     """The town's root: ``-t DIR`` (or an ancestor), else the nearest ancestor of the current
-    directory with ``tinytown.toml``, else ``TT_TOWN_DIR`` (set for agents' CLIs)."""
-    if town_dir:
-        return find_town_root(town_dir)
-    try:
-        return find_town_root(".")
-    except NotInitializedError:
-        fallback = os.environ.get("TT_TOWN_DIR")
-        if fallback:
-            return find_town_root(fallback, search=False)
-        raise
+    directory with ``tinytown.toml``, else ``TT_TOWN_DIR`` (set for agents' CLIs); the rule
+    is :func:`tinytown.townroot.locate` (the launcher's too)."""
+    found = townroot.locate(town_dir, os.environ)
+    if found is None:  # the error names where the search started
+        return find_town_root(town_dir or ".")
+    return Path(found)
 
 
 def agent_from_env() -> str | None:

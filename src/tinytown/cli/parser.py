@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import tinytown
+from tinytown.townroot import command_word
 
 #: Command modules in ``tinytown.cli.commands``, registered in this order, each with the
 #: commands (first words of a command line, aliases included) its ``register`` adds. The
@@ -183,30 +184,26 @@ def parser_for(argv: Sequence[str]) -> TtParser:
     importing every command module costs a one-shot command more than its work). The
     command's own parser, its help and its errors are the same as in the whole parser;
     anything else (no command, an unknown one, ``--help``, ``--version``, a command that
-    reads the whole parser) gets the whole parser."""
-    module = _MODULE_OF.get(_command_word(argv) or "")
+    reads the whole parser) gets the whole parser. After :func:`prepare`, the whole
+    parser it built."""
+    if _prepared:
+        return _prepared[0]
+    module = _MODULE_OF.get(command_word(argv) or "")
     if module is None or module in WHOLE_PARSER:
         return build_parser()
     return build_parser(modules=(module,))
 
 
+_prepared: list[TtParser] = []
+
+
+def prepare() -> None:
+    """Build the whole parser once for every later :func:`parser_for` of this process
+    and its forks (the command server: parsing leaves a parser as it was)."""
+    _prepared[:] = [build_parser()]
+
+
 _MODULE_OF = {word: module for module, words in COMMANDS.items() for word in words}
-
-
-def _command_word(argv: Sequence[str]) -> str | None:
-    """The command's name in ``argv`` (the first word that is not the top parser's
-    ``-t/--town DIR``), or None when an option of the top parser comes first."""
-    words = iter(argv)
-    for word in words:
-        if word in ("-t", "--town"):
-            next(words, None)
-        elif word.startswith("--town=") or (word.startswith("-t") and word != "-t"):
-            continue
-        elif word.startswith("-"):
-            return None  # --help, --version, -- ...: whole parser
-        else:
-            return word
-    return None
 
 
 def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -8,6 +8,7 @@ Rust aliases (``in_flight``, ``forkedcontext``) accepted on read, unknown fields
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -72,6 +73,15 @@ def _structure_message(data: Any, _: type) -> Message:
 
 converter.register_unstructure_hook(Message, _unstructure_message)
 converter.register_structure_hook(Message, _structure_message)
+
+
+def warm(classes: Iterable[type]) -> None:
+    """Build the structure and unstructure functions of ``classes`` now: cattrs builds
+    each on first use (~5-10 ms of code generation), which a process that forks workers
+    (the command server) does once for all of them."""
+    for cls in classes:
+        converter.get_structure_hook(cls)
+        converter.get_unstructure_hook(cls)
 
 
 def dumps(record: object) -> str:

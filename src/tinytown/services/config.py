@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from tinytown import townroot
 from tinytown.errors import ConfigError, NotInitializedError
 from tinytown.services import legacy
 from tinytown.services.agentcli.presets import PRESET_COMMANDS
@@ -25,7 +26,7 @@ from tinytown.services.text import text_problem
 if TYPE_CHECKING:
     from tinytown.services.agentcli.spec import CliSpec
 
-CONFIG_FILE = "tinytown.toml"
+CONFIG_FILE = townroot.CONFIG_FILE
 
 #: The built-in CLI presets, name -> command (see services/agentcli/presets.py).
 BUILTIN_CLIS: dict[str, str] = dict(PRESET_COMMANDS)
@@ -58,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "runtime.tasks_per_round": 1,
     "runtime.max_parallel_rounds": 0,
     "runtime.rate_limit_backoff": 60.0,
+    # While `tt run` hosts the town, `tt` commands run in its command server (a process
+    # that has imported them already; docs/architecture.md "The command server").
+    "runtime.command_server": True,
     # Spending limits (0 = none): per agent, per task, and for the whole town.
     "budget.agent_usd": 0.0,
     "budget.agent_tokens": 0,
@@ -136,16 +140,15 @@ def check_setting(key: str, value: Any) -> Any:
 
 
 def find_town_root(start: str | os.PathLike[str] | None = None, *, search: bool = True) -> Path:
-    """The directory holding ``tinytown.toml``: ``start`` itself, or (``search``) an ancestor."""
-    here = Path(start or ".").resolve()
-    candidates = [here, *here.parents] if search else [here]
-    for directory in candidates:
-        # an agent's git worktree (.tt/worktrees/NAME) may hold a committed copy of the
-        # file: it belongs to the town above it (docs/workspaces.md)
-        in_worktree = (directory.parent.name, directory.parent.parent.name) == ("worktrees", ".tt")
-        if (directory / CONFIG_FILE).is_file() and not (search and in_worktree):
-            return directory
-    raise NotInitializedError(f"No town at {here} (no {CONFIG_FILE} found); run 'tt init' first.")
+    """The directory holding ``tinytown.toml``: ``start`` itself, or (``search``) an ancestor
+    (the rule is :func:`tinytown.townroot.find_root`)."""
+    found = townroot.find_root(os.fspath(start or "."), search=search)
+    if found is None:
+        here = Path(start or ".").resolve()
+        raise NotInitializedError(
+            f"No town at {here} (no {CONFIG_FILE} found); run 'tt init' first."
+        )
+    return Path(found)
 
 
 Stamp = tuple[int, int, int]
@@ -421,9 +424,7 @@ def _merge(doc: Any, data: dict[str, Any]) -> None:
         current = doc.get(key)
         if isinstance(value, dict) and isinstance(current, dict):
             _merge(current, value)
-        elif key not in doc or _plain(current) != value or type(_plain(current)) is not type(
-            value
-        ):
+        elif key not in doc or _plain(current) != value or type(_plain(current)) is not type(value):
             doc[key] = value
 
 

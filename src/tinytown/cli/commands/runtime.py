@@ -11,9 +11,10 @@ from typing import Any
 
 import trio
 
+from tinytown.cli.command_server import keep_command_server
 from tinytown.errors import RuntimeBusyError, TinytownError
 from tinytown.services import control
-from tinytown.services.config import find_town_root
+from tinytown.services.config import TownConfig, find_town_root
 from tinytown.services.town import Town, TownStoppedError
 
 DETACH_TIMEOUT = 20.0
@@ -144,10 +145,14 @@ async def cmd_run(ctx: Any, args: argparse.Namespace) -> int:
     from tinytown.runtime.town_runtime import run_town
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_repl
-    if interactive and ctx.interactive is not None:
-        await ctx.interactive.host(root)
-        return 0
-    await run_town(root, echo=runtime_echo(root))  # stdout, or a detached run's runtime.log
+    async with trio.open_nursery() as nursery:
+        if TownConfig.load(root).setting("runtime.command_server"):
+            nursery.start_soon(keep_command_server, root)
+        if interactive and ctx.interactive is not None:
+            await ctx.interactive.host(root)
+        else:  # events go to stdout, or a detached run's runtime.log
+            await run_town(root, echo=runtime_echo(root))
+        nursery.cancel_scope.cancel()
     return 0
 
 

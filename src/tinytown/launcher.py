@@ -1,0 +1,215 @@
+"""The ``tt`` program's fast start: hand the command line to the town's command server.
+
+A one-shot ``tt`` spends most of its time importing (attrs, cattrs, the model: ~100 ms
+here) before a few milliseconds of Redis work. While a town runs, ``tt run`` keeps a
+command server beside it (:mod:`tinytown.forkserver`) that has imported everything
+once; this client, which imports nothing but ``socket``, passes it the command line, the
+current directory, the environment and its own standard input, output and error (the
+file descriptors themselves), and the server forks a child that runs the very same
+``main()`` on them. The child's exit code comes back and becomes this process's.
+
+Whenever the server is absent, refuses (it runs other code than this process would) or
+ends before the command started, :func:`run` returns None and the command runs here as
+usual: the server only ever saves time. ``TT_FORK_SERVER=off`` never uses it;
+``TT_FORK_SERVER=require`` fails instead of running the command here (tests, debugging).
+
+Protocol (a Unix socket, ``<town>/.tt/commands.sock``, same user only): the client sends
+a 4-byte length and a :mod:`marshal`-ed request with file descriptors 0, 1 and 2
+attached; the answer is lines: ``pid N`` (the child started the command), then
+``exit N`` (its exit code; ``-S`` when signal S killed it), or ``refused REASON`` before
+anything started.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+from tinytown import townroot
+
+TYPE_CHECKING = False  # not typing's: it costs this module's client ~6 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
+
+SOCKET_NAME = "commands.sock"
+#: Exit code of a server that found its code changed on disk (``tt run`` starts a new one).
+STALE_EXIT = 75
+MODE_ENV = "TT_FORK_SERVER"
+#: The commands the server runs: short, non-interactive ones. The REPL, `tt run`,
+#: `tt attach`, `tt top` and the long-lived readers (`tt events`, `tt logs`, `tt mcp`)
+#: own their terminal or live long: they run in their own process.
+SERVED = frozenset(
+    {
+        "send", "inbox", "history", "status", "towns", "list", "spawn", "interrupt",
+        "resume", "close", "kill", "restart", "wait", "prune", "assign", "tasks", "task",
+        "backlog", "costs", "budget", "reply", "stop", "recover", "reclaim",
+    }
+)  # fmt: skip
+#: Signals passed on to the child while it runs (the child is not in this terminal's
+#: process group, so the terminal's Ctrl-C reaches only this process).
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+class LauncherError(Exception):
+    """``TT_FORK_SERVER=require`` and the command could not run in the server."""
+
+
+def socket_path(root: str) -> str:
+    """The command server's socket of the town at ``root``."""
+    return os.path.join(root, townroot.STATE_DIR, SOCKET_NAME)
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Run ``tt ARGV`` in the town's command server and return its exit code, or None
+    when the command is to run in this process instead (no server, a refusal, a command
+    the server does not run). Raises LauncherError instead of returning None under
+    ``TT_FORK_SERVER=require``. Blocks until the command ends; signals that would end
+    this process (SIGINT, SIGTERM, SIGHUP, SIGQUIT) are passed on to the command."""
+    mode = os.environ.get(MODE_ENV, "")
+    if mode == "off":
+        return None
+    try:
+        code = _run(argv)
+    except OSError:
+        code = None
+    if code is None and mode == "require":
+        raise LauncherError("the town's command server did not run the command")
+    return code
+
+
+def _run(argv: Sequence[str]) -> int | None:
+    if townroot.command_word(argv) not in SERVED:
+        return None
+    root = townroot.locate(townroot.town_option(argv), os.environ)
+    if root is None:
+        return None
+    # The C modules: socket.py and signal.py build enums at import (~7 ms here).
+    import _socket
+
+    channel = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        try:
+            at_path(socket_path(root), channel.connect)
+        except OSError:
+            return None
+        blob = marshal.dumps(request(argv))
+        return _exchange(channel, len(blob).to_bytes(4, "big") + blob)
+    finally:
+        channel.close()
+
+
+def request(argv: Sequence[str]) -> dict[str, Any]:
+    """What the server needs to run ``argv`` as this process would: the command line,
+    where and with what it runs, and what tells whether the server's code is ours."""
+    streams = [sys.stdin, sys.stdout, sys.stderr]
+    return {
+        "argv": ["tt", *argv],
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "umask": _umask(),
+        "io": [(s.encoding, s.errors) if s is not None else ("utf-8", "strict") for s in streams],
+        "identity": identity(),
+    }
+
+
+#: The interpreter flags that change what a program does (not, e.g., -B or -q).
+_FLAGS = ("optimize", "dev_mode", "utf8_mode", "bytes_warning", "int_max_str_digits")
+
+
+def identity() -> list[Any]:
+    """What must be equal between client and server for the server to run the command
+    as the client would: the interpreter, its version, flags and warnings, the module
+    search path."""
+    return [
+        os.path.realpath(sys.executable),
+        sys.prefix,  # the virtual environment (its python is a link to the same binary)
+        sys.version,
+        [getattr(sys.flags, flag, None) for flag in _FLAGS],
+        list(sys.warnoptions),
+        [os.path.realpath(p) for p in sys.path[1:]],  # [0]: the script's own directory
+    ]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def at_path(path: str, use: Callable[[str], None]) -> None:
+    """``use(path)`` for a socket's ``connect`` or ``bind``; a path longer than a socket
+    address holds (~107 bytes) is reached through a descriptor of its directory."""
+    if len(os.fsencode(path)) <= 100:
+        use(path)
+        return
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        use(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+    finally:
+        os.close(dir_fd)
+
+
+def _exchange(channel: Any, payload: bytes) -> int | None:
+    """Send the request with our standard streams, then read the answer until the exit
+    code; signals are passed on from before the request leaves."""
+    import _signal
+    import _socket
+
+    child: list[int] = []
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if child:
+            os.kill(child[0], signum)
+        else:
+            pending.append(signum)
+
+    previous = {sig: _signal.signal(sig, forward) for sig in _forwarded(_signal)}
+    try:
+        fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in (0, 1, 2))
+        sent = channel.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        while sent < len(payload):
+            sent += channel.send(payload[sent:])
+        for word, value in _lines(channel):
+            if word == "pid" and value.isdigit():
+                child.append(int(value))
+                for signum in pending:
+                    os.kill(child[0], signum)
+            elif word == "exit" and value.lstrip("-").isdigit():
+                code = int(value)
+                return 128 - code if code < 0 else code
+            elif word == "refused":
+                break
+        if child:  # it started, and ended without a word: its outcome is unknown
+            sys.stderr.write(
+                "tt: the town's command server ended while the command ran;"
+                " it may or may not have taken effect.\n"
+            )
+            return 1
+        return None
+    finally:
+        for sig, handler in previous.items():
+            _signal.signal(sig, handler)
+        if pending and not child:
+            for signum in pending:  # the command runs here: it gets them now
+                os.kill(os.getpid(), signum)
+
+
+def _forwarded(signals: Any) -> list[int]:
+    return [getattr(signals, name) for name in FORWARDED]
+
+
+def _lines(channel: Any) -> Iterator[tuple[str, str]]:
+    """The answer's lines as (word, rest), until the server closes the connection."""
+    buffer = b""
+    while True:
+        data = channel.recv(4096)
+        if not data:
+            return
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            word, _, value = line.decode("ascii", "replace").strip().partition(" ")
+            yield word, value
