@@ -147,10 +147,13 @@ async def test_wake_hub_memory_is_bounded(autojump_clock: trio.testing.MockClock
         await hub.wait(key, token)
         hub.token(key)  # a token taken and dropped without waiting
         hub.notify(f"never-waited-{i}")
+        hub.published(f"{key}\n{{}}")  # a direct delivery, taken by the key's mailbox
+        assert hub.take_direct(key) == ["{}"]
     del token
     gc.collect()
     assert len(hub) == 0
-    assert len(vars(hub)) == 3  # no other per-key state
+    # no other per-key state: delivered messages are kept only until their mailbox takes them
+    assert len(vars(hub)) == 4 and vars(hub)["_direct"] == {}
 
 
 async def test_supervised_agents_idle_interface(

@@ -161,7 +161,7 @@ class AgentActor(RoundGates):
                     await self._change(lambda a: a.transition("cool"), "max rounds")
                     return
                 continue
-            if len(taken) >= TAKE_BATCH:
+            if len(taken) >= TAKE_BATCH or self.mailbox.unchecked:
                 continue  # more may be queued: take again before sleeping
             if self.life.mark_idle():
                 self.ctx.hub.notify("backlog")  # an idle agent may take backlog work
@@ -206,7 +206,11 @@ class AgentActor(RoundGates):
                     expected=raw,
                     new=dumps(new),
                     ops=ops,
-                    guards=[(["LLEN", self.keys.inbox(self.id)], 0)],
+                    guards=[
+                        (["LLEN", self.keys.inbox(self.id)], 0),
+                        # nothing delivered straight into flight meanwhile either
+                        (["LLEN", self.keys.inflight(self.id)], len(held)),
+                    ],
                 )
             except Conflict:
                 continue  # the record changed meanwhile: look again
@@ -221,6 +225,7 @@ class AgentActor(RoundGates):
     async def _end_closed(self, held: Held) -> None:
         """Closed: messages taken but not worked on go back to the head of the inbox (still
         queued for a restart), in the same atomic step as the ``cold`` record."""
+        held = held + await self.mailbox.delivered()  # back to the inbox with the rest
         returned = self.ctx.queues.return_ops(self.id, [raw for raw, _ in held])
         await self._change(lambda a: a.transition("cool"), "closed", returned)
         self.mailbox.acked(held)

@@ -45,6 +45,12 @@ class Mailbox:
         self._recheck = False
         self._epoch = ctx.hub.epoch
         self._reconnected = ctx.queues.reconnected
+        #: What the last :meth:`recover` read: a message delivered into flight and read
+        #: there may still be announced afterwards; it is not held a second time.
+        self._recovered: set[str] = set()
+        #: The last take came from delivered messages only: the inbox was not looked at.
+        self.unchecked = False
+        ctx.hub.take_direct(agent_id)  # a new mailbox reads its flight at start instead
 
     async def recover(self) -> Held:
         """Everything in flight (left by an earlier run, or not yet known to this one),
@@ -52,26 +58,39 @@ class Mailbox:
         self._recheck = False
         self._epoch = self.ctx.hub.epoch
         self._reconnected = self._queues.reconnected
-        raws = [r for r in await self._queues.in_flight(self.id) if r not in self._held]
-        return await self._hold(raws)
+        self.ctx.hub.take_direct(self.id)  # in flight: read below
+        in_flight = await self._queues.in_flight(self.id)
+        self._recovered = set(in_flight)
+        return await self._hold([r for r in in_flight if r not in self._held])
 
     async def take(self) -> Held:
         """Move up to TAKE_BATCH messages into flight, oldest (or most urgent) first, and
         return them with anything a lost reply or a reconnect left unseen in flight.
+        Messages delivered straight into flight (to this agent while it waited idle) are
+        taken without a round trip; the inbox is then left for the next take
+        (:attr:`unchecked`).
 
         Cancellable: cancelled after the move, the messages are in flight and the next
         :meth:`recover` (every actor start) finds them."""
-        try:
-            raws = await self._queues.take(self.id, TAKE_BATCH)
-        except ReplyLostError:
-            raws = []
-            self._recheck = True
+        raws = [r for r in self.ctx.hub.take_direct(self.id) if r not in self._recovered]
+        self.unchecked = bool(raws)
+        if not raws:
+            try:
+                raws = await self._queues.take(self.id, TAKE_BATCH)
+            except ReplyLostError:
+                raws = []
+                self._recheck = True
         result = await self._hold(raws)
         if self._recheck or self._epoch != self.ctx.hub.epoch or self._reconnected.is_set():
             result = await self.recover() + result  # taken earlier, so handled first
         if self.ctx.on_take:
             self.ctx.on_take(self.id, len(result))
         return result
+
+    async def delivered(self) -> Held:
+        """The messages delivered into flight and not yet taken, held now (no I/O)."""
+        raws = [r for r in self.ctx.hub.take_direct(self.id) if r not in self._recovered]
+        return await self._hold(raws)
 
     def ack_ops(self, held: Held | Sequence[str]) -> list[Op]:
         """Ops acknowledging held messages; run them with the effect they record, then

@@ -1,8 +1,10 @@
 """Wake-ups: one pub/sub connection tells actors that their inbox (or anything) changed.
 
 Senders push a message and PUBLISH the recipient's id on ``tt:<town>:wake`` in the same
-atomic step. The hub turns those into per-key trio events, so a thousand idle actors
-cost one Redis connection and no polling. After a reconnect every key is woken, so a
+atomic step (or, for an idle agent, put it in its flight and publish it whole: the hub
+keeps it for the agent's mailbox, which then needs no round trip to take it). The hub
+turns those into per-key trio events, so a thousand idle actors cost one Redis
+connection and no polling. After a reconnect every key is woken, so a
 wake-up missed during an outage only delays, never loses, a message.
 
 Memory is bounded by the tokens alive: the hub keeps a key's pending token only through
@@ -36,6 +38,9 @@ class WakeHub:
 
     def __init__(self) -> None:
         self._pending: weakref.WeakValueDictionary[str, Token] = weakref.WeakValueDictionary()
+        #: Messages delivered straight into an agent's flight (``TT.DELIVER``), published
+        #: whole: the agent's mailbox holds them without a take (Mailbox.take drains these).
+        self._direct: dict[str, list[str]] = {}
         #: Bumped by every (re)subscription: a reconnect may have lost wake-ups and replies.
         self.epoch = 0
         self.subscribed = trio.Event()
@@ -51,6 +56,19 @@ class WakeHub:
         token = self._pending.pop(key, None)
         if token is not None:
             token.event.set()
+
+    def published(self, data: str) -> None:
+        """One message of the wake channel: a key to wake, or (``key\npayload``) a message
+        delivered into the key's flight, kept for its mailbox, and the key woken."""
+        key, newline, payload = data.partition("\n")
+        if newline:
+            self._direct.setdefault(key, []).append(payload)
+        self.notify(key)
+
+    def take_direct(self, key: str) -> list[str]:
+        """The messages delivered into ``key``'s flight since the last call, oldest first
+        (each is in the in-flight list already)."""
+        return self._direct.pop(key, [])
 
     def notify_all(self) -> None:
         pending = list(self._pending.values())
@@ -96,7 +114,7 @@ class WakeHub:
 
         while True:
             try:
-                await queues.listen(subscribed, self.notify)
+                await queues.listen(subscribed, self.published)
             except Exception as exc:  # e.g. LOADING after a restart: never end the town
                 if not isinstance(exc, RedisUnavailableError) and report is not None:
                     report(f"wake-ups: {type(exc).__name__}: {exc}; subscribing again")

@@ -119,7 +119,8 @@ class MessageService:
             correlation_id=correlation_id,
         )
         payload = _encode(message)
-        ops = self.store.deliver_ops(message, payload=payload)
+        # Straight into the flight of an idle agent that waits (one hop: docs/runtime.md).
+        ops = self.store.deliver_ops(message, payload=payload, direct=True)
         if correlation_id:  # an answer: the question it answers no longer waits
             ops += self._answered_ops(correlation_id)
         try:

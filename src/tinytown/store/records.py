@@ -373,18 +373,33 @@ class Store:
         return op
 
     def deliver_ops(
-        self, message: Message, *, event: bool = True, payload: str | None = None
+        self,
+        message: Message,
+        *,
+        event: bool = True,
+        payload: str | None = None,
+        direct: bool = False,
     ) -> list[Op]:
         """Push ``message`` into its recipient's inbox and wake the recipient.
 
         High and urgent messages go to the head of the list and are taken first.
         ``payload`` is ``dumps(message)`` when the caller already has it (encode once).
+        ``direct``: to an idle agent of a running town with an empty inbox, deliver it
+        into the agent's in-flight list and publish it whole, so the agent holds it without
+        a round trip (the ``TT.DELIVER`` op: for ``run_flat`` only, not ``apply``).
         """
         push = "LPUSH" if message.priority.jumps_queue else "RPUSH"
-        ops: list[Op] = [
-            [push, self.keys.inbox(message.recipient), payload or dumps(message)],
-            ["PUBLISH", self.keys.wake, message.recipient],
-        ]
+        raw = payload or dumps(message)
+        recipient = message.recipient
+        ops: list[Op]
+        if direct:
+            keys = self.keys
+            ops = [
+                ["TT.DELIVER", keys.inbox(recipient), keys.inflight(recipient),
+                 keys.agent(recipient), keys.runtime, keys.wake, recipient, push, raw]
+            ]  # fmt: skip
+        else:
+            ops = [[push, self.keys.inbox(recipient), raw], ["PUBLISH", self.keys.wake, recipient]]
         if event:
             ops.append(
                 self.event_op(

@@ -46,8 +46,28 @@ return 1
 #: store/flat.py). ARGV[1] number of guards; per guard: its length n, the n words of the
 #: command, the reply it must give (as text); then per command: its length n, its n words.
 #: Returns 1 on success, -i when guard i failed (nothing ran). Not idempotent.
+#: One pseudo-command, ``TT.DELIVER inbox inflight agent lease wake id push payload``
+#: (``Store.deliver_ops(direct=True)``): a message for an idle agent of a running town
+#: whose inbox is empty goes straight into its in-flight list -- taken, as TAKE would --
+#: and is published with its recipient (``id\npayload``), so the agent holds it without a
+#: round trip of its own; otherwise it is pushed (``push``: RPUSH or LPUSH) into the
+#: inbox and the recipient's id published, as any delivery.
 FLAT = Script(
     """
+local function deliver(i)
+  local inbox, inflight, agent, lease = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local wake, id, push, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  if redis.call('LLEN', inbox) == 0 and redis.call('EXISTS', lease) == 1 then
+    local record = redis.call('GET', agent)
+    if record and cjson.decode(record).state == 'idle' then
+      redis.call('RPUSH', inflight, payload)
+      redis.call('PUBLISH', wake, id .. '\\n' .. payload)
+      return
+    end
+  end
+  redis.call(push, inbox, payload)
+  redis.call('PUBLISH', wake, id)
+end
 local i = 2
 for g = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[i])
@@ -57,7 +77,11 @@ end
 local last = #ARGV
 while i <= last do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  if ARGV[i + 1] == 'TT.DELIVER' then
+    deliver(i + 2)
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 return 1
