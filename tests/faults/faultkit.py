@@ -74,6 +74,20 @@ def alive(pid: int) -> bool:
     return proc_state(pid) not in (None, "Z")
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid and alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
 def town_processes(root: Path) -> list[int]:
     """Live processes (not zombies) whose environment names ``root`` as TT_TOWN_DIR: the
     agents' CLIs and everything they started, wherever they were reparented."""

@@ -4,6 +4,7 @@ them, and it never outlives its town or strands a command (docs/architecture.md)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import marshal
 import os
@@ -14,9 +15,18 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.faults.faultkit import TT, FaultTown, alive, command_servers, one_error_line, until
+from tests.faults.faultkit import (
+    TT,
+    FaultTown,
+    alive,
+    children,
+    command_servers,
+    one_error_line,
+    until,
+)
 from tinytown.launcher import socket_path
 
 
@@ -33,19 +43,6 @@ def server_up(ft: FaultTown) -> int:
     until(lambda: ft.tt("list", env=served(ft)).returncode == 0, 30, what="the command server")
     (pid,) = command_servers(ft.root)
     return pid
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and alive(int(entry)):
-                found.append(int(entry))
-    return found
 
 
 def same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[str]) -> None:
@@ -130,27 +127,10 @@ def test_the_command_writes_to_the_terminal_of_its_tt(ft: FaultTown) -> None:
         assert name not in row and "a-\u2026" in row, row  # the table fits the width
 
 
-def test_ctrl_c_reaches_the_command_in_the_server(ft: FaultTown) -> None:
-    ft.spawn("ann")
-    ft.start_run()
-    server = server_up(ft)
-    waiting = subprocess.Popen(
-        [*TT, "wait", "ann", "--timeout", "60"],
-        cwd=ft.root, env=served(ft), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        (command,) = until(lambda: children_of(server), 20, what="the served command")
-        waiting.send_signal(signal.SIGINT)
-        assert waiting.wait(timeout=20) == 130
-        until(lambda: not alive(command), 10, what="the command to end")
-    finally:
-        waiting.kill()
-        waiting.wait()
-
-
-def test_a_served_command_dies_with_its_tt(ft: FaultTown) -> None:
-    """kill -9 of a `tt` (as when an agent's round that ran it is killed): its command in
-    the server is killed too, as it would have been in its own process."""
+@contextlib.contextmanager
+def served_wait(ft: FaultTown) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A `tt wait` (blocks for a minute) running in the town's command server: its `tt`
+    process and the served command's pid."""
     ft.spawn("ann")
     ft.start_run()
     server = server_up(ft)
@@ -159,13 +139,27 @@ def test_a_served_command_dies_with_its_tt(ft: FaultTown) -> None:
         cwd=ft.root, env=served(ft), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        (command,) = until(lambda: children_of(server), 20, what="the served command")
-        waiting.kill()
-        waiting.wait()
-        until(lambda: not alive(command), 10, what="the command to die with its tt")
+        (command,) = until(lambda: children(server), 20, what="the served command")
+        yield waiting, command
     finally:
         waiting.kill()
         waiting.wait()
+
+
+def test_ctrl_c_reaches_the_command_in_the_server(ft: FaultTown) -> None:
+    with served_wait(ft) as (waiting, command):
+        waiting.send_signal(signal.SIGINT)
+        assert waiting.wait(timeout=20) == 130
+        until(lambda: not alive(command), 10, what="the command to end")
+
+
+def test_a_served_command_dies_with_its_tt(ft: FaultTown) -> None:
+    """kill -9 of a `tt` (as when an agent's round that ran it is killed): its command in
+    the server is killed too, as it would have been in its own process."""
+    with served_wait(ft) as (waiting, command):
+        waiting.kill()
+        waiting.wait()
+        until(lambda: not alive(command), 10, what="the command to die with its tt")
     assert ft.tt("list", env=served(ft)).returncode == 0  # the server serves on
 
 

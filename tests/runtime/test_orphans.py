@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.faults.faultkit import children
 from tests.runtime.conftest import alive, eventually
 from tinytown import TaskState
 from tinytown.services.config import TownConfig
@@ -32,22 +33,9 @@ def _tree_pids(town: Town, agent: str) -> dict[str, int]:
     return {kind: int(pid) for kind, pid in re.findall(r"(\w+)-pid (\d+)", text)}
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
 def _guard_of(pid: int) -> int:
     """The process guard `tt run` started (runtime/guard.py)."""
-    for child in _children(pid):
+    for child in children(pid):
         if b"guard.py" in Path(f"/proc/{child}/cmdline").read_bytes():
             return child
     raise AssertionError(f"no guard process under {pid}")
