@@ -33,9 +33,20 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         sys.modules.pop(name, None)
 
 
+def test_stamps_notice_a_package_installed_on_the_module_path(package: Path) -> None:
+    """pip installing or upgrading a dependency (attrs, trio, ...) adds or removes entries
+    of a directory on the module path: the server's code would be stale."""
+    stamps = Stamps("ttstamps")
+    assert str(package.parent) in stamps.files  # (the fixture put it on the path)
+    assert not stamps.changed()
+    (package.parent / "newdep-1.0.dist-info").mkdir()
+    assert stamps.changed()
+
+
 def test_stamps_notice_a_changed_or_removed_module(package: Path) -> None:
     stamps = Stamps("ttstamps")
-    assert set(stamps.files) == {str(package / "__init__.py"), str(package / "mod.py")}
+    modules = {p for p in stamps.files if p.endswith(".py")}
+    assert modules == {str(package / "__init__.py"), str(package / "mod.py")}
     assert not stamps.changed()
     (package / "mod.py").write_text("X = 22\n")  # another size, another mtime
     assert stamps.changed()

@@ -27,17 +27,20 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
 from tinytown import launcher
 
-_REQUEST_TIMEOUT = 5.0  # a client that connects and sends nothing is dropped after this
+_REQUEST_TIMEOUT = 2.0  # a request not received whole by then is dropped (nothing ran)
 _MAX_REQUEST = 4 << 20
+_FORWARDED = {getattr(signal, name) for name in launcher.FORWARDED}
 
 
 class Stamps:
-    """The files of the modules loaded under a package, and what tells they changed."""
+    """The files of the modules loaded under a package and the directories of the module
+    path, and what tells they changed."""
 
     def __init__(self, prefix: str = "tinytown") -> None:
         modules = [
@@ -52,6 +55,9 @@ class Stamps:
         self.files = {
             path: _stamp(path) for module in modules if (path := getattr(module, "__file__", None))
         }
+        # pip installing, upgrading or removing any package (attrs, trio, ...) adds or
+        # removes entries of a directory on the module path, which changes its mtime.
+        self.files.update((path, _stamp(path)) for path in sys.path if os.path.isdir(path))
 
     def changed(self) -> bool:
         """Whether any of the files changed (or went) since they were recorded."""
@@ -88,9 +94,10 @@ def preload() -> None:
 class Server:
     """Accepts requests on ``listener`` until ``lifeline`` (a pipe) closes."""
 
-    def __init__(self, listener: socket.socket, lifeline: int) -> None:
+    def __init__(self, listener: socket.socket, lifeline: int, lock: int | None = None) -> None:
         self.listener = listener
         self.lifeline = lifeline
+        self.lock = lock  # the town's server lock: not held on by the commands
         self.stamps = Stamps()
         self.identity = launcher.identity()
         self.children: dict[int, socket.socket] = {}  # pid -> its client's connection
@@ -162,7 +169,8 @@ class Server:
                 conn.close()
 
     def _own_fds(self) -> list[int]:
-        return [self.listener.fileno(), self.lifeline, self.wakeup_r, self.wakeup_w]
+        own = [self.listener.fileno(), self.lifeline, self.wakeup_r, self.wakeup_w]
+        return own if self.lock is None else [*own, self.lock]
 
     def reap(self) -> None:
         """Collect ended children; report those killed by a signal to their client (the
@@ -192,13 +200,19 @@ def _same_user(conn: socket.socket) -> bool:
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request, within _REQUEST_TIMEOUT in all (a client that trickles its bytes
+    does not hold the server up longer), and the three descriptors that came with it."""
+    deadline = time.monotonic() + _REQUEST_TIMEOUT
     data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
     if len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
         raise ValueError("expected three file descriptors")
     try:
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
             if len(data) > _MAX_REQUEST:
                 raise ValueError("request too large")
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
             more = conn.recv(65536)
             if not more:
                 raise EOFError("the client left")
@@ -221,6 +235,9 @@ def _child(
     code = 1
     try:
         try:
+            # Signals the client passes on wait until the command runs (_run_main): a
+            # Ctrl-C at once is the command's KeyboardInterrupt, not a broken start.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(sig, signal.SIG_DFL)
@@ -230,6 +247,7 @@ def _child(
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])
+            time.tzset()  # the client's TZ
             os.umask(request["umask"])
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
@@ -242,7 +260,7 @@ def _child(
             threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
         except BaseException:
             return
-        code = _run_main(sys.argv[1:])
+        code = _run_main(sys.argv[1:]) & 0xFF
         _flush()
         conn.sendall(b"exit %d\n" % code)
     except BaseException:
@@ -282,6 +300,7 @@ def _run_main(argv: list[str]) -> int:
     from tinytown.entry import main
 
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)  # (see _child)
         return int(main(argv) or 0)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
@@ -331,7 +350,7 @@ def main(argv: list[str]) -> int:
         return 1
     preload()
     listener = listen(path)
-    server = Server(listener, lifeline=0)
+    server = Server(listener, lifeline=0, lock=lock)
     try:
         return server.serve()
     finally:

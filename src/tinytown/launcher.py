@@ -80,7 +80,7 @@ def run(argv: Sequence[str]) -> int | None:
 
 
 def _run(argv: Sequence[str]) -> int | None:
-    if townroot.command_word(argv) not in SERVED:
+    if townroot.command_word(argv) not in SERVED or not _streams_open():
         return None
     root = townroot.locate(townroot.town_option(argv), os.environ)
     if root is None:
@@ -98,6 +98,17 @@ def _run(argv: Sequence[str]) -> int | None:
         return _exchange(channel, len(blob).to_bytes(4, "big") + blob)
     finally:
         channel.close()
+
+
+def _streams_open() -> bool:
+    """Whether descriptors 0, 1 and 2 are open: a closed one would be taken by our own
+    socket and handed to the command as that stream."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def request(argv: Sequence[str]) -> dict[str, Any]:
@@ -128,7 +139,8 @@ def identity() -> list[Any]:
         sys.version,
         [getattr(sys.flags, flag, None) for flag in _FLAGS],
         list(sys.warnoptions),
-        [os.path.realpath(p) for p in sys.path[1:]],  # [0]: the script's own directory
+        # Without -P, [0] is the script's own directory (or the current one): not compared.
+        [os.path.realpath(p) for p in (sys.path if sys.flags.safe_path else sys.path[1:])],
     ]
 
 
@@ -153,7 +165,9 @@ def at_path(path: str, use: Callable[[str], None]) -> None:
 
 def _exchange(channel: Any, payload: bytes) -> int | None:
     """Send the request with our standard streams, then read the answer until the exit
-    code; signals are passed on from before the request leaves."""
+    code; signals are passed on from before the request leaves. None only while nothing
+    has started: once the command reported its pid, whatever happens next is answered
+    here (it never runs a second time in this process)."""
     import _signal
     import _socket
 
@@ -162,7 +176,7 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
 
     def forward(signum: int, _frame: object) -> None:
         if child:
-            os.kill(child[0], signum)
+            _kill(child[0], signum)
         else:
             pending.append(signum)
 
@@ -172,16 +186,19 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
         sent = channel.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         while sent < len(payload):
             sent += channel.send(payload[sent:])
-        for word, value in _lines(channel):
-            if word == "pid" and value.isdigit():
-                child.append(int(value))
-                for signum in pending:
-                    os.kill(child[0], signum)
-            elif word == "exit" and value.lstrip("-").isdigit():
-                code = int(value)
-                return 128 - code if code < 0 else code
-            elif word == "refused":
-                break
+        try:
+            for word, value in _lines(channel):
+                if word == "pid" and value.isdigit():
+                    child.append(int(value))
+                    for signum in pending:
+                        _kill(child[0], signum)
+                elif word == "exit" and value.lstrip("-").isdigit():
+                    return _exit_code(int(value), _signal)
+                elif word == "refused":
+                    break
+        except OSError:
+            if not child:
+                raise
         if child:  # it started, and ended without a word: its outcome is unknown
             sys.stderr.write(
                 "tt: the town's command server ended while the command ran;"
@@ -195,6 +212,23 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
         if pending and not child:
             for signum in pending:  # the command runs here: it gets them now
                 os.kill(os.getpid(), signum)
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:  # it has just ended: its exit code is on its way
+        pass
+
+
+def _exit_code(code: int, signals: Any) -> int:
+    """This process's exit code for the command's; a command killed by signal S (``-S``)
+    ends this process by S too, as it would have ended in its own process."""
+    if code >= 0:
+        return code
+    signals.signal(-code, signals.SIG_DFL)
+    os.kill(os.getpid(), -code)
+    return 128 - code  # (a signal whose default is not to end the process)
 
 
 def _forwarded(signals: Any) -> list[int]:

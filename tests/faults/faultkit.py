@@ -106,7 +106,8 @@ def town_processes(root: Path) -> list[int]:
 
 
 def command_servers(root: Path) -> list[int]:
-    """Live command servers (tinytown/forkserver.py) of the town at ``root``."""
+    """Live command servers (tinytown/forkserver.py) of the town at ``root`` (not the
+    commands they forked, which share their command line)."""
     marker = str(root / ".tt" / "commands.sock").encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -118,7 +119,8 @@ def command_servers(root: Path) -> list[int]:
             continue
         if b"tinytown.forkserver" in argv and marker in argv and alive(int(entry)):
             found.append(int(entry))
-    return found
+    forked = {pid for server in found for pid in children(server)}
+    return [pid for pid in found if pid not in forked]
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], codes: tuple[int, ...] = (1,)) -> str:

@@ -64,6 +64,12 @@ def test_commands_run_in_the_server_only_while_the_town_runs(ft: FaultTown) -> N
     # Same answers, same exit codes, same error sentences, either way.
     for args in [("list",), ("inbox", "ann"), ("send", "nobody", "hi"), ("task", "show")]:
         same(ft.tt(*args, env=served(ft)), ft.tt(*args, env=own_process(ft)))
+    task = ft.assign("ann", "work")
+    tokyo = {"TZ": "Asia/Tokyo"}  # local times are the client's, not the server's
+    same(
+        ft.tt("task", "show", task, env={**served(ft), **tokyo}),
+        ft.tt("task", "show", task, env={**own_process(ft), **tokyo}),
+    )
     assert ft.tt("send", "nobody", "hi", env=served(ft)).returncode == 1
     assert ft.tt("task", "show", env=served(ft)).returncode == 2
 
@@ -161,6 +167,27 @@ def test_a_served_command_dies_with_its_tt(ft: FaultTown) -> None:
         waiting.wait()
         until(lambda: not alive(command), 10, what="the command to die with its tt")
     assert ft.tt("list", env=served(ft)).returncode == 0  # the server serves on
+
+
+def test_a_command_killed_by_a_signal_ends_its_tt_by_that_signal(ft: FaultTown) -> None:
+    with served_wait(ft) as (waiting, command):
+        os.kill(command, signal.SIGTERM)
+        assert waiting.wait(timeout=20) == -signal.SIGTERM  # as if it had been its own
+
+
+def test_a_crashed_server_is_replaced_while_its_commands_run(ft: FaultTown) -> None:
+    """kill -9 of the command server: `tt run` starts another (after 1 s) even while a
+    command the first one started still runs (it does not hold the town's server lock)."""
+    with served_wait(ft) as (_waiting, command):
+        (first,) = command_servers(ft.root)
+        os.kill(first, signal.SIGKILL)
+        until(
+            lambda: [p for p in command_servers(ft.root) if p != first],
+            20,
+            what=lambda: "a new server: " + (ft.root / ".tt/logs/command-server.log").read_text(),
+        )
+        until(lambda: ft.tt("list", env=served(ft)).returncode == 0, 20, what="served again")
+        assert alive(command)  # (the first server's command goes on)
 
 
 def test_kill_9_of_the_town_takes_its_command_server(ft: FaultTown) -> None:

@@ -48,6 +48,26 @@ async def _set_state(town: Town, agent_id: str, state: str) -> None:
     await town.redis.execute("SET", key, json.dumps(record, separators=(",", ":")))
 
 
+Lost = list[tuple[WakeHub, str]]
+
+
+def _losing_announcements(monkeypatch: pytest.MonkeyPatch) -> tuple[Lost, Any]:
+    """From now on the hub never processes a direct delivery's announcement (as if each
+    were lost with the subscriber's connection); returns them (to replay late) and the
+    hub's own handler."""
+    lost: Lost = []
+    published = WakeHub.published
+
+    def losing(self: WakeHub, data: str) -> None:
+        if "\n" in data:
+            lost.append((self, data))
+            return
+        published(self, data)
+
+    monkeypatch.setattr(WakeHub, "published", losing)
+    return lost, published
+
+
 async def test_the_delivery_op_chooses_flight_or_inbox(town: Town, redis_url: str) -> None:
     agent = (await town.agents.spawn("w", "true")).id
     inbox, inflight = town.keys.inbox(agent), town.keys.inflight(agent)
@@ -117,16 +137,7 @@ async def test_a_lost_announcement_is_found_in_flight_after_the_reconnect(
     """The subscriber's connection lost with the announcement: the message waits in flight
     (never outside a list) and the resubscription (epoch bump, every key woken) has the
     agent read its flight again."""
-    lost: list[str] = []
-    published = WakeHub.published
-
-    def losing(self: WakeHub, data: str) -> None:
-        if "\n" in data and not lost:
-            lost.append(data)
-            return
-        published(self, data)
-
-    monkeypatch.setattr(WakeHub, "published", losing)
+    lost, _ = _losing_announcements(monkeypatch)
     rt = await start_runtime()
     handle = await town.spawn_agent("w")
     await handle.wait(idle=True, timeout=20)
@@ -170,3 +181,76 @@ async def test_a_message_read_in_flight_is_not_held_again_when_announced_late(
     assert [m.type for _, m in taken] == [MessageType.PING]
     assert mailbox.unchecked  # the inbox is looked at by the next take
     assert loads(Message, later).recipient == agent
+
+
+async def test_a_message_pushed_with_a_delivered_one_is_taken_too(
+    town: Town, runtime: Runtime
+) -> None:
+    """One wake-up for a message delivered into flight and one pushed into the inbox in
+    the same step: after holding the first, the agent looks at its inbox before waiting."""
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    first = Message.new(SUPERVISOR_ID, handle.id, Ping())
+    second = Message.new(SUPERVISOR_ID, handle.id, Ping())
+    ops = town.store.deliver_ops(first, event=False, direct=True)  # into flight
+    ops += town.store.deliver_ops(second, event=False)  # pushed, the same id woken
+    await run_flat(town.store, ops)
+
+    async def both() -> Any:
+        mail, _ = await town.messages.inbox(SUPERVISOR_ID)
+        return {first.id, second.id} <= {m.correlation_id for m in mail}
+
+    await eventually(both, timeout=20)
+
+
+async def test_closing_returns_a_delivered_message_not_announced_yet(
+    town: Town, start_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost, published = _losing_announcements(monkeypatch)
+    await start_runtime()
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    ping = await town.messages.send(handle.id, Ping())
+
+    async def announced() -> Any:
+        return lost
+
+    await eventually(announced, timeout=20)
+    await handle.close()
+
+    async def cold() -> Any:
+        return (await town.agents.get(handle.id)).state is AgentState.COLD
+
+    await eventually(cold, timeout=20)
+    for hub, data in lost:  # the announcement, too late: changes nothing
+        published(hub, data)
+    # Queued again for the agent's next start, not left in the flight of a cold agent.
+    assert await town.redis.execute("LRANGE", town.keys.inbox(handle.id), 0, -1) == [dumps(ping)]
+    assert await town.redis.execute("LLEN", town.keys.inflight(handle.id)) == 0
+
+
+async def test_no_cold_agent_with_a_message_in_flight(
+    town: Town, start_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle timeout comes while a delivered message's announcement was lost: the
+    agent does not go cold with the message in flight; it reads its flight and answers."""
+    lost, _ = _losing_announcements(monkeypatch)
+    town.config.data["agent"] = {"idle_timeout_secs": 1}
+    await start_runtime()
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    ping = await town.messages.send(handle.id, Ping())
+
+    async def answered() -> Any:
+        mail, _ = await town.messages.inbox(SUPERVISOR_ID)
+        return [m for m in mail if m.correlation_id == ping.id]
+
+    await eventually(answered, timeout=20)  # (a cold agent would never have answered)
+    assert lost  # it was never announced
+
+    async def cold_and_empty() -> Any:
+        agent = await town.agents.get(handle.id)
+        flying = await town.redis.execute("LLEN", town.keys.inflight(handle.id))
+        return agent.state is AgentState.COLD and flying == 0
+
+    await eventually(cold_and_empty, timeout=20)  # then idle long enough: cold, nothing held

@@ -35,12 +35,16 @@ async def keep_command_server(root: Path) -> None:
 
     Cancellation: the server's lifeline is closed and it exits (killed after STOP_GRACE
     seconds if it has not); commands it started go on and report to their own ``tt``.
-    Never returns otherwise."""
+    Never returns otherwise. (The pause starts again from 1 s after a server that ran for
+    more than a minute.)"""
     pause = RETRY_FIRST
     while True:
+        started = trio.current_time()
         code = await _serve_once(root)
         if code == STALE_EXIT:
             continue
+        if trio.current_time() - started > RETRY_MAX:
+            pause = RETRY_FIRST  # it ran well for a while: a new failure starts afresh
         await trio.sleep(pause)
         pause = min(pause * 2, RETRY_MAX)
 
@@ -67,7 +71,9 @@ async def _serve_once(root: Path) -> int:
     try:
         with open(log, "ab") as out:
             done = await trio.run_process(
-                [sys.executable, "-m", "tinytown.forkserver", socket_path(str(root))],
+                # -P: not the current directory first on the module path (a project's
+                # own shlex.py must not be imported by the server)
+                [sys.executable, "-P", "-m", "tinytown.forkserver", socket_path(str(root))],
                 stdin=lifeline_r,
                 stdout=out,
                 stderr=out,

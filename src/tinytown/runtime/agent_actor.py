@@ -214,8 +214,9 @@ class AgentActor(RoundGates):
                 )
             except Conflict:
                 continue  # the record changed meanwhile: look again
-            except GuardFailed:
-                return False  # a message arrived: not idle any more
+            except GuardFailed:  # a message arrived: not idle any more
+                self.mailbox.look_again()  # (in flight, its announcement maybe lost)
+                return False
             break
         self.mailbox.acked(held)
         self.life.try_fire("close")
@@ -225,7 +226,9 @@ class AgentActor(RoundGates):
     async def _end_closed(self, held: Held) -> None:
         """Closed: messages taken but not worked on go back to the head of the inbox (still
         queued for a restart), in the same atomic step as the ``cold`` record."""
-        held = held + await self.mailbox.delivered()  # back to the inbox with the rest
+        # Everything in flight goes back: delivered messages whose announcement the hub
+        # has not had yet are there too (read, not guessed).
+        held = held + await self.mailbox.recover()
         returned = self.ctx.queues.return_ops(self.id, [raw for raw, _ in held])
         await self._change(lambda a: a.transition("cool"), "closed", returned)
         self.mailbox.acked(held)

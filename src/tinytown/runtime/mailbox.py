@@ -87,10 +87,10 @@ class Mailbox:
             self.ctx.on_take(self.id, len(result))
         return result
 
-    async def delivered(self) -> Held:
-        """The messages delivered into flight and not yet taken, held now (no I/O)."""
-        raws = [r for r in self.ctx.hub.take_direct(self.id) if r not in self._recovered]
-        return await self._hold(raws)
+    def look_again(self) -> None:
+        """Have the next :meth:`take` read the in-flight list too (something may be there
+        that this mailbox was never told of)."""
+        self._recheck = True
 
     def ack_ops(self, held: Held | Sequence[str]) -> list[Op]:
         """Ops acknowledging held messages; run them with the effect they record, then

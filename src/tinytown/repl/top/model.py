@@ -167,10 +167,11 @@ class Tracker:
                 await trio.sleep(RETRY_DELAY)
 
     def _wake(self, payload: str) -> None:
-        if payload == "backlog":
+        key = payload.partition("\n")[0]  # (a direct delivery carries its message after it)
+        if key == "backlog":
             self._marks.backlog = True
-        elif payload in self.view.rows:
-            self._marks.agents.add(payload)  # its inbox grew
+        elif key in self.view.rows:
+            self._marks.agents.add(key)  # its inbox or its flight grew
         self._poked.set()
 
     async def _lease(self) -> None:
