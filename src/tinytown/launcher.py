@@ -171,12 +171,12 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
     import _signal
     import _socket
 
-    child: list[int] = []
+    child: list[int] = []  # the command's pid, then a pidfd for it (when there are)
     pending: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
         if child:
-            _kill(child[0], signum)
+            _kill(child, signum, _signal)
         else:
             pending.append(signum)
 
@@ -190,8 +190,12 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
             for word, value in _lines(channel):
                 if word == "pid" and value.isdigit():
                     child.append(int(value))
+                    try:  # signals go to that very process, even once its pid is reused
+                        child.append(os.pidfd_open(child[0]))
+                    except (AttributeError, OSError):
+                        pass
                     for signum in pending:
-                        _kill(child[0], signum)
+                        _kill(child, signum, _signal)
                 elif word == "exit" and value.lstrip("-").isdigit():
                     return _exit_code(int(value), _signal)
                 elif word == "refused":
@@ -209,14 +213,20 @@ def _exchange(channel: Any, payload: bytes) -> int | None:
     finally:
         for sig, handler in previous.items():
             _signal.signal(sig, handler)
+        if len(child) > 1:
+            os.close(child[1])
         if pending and not child:
             for signum in pending:  # the command runs here: it gets them now
                 os.kill(os.getpid(), signum)
 
 
-def _kill(pid: int, signum: int) -> None:
+def _kill(child: list[int], signum: int, signals: Any) -> None:
+    """Signal the command (``[pid]`` or ``[pid, pidfd]``)."""
     try:
-        os.kill(pid, signum)
+        if len(child) > 1:
+            signals.pidfd_send_signal(child[1], signum)
+        else:
+            os.kill(child[0], signum)
     except ProcessLookupError:  # it has just ended: its exit code is on its way
         pass
 
