@@ -140,8 +140,10 @@ async def _tt_latency(
                 for i in range(n + warmup):
                     mark = takes.mark()
                     await proc.stdin.send_all(b"go\n")
-                    reply = json.loads(await lines.next())
+                    # The helper's reply (its t0) is read once the sample is over: reading
+                    # it at once would compete with the town in this process's event loop.
                     received = await takes.sample(mark)
+                    reply = json.loads(await lines.next())
                     if i >= warmup:
                         cross.append(received - reply["t0"])
                         cross_send_call.append(reply["t1"] - reply["t0"])
