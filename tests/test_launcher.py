@@ -150,3 +150,19 @@ def test_a_closed_standard_stream_is_never_passed(
         cwd=town, capture_output=True, text=True, timeout=20,
     )  # fmt: skip
     assert closed.stdout.strip() == "result None", closed.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "town"),
+    [
+        (["mcp"], ""),
+        (["mcp", "-t", "/x"], "/x"),
+        (["-t", "/y", "mcp"], "/y"),
+        (["mcp", "--town", "/x"], "/x"),
+        (["mcp", "--http"], None),  # a long-lived server of its own: never served
+        (["mcp", "--http", "--bind", "0.0.0.0:9"], None),
+        (["mcp", "token", "new"], None),
+    ],
+)
+def test_only_tt_mcp_over_stdio_is_served(argv: list[str], town: str | None) -> None:
+    assert launcher._stdio_mcp_town(argv, launcher.townroot.town_option(argv)) == town

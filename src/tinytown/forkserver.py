@@ -85,6 +85,8 @@ def preload() -> None:
     from tinytown.model.converter import warm
 
     parser.prepare()
+    import tinytown.townhall.caller
+    import tinytown.townhall.server  # (`tt mcp` over stdio: the SDK, ~0.7 s)
     records = [c for c in vars(tinytown.model).values() if isinstance(c, type) and attrs.has(c)]
     warm(records)
     gc.collect()

@@ -37,9 +37,10 @@ SOCKET_NAME = "commands.sock"
 #: Exit code of a server that found its code changed on disk (``tt run`` starts a new one).
 STALE_EXIT = 75
 MODE_ENV = "TT_FORK_SERVER"
-#: The commands the server runs: short, non-interactive ones. The REPL, `tt run`,
-#: `tt attach`, `tt top` and the long-lived readers (`tt events`, `tt logs`, `tt mcp`)
-#: own their terminal or live long: they run in their own process.
+#: The commands the server runs: short, non-interactive ones, and ``tt mcp`` over stdio
+#: (every round of an agent's CLI starts one; its import alone is ~1 s). The REPL,
+#: `tt run`, `tt attach`, `tt top`, the long-lived readers (`tt events`, `tt logs`) and
+#: `tt mcp --http` own their terminal or live long: they run in their own process.
 SERVED = frozenset(
     {
         "send", "inbox", "history", "status", "towns", "list", "spawn", "interrupt",
@@ -80,9 +81,17 @@ def run(argv: Sequence[str]) -> int | None:
 
 
 def _run(argv: Sequence[str]) -> int | None:
-    if townroot.command_word(argv) not in SERVED or not _streams_open():
+    word = townroot.command_word(argv)
+    town_dir = townroot.town_option(argv)
+    if word == "mcp":  # served over stdio only (an agent's CLI starts it every round)
+        town_dir = _stdio_mcp_town(argv, town_dir)
+        if town_dir is None:
+            return None
+    elif word not in SERVED:
         return None
-    root = townroot.locate(townroot.town_option(argv), os.environ)
+    if not _streams_open():
+        return None
+    root = townroot.locate(town_dir or None, os.environ)
     if root is None:
         return None
     # The C modules: socket.py and signal.py build enums at import (~7 ms here).
@@ -98,6 +107,16 @@ def _run(argv: Sequence[str]) -> int | None:
         return _exchange(channel, len(blob).to_bytes(4, "big") + blob)
     finally:
         channel.close()
+
+
+def _stdio_mcp_town(argv: Sequence[str], town_dir: str | None) -> str | None:
+    """For ``tt mcp`` over stdio (nothing after the command but ``-t/--town DIR``): the
+    town named ("" for none); None for any other ``tt mcp`` (``--http``: a long-lived
+    server of its own; ``token``)."""
+    rest = list(argv[list(argv).index("mcp") + 1 :])
+    while rest[:1] in (["-t"], ["--town"]) and len(rest) >= 2:
+        town_dir, rest = rest[1], rest[2:]
+    return (town_dir or "") if not rest else None
 
 
 def _streams_open() -> bool:

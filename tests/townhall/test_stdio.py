@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -68,3 +69,37 @@ def test_unknown_agent_identity_is_refused(town_dir: Path, tt_env: dict[str, str
         "tt: No agent with id 0b7c1a0e-0000-4000-8000-000000000000."
     ]
     assert result.stdout == ""  # nothing on the protocol stream
+
+
+async def test_stdio_server_runs_in_the_towns_command_server(
+    town: Town, tt: TtRunner, tt_env: dict[str, str], tmp_path: Path
+) -> None:
+    """While `tt run` hosts the town, the `tt mcp` an agent's CLI starts every round runs in
+    the town's command server (no second ~1 s of imports per round), with the same tools
+    and the same identity."""
+    ann = await (await town.spawn_agent("ann")).state()
+    await town.spawn_agent("bob")
+    started = tt("run", "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        served = {**tt_env, "TT_FORK_SERVER": "require"}
+        with trio.fail_after(30):  # the server listens a moment after the town runs
+            while subprocess.run(
+                [sys.executable, "-m", "tinytown", "list"], cwd=town.root, env=served,
+                capture_output=True,
+            ).returncode != 0:  # fmt: skip
+                await trio.sleep(0.05)
+        entry = read_entry(mcp_config_for(town.root, ann, tt_env))
+        params = StdioServerParameters(
+            command=entry["command"],
+            args=entry["args"],
+            env={**entry["env"], "TT_FORK_SERVER": "require"},  # fails unless served
+            cwd=str(tmp_path),
+        )
+        async with Client(params) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == AGENT_TOOLS
+            data(await client.call_tool("send_message", {"to": "bob", "text": "served"}))
+        inbox = tt("inbox", "bob")
+        assert "from ann: served" in inbox.stdout, inbox.stdout
+    finally:
+        tt("stop", "--now")

@@ -107,8 +107,9 @@ async def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
                 raise RedisUnavailableError(
                     f"The Redis of town {town.name} does not answer."
                 ) from None
-        # The SDK takes seconds to import: only now that the server will run.
-        from tinytown.townhall import http, server
+        # The SDK takes seconds to import: only now that the server will run (and the
+        # HTTP transport, hypercorn, only for --http).
+        from tinytown.townhall import server
         from tinytown.townhall.caller import Caller
 
         caller = Caller(town, agent)
@@ -116,6 +117,8 @@ async def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
         if not args.http:
             await server.serve_stdio(app)
             return 0
+        from tinytown.townhall import http
+
         # Ctrl-C or SIGTERM cancels the server (open connections are dropped), instead of
         # a KeyboardInterrupt landing wherever the server happens to be.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

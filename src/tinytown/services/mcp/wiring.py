@@ -29,8 +29,13 @@ SERVER_NAME = "tinytown"
 #: Where the per-agent files go, relative to the town root.
 MCP_DIR = Path(".tt") / "mcp"
 #: Variables of the round's environment the server needs (codex starts MCP servers with
-#: a minimal environment, so the file carries them rather than relying on inheritance).
-PASSED_ENV = ("TT_TOWN", "TT_TOWN_DIR", "REDIS_URL", "TT_HOME", "PATH", "PYTHONPATH")
+#: a minimal environment, so the file carries them rather than relying on inheritance):
+#: the locale too, so the server runs as the town's command server does (same text
+#: encoding: then `tt mcp` is served by it, docs/architecture.md "The command server").
+PASSED_ENV = (
+    "TT_TOWN", "TT_TOWN_DIR", "REDIS_URL", "TT_HOME", "PATH", "PYTHONPATH",
+    "LANG", "LC_ALL", "LC_CTYPE",
+)  # fmt: skip
 
 #: One sentence for a round's prompt when the CLI has the server (runtime/prompt.py).
 MCP_PROMPT_NOTE = (
