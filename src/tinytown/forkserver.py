@@ -43,6 +43,16 @@ class Stamps:
     path, and what tells they changed."""
 
     def __init__(self, prefix: str = "tinytown") -> None:
+        self.prefix = prefix
+        self.files: dict[str, tuple[int, int, int] | None] = {}
+        self.note_new()
+        # pip installing, upgrading or removing any package (attrs, trio, ...) adds or
+        # removes entries of a directory on the module path, which changes its mtime.
+        self.files.update((path, _stamp(path)) for path in sys.path if os.path.isdir(path))
+
+    def note_new(self) -> None:
+        """Record the files of modules loaded since (they are as they were loaded)."""
+        prefix = self.prefix
         modules = [
             module
             for name, module in list(sys.modules.items())
@@ -52,12 +62,10 @@ class Stamps:
         spec = getattr(main, "__spec__", None)
         if main is not None and spec is not None and spec.name.startswith(prefix + "."):
             modules.append(main)
-        self.files = {
-            path: _stamp(path) for module in modules if (path := getattr(module, "__file__", None))
-        }
-        # pip installing, upgrading or removing any package (attrs, trio, ...) adds or
-        # removes entries of a directory on the module path, which changes its mtime.
-        self.files.update((path, _stamp(path)) for path in sys.path if os.path.isdir(path))
+        for module in modules:
+            path = getattr(module, "__file__", None)
+            if path and path not in self.files:
+                self.files[path] = _stamp(path)
 
     def changed(self) -> bool:
         """Whether any of the files changed (or went) since they were recorded."""
@@ -85,12 +93,23 @@ def preload() -> None:
     from tinytown.model.converter import warm
 
     parser.prepare()
-    import tinytown.townhall.caller
-    import tinytown.townhall.server  # (`tt mcp` over stdio: the SDK, ~0.7 s)
     records = [c for c in vars(tinytown.model).values() if isinstance(c, type) and attrs.has(c)]
     warm(records)
     gc.collect()
     gc.freeze()  # children share the imported objects' pages (no copy on gc)
+
+
+def preload_mcp() -> None:
+    """For ``tt mcp``: the MCP SDK (~0.7 s to import, ~40 MB), imported by the first one
+    this server forks (that one starts as slowly as in its own process), not before: a
+    town whose agents' CLIs take no MCP server never pays for it."""
+    if "tinytown.townhall.server" in sys.modules:
+        return
+    import tinytown.townhall.caller
+    import tinytown.townhall.server  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 class Server:
@@ -155,6 +174,9 @@ class Server:
             if self.stamps.changed():
                 conn.sendall(b"refused changed on disk\n")
                 return launcher.STALE_EXIT
+            if "mcp" in request["argv"]:
+                preload_mcp()
+                self.stamps.note_new()
             pid = os.fork()
             if pid == 0:
                 others = [c.fileno() for c in self.children.values()]
