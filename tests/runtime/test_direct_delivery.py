@@ -18,6 +18,7 @@ from tinytown.model.ids import new_id
 from tinytown.runtime.mailbox import Mailbox
 from tinytown.runtime.town_runtime import Runtime
 from tinytown.runtime.wakeups import WakeHub
+from tinytown.services.handle import AgentHandle
 from tinytown.services.town import Town
 from tinytown.store.flat import run_flat
 
@@ -66,6 +67,31 @@ def _losing_announcements(monkeypatch: pytest.MonkeyPatch) -> tuple[Lost, Any]:
 
     monkeypatch.setattr(WakeHub, "published", losing)
     return lost, published
+
+
+async def _answered(town: Town, ping: Message) -> Any:
+    """The supervisor's mail answering ``ping`` (a pong), if it came."""
+    mail, _ = await town.messages.inbox(SUPERVISOR_ID)
+    return [m for m in mail if m.correlation_id == ping.id]
+
+
+async def _pinged_unannounced(
+    town: Town, start_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Runtime, AgentHandle, Message, Lost, Any]:
+    """A running town whose hub loses direct deliveries' announcements, an idle agent, and a
+    ping delivered into its flight (announced, lost): (runtime, agent, ping, the lost
+    announcements, the hub's own handler to replay them)."""
+    lost, published = _losing_announcements(monkeypatch)
+    rt = await start_runtime()
+    handle = await town.spawn_agent("w")
+    await handle.wait(idle=True, timeout=20)
+    ping = await town.messages.send(handle.id, Ping())
+
+    async def was_lost() -> Any:
+        return lost
+
+    await eventually(was_lost, timeout=20)
+    return rt, handle, ping, lost, published
 
 
 async def test_the_delivery_op_chooses_flight_or_inbox(town: Town, redis_url: str) -> None:
@@ -119,11 +145,7 @@ async def test_an_idle_agent_holds_a_message_without_a_round_trip(
     runtime.on_take = on_take
     ping = await town.messages.send(handle.id, Ping())
 
-    async def answered() -> Any:
-        mail, _ = await town.messages.inbox(SUPERVISOR_ID)
-        return [m for m in mail if m.correlation_id == ping.id]
-
-    await eventually(answered, timeout=20)
+    await eventually(lambda: _answered(town, ping), timeout=20)
     assert took, "the agent never took the ping"
     inbox = town.keys.inbox(handle.id)
     touching = [c for c in sent[: took[0]] if inbox in c]  # (the test's own reads aside)
@@ -137,27 +159,14 @@ async def test_a_lost_announcement_is_found_in_flight_after_the_reconnect(
     """The subscriber's connection lost with the announcement: the message waits in flight
     (never outside a list) and the resubscription (epoch bump, every key woken) has the
     agent read its flight again."""
-    lost, _ = _losing_announcements(monkeypatch)
-    rt = await start_runtime()
-    handle = await town.spawn_agent("w")
-    await handle.wait(idle=True, timeout=20)
-    ping = await town.messages.send(handle.id, Ping())
-
-    async def was_lost() -> Any:
-        return lost
-
-    await eventually(was_lost, timeout=20)
+    rt, handle, ping, _, _ = await _pinged_unannounced(town, start_runtime, monkeypatch)
     flying = await town.redis.execute("LRANGE", town.keys.inflight(handle.id), 0, -1)
     assert flying == [dumps(ping)]
     hub = rt.context.hub
     hub.epoch += 1  # what a resubscription does (runtime/wakeups.py WakeHub.run)
     hub.notify_all()
 
-    async def answered() -> Any:
-        mail, _ = await town.messages.inbox(SUPERVISOR_ID)
-        return [m for m in mail if m.correlation_id == ping.id]
-
-    assert len(await eventually(answered, timeout=20)) == 1  # type: ignore[arg-type]
+    assert len(await eventually(lambda: _answered(town, ping), timeout=20)) == 1  # type: ignore[arg-type]
 
 
 async def test_a_message_read_in_flight_is_not_held_again_when_announced_late(
@@ -206,16 +215,7 @@ async def test_a_message_pushed_with_a_delivered_one_is_taken_too(
 async def test_closing_returns_a_delivered_message_not_announced_yet(
     town: Town, start_runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lost, published = _losing_announcements(monkeypatch)
-    await start_runtime()
-    handle = await town.spawn_agent("w")
-    await handle.wait(idle=True, timeout=20)
-    ping = await town.messages.send(handle.id, Ping())
-
-    async def announced() -> Any:
-        return lost
-
-    await eventually(announced, timeout=20)
+    _, handle, ping, lost, published = await _pinged_unannounced(town, start_runtime, monkeypatch)
     await handle.close()
 
     async def cold() -> Any:
@@ -234,18 +234,12 @@ async def test_no_cold_agent_with_a_message_in_flight(
 ) -> None:
     """The idle timeout comes while a delivered message's announcement was lost: the
     agent does not go cold with the message in flight; it reads its flight and answers."""
-    lost, _ = _losing_announcements(monkeypatch)
     town.config.data["agent"] = {"idle_timeout_secs": 1}
-    await start_runtime()
-    handle = await town.spawn_agent("w")
-    await handle.wait(idle=True, timeout=20)
-    ping = await town.messages.send(handle.id, Ping())
+    _, handle, ping, lost, _ = await _pinged_unannounced(town, start_runtime, monkeypatch)
 
-    async def answered() -> Any:
-        mail, _ = await town.messages.inbox(SUPERVISOR_ID)
-        return [m for m in mail if m.correlation_id == ping.id]
-
-    await eventually(answered, timeout=20)  # (a cold agent would never have answered)
+    await eventually(
+        lambda: _answered(town, ping), timeout=20
+    )  # (a cold agent would never have answered)
     assert lost  # it was never announced
 
     async def cold_and_empty() -> Any:
