@@ -1,8 +1,8 @@
 """The town's command server: ``tt`` commands without their import time.
 
-``tt run`` starts this process beside the town (``python -m tinytown.forkserver SOCKET``,
-its standard input a pipe from the town's process: when that closes, the town is gone and
-so is this server). It imports the command line once, then for each request of the
+``tt run`` starts this process beside the town (``python -P -m tinytown.forkserver
+SOCKET``, its standard input a pipe from the town's process: when that closes, the town is
+gone and so is this server). It imports the command line once, then for each request of the
 launcher (:mod:`tinytown.launcher`, whose docstring has the protocol) forks a child that
 takes on the client's standard streams, directory, environment, umask and command line,
 and runs :func:`tinytown.entry.main` -- the same code the client would have run, not a
@@ -10,9 +10,10 @@ second implementation. The child reports ``pid`` when it starts and ``exit`` whe
 ends; this server reaps it and reports a child killed by a signal.
 
 It refuses (and the client runs the command itself) a request from another interpreter,
-other flags or another module path, and any request once a module it loaded has changed
-on disk since (then it exits; ``tt run`` starts a fresh one). Only the same user may
-connect (the socket is private, and the peer's uid is checked).
+other flags or another module path, and any request once a module it loaded or a
+directory of the module path has changed on disk since (then it exits; ``tt run`` starts
+a fresh one). Only the same user may connect (the socket is private, and the peer's uid
+is checked). The MCP SDK is imported at the first ``tt mcp`` (:func:`preload_mcp`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 import traceback
 from typing import Any
 
-from tinytown import launcher
+from tinytown import launcher, townroot
 
 _REQUEST_TIMEOUT = 2.0  # a request not received whole by then is dropped (nothing ran)
 _MAX_REQUEST = 4 << 20
@@ -174,8 +175,11 @@ class Server:
             if self.stamps.changed():
                 conn.sendall(b"refused changed on disk\n")
                 return launcher.STALE_EXIT
-            if "mcp" in request["argv"]:
-                preload_mcp()
+            if townroot.command_word(request["argv"][1:]) == "mcp":
+                try:
+                    preload_mcp()
+                except ImportError:  # the child imports it again and says what is missing
+                    pass
                 self.stamps.note_new()
             pid = os.fork()
             if pid == 0:
