@@ -16,6 +16,7 @@ import pytest
 
 from tinytown import launcher
 from tinytown.forkserver import Server, Stamps, listen
+from tinytown.unixaddress import unix_address
 
 
 @pytest.fixture
@@ -73,7 +74,8 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, str]]:
 def ask(path: str, request: object) -> socket.socket:
     """A client that sent ``request`` with its standard streams (not yet answered)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    launcher.at_path(path, conn.connect)
+    with unix_address(path) as address:
+        conn.connect(address)
     blob = marshal.dumps(request)
     socket.send_fds(conn, [len(blob).to_bytes(4, "big") + blob], [0, 1, 2])
     return conn
@@ -118,7 +120,8 @@ def test_a_socket_path_longer_than_an_address_holds(tmp_path: Path) -> None:
     with listen(path) as listener:
         assert os.stat(path).st_mode & 0o777 == 0o600  # this user only
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            launcher.at_path(path, conn.connect)
+            with unix_address(path) as address:
+                conn.connect(address)
             accepted, _ = listener.accept()
             accepted.close()
 

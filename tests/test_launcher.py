@@ -17,6 +17,7 @@ import pytest
 
 from tinytown import launcher
 from tinytown.townroot import CONFIG_FILE
+from tinytown.unixaddress import unix_address
 
 #: Runs launcher.run(["list"]) in a fresh process (its own signal handlers, standard
 #: streams) and prints what it returned.
@@ -35,7 +36,8 @@ def town(tmp_path: Path) -> Path:
 def scripted(town: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], None]]:
     """A server at the town's socket that answers one request with ``script(conn)``."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    launcher.at_path(launcher.socket_path(str(town)), listener.bind)
+    with unix_address(launcher.socket_path(str(town))) as address:
+        listener.bind(address)
     listener.listen(1)
     threads: list[threading.Thread] = []
 

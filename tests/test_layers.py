@@ -29,10 +29,12 @@ LAYERS = {
     "model": 0,
     "errors": 0,
     # Standard library only, imported before anything else by the `tt` program: which town
-    # a command line names, the launcher's protocol and client, deferred imports.
+    # a command line names, the launcher's protocol and client, deferred imports, long
+    # Unix socket paths.
     "townroot": 0,
     "launcher": 0,
     "deferral": 0,
+    "unixaddress": 0,
     "store": 1,
     "services": 2,
     "": 2,  # tinytown/__init__.py: the Python API (re-exports the services' Town)

@@ -33,6 +33,7 @@ import traceback
 from typing import Any
 
 from tinytown import launcher, townroot
+from tinytown.unixaddress import unix_address
 
 _REQUEST_TIMEOUT = 2.0  # a request not received whole by then is dropped (nothing ran)
 _MAX_REQUEST = 4 << 20
@@ -359,7 +360,8 @@ def listen(path: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket file: this user only
     try:
-        launcher.at_path(path, listener.bind)
+        with unix_address(path) as address:
+            listener.bind(address)
     finally:
         os.umask(old)
     listener.listen(64)

@@ -27,10 +27,11 @@ import os
 import sys
 
 from tinytown import townroot
+from tinytown.unixaddress import unix_address
 
 TYPE_CHECKING = False  # not typing's: it costs this module's client ~6 ms
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
     from typing import Any
 
 SOCKET_NAME = "commands.sock"
@@ -100,7 +101,8 @@ def _run(argv: Sequence[str]) -> int | None:
     channel = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
-            at_path(socket_path(root), channel.connect)
+            with unix_address(socket_path(root)) as address:
+                channel.connect(address)
         except OSError:
             return None
         blob = marshal.dumps(request(argv))
@@ -167,19 +169,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def at_path(path: str, use: Callable[[str], None]) -> None:
-    """``use(path)`` for a socket's ``connect`` or ``bind``; a path longer than a socket
-    address holds (~107 bytes) is reached through a descriptor of its directory."""
-    if len(os.fsencode(path)) <= 100:
-        use(path)
-        return
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        use(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
-    finally:
-        os.close(dir_fd)
 
 
 def _exchange(channel: Any, payload: bytes) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,23 +12,26 @@ from tinytown.store.client import Redis
 from tinytown.store.server import EmbeddedServer
 
 
-@pytest.fixture
-async def redis(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
-    client = Redis(redis_server.url)
+@contextlib.asynccontextmanager
+async def _client(server: EmbeddedServer) -> AsyncIterator[Redis]:
+    client = Redis(server.url)
     try:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
+    async with _client(redis_server) as client:
+        yield client
 
 
 @pytest.fixture
 async def other(redis_server: EmbeddedServer) -> AsyncIterator[Redis]:
     """A second, independent client, to look at (and hold) the server from outside."""
-    client = Redis(redis_server.url)
-    try:
+    async with _client(redis_server) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -35,6 +35,14 @@ def _missing() -> Exception:
     return NotFoundError("gone")
 
 
+async def _written(store: Store) -> str:
+    """The key of a task written by ``store`` (so its process knows the value)."""
+    task = Task.new("v1")
+    key = store.keys.task(task.id)
+    await store.apply(key, expected=None, new=dumps(task))
+    return key
+
+
 def _rename(text: str):  # type: ignore[no-untyped-def]
     return lambda t: (attrs.evolve(t, description=text), [])
 
@@ -43,9 +51,7 @@ async def test_an_update_of_a_record_this_process_wrote_is_one_round_trip(
     stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, _ = stores
-    task = Task.new("v1")
-    key = store.keys.task(task.id)
-    await store.apply(key, expected=None, new=dumps(task))
+    key = await _written(store)
     sent = record_commands(monkeypatch, store)
     await store.update(Task, key, _rename("v2"), missing=_missing)
     await store.update(Task, key, _rename("v3"), missing=_missing)
@@ -57,9 +63,7 @@ async def test_a_stale_value_is_refused_and_the_change_is_made_on_the_fresh_one(
     stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, other = stores
-    task = Task.new("v1")
-    key = store.keys.task(task.id)
-    await store.apply(key, expected=None, new=dumps(task))
+    key = await _written(store)
     # Another process changes it: what we know is now stale.
     theirs = lambda t: (attrs.evolve(t, tags=("theirs",)), [])  # noqa: E731
     await other.update(Task, key, theirs, missing=_missing)
@@ -75,9 +79,7 @@ async def test_a_refusal_decided_on_a_stale_value_is_checked_on_a_fresh_read(
     stores: tuple[Store, Store],
 ) -> None:
     store, other = stores
-    task = Task.new("v1")
-    key = store.keys.task(task.id)
-    await store.apply(key, expected=None, new=dumps(task))  # we know it pending
+    key = await _written(store)  # we know it pending
     await other.update(
         Task, key, lambda t: (t.transition("assign", assigned_to="a1"), []), missing=_missing
     )
@@ -95,9 +97,7 @@ async def test_a_record_deleted_elsewhere_is_missing_not_recreated(
     stores: tuple[Store, Store],
 ) -> None:
     store, other = stores
-    task = Task.new("v1")
-    key = store.keys.task(task.id)
-    await store.apply(key, expected=None, new=dumps(task))
+    key = await _written(store)
     await other.redis.execute("DEL", key)
     with pytest.raises(NotFoundError):
         await store.update(Task, key, _rename("v2"), missing=_missing)

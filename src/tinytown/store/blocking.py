@@ -15,7 +15,6 @@ marks the connection broken, like a cancelled trio command.
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import socket
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from tinytown.store.resp import (
     reply_lost,
     unreachable,
 )
+from tinytown.unixaddress import unix_address
 
 #: Commands other than idempotent ones sent by blocking connections in this process
 #: (store/oneshot.py: a run that sent none may be started again under trio).
@@ -155,16 +155,8 @@ def _connect(address: Address) -> socket.socket:
     if address.path:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            path = address.path
-            if len(os.fsencode(path)) > 100 and os.path.isdir("/proc/self/fd"):
-                # sun_path holds ~107 bytes; reach a deep socket through a directory fd.
-                dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-                try:
-                    sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
-                finally:
-                    os.close(dir_fd)
-            else:
-                sock.connect(path)
+            with unix_address(address.path) as short:  # a deep town's socket too
+                sock.connect(short)
         except BaseException:
             sock.close()
             raise

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import select
 import socket
 import ssl
@@ -47,6 +46,7 @@ from tinytown.store.resp import (
     reply_lost,
     unreachable,
 )
+from tinytown.unixaddress import unix_address
 
 __all__ = ["Address", "Arg", "Connection", "ResponseError"]
 
@@ -351,15 +351,8 @@ class Connection:
 async def _open_unix(path: str) -> trio.SocketStream:
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        if len(os.fsencode(path)) > 100 and os.path.isdir("/proc/self/fd"):
-            # sun_path holds ~107 bytes; reach a deep socket through a directory fd.
-            dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-            try:
-                await sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
-            finally:
-                os.close(dir_fd)
-        else:
-            await sock.connect(path)
+        with unix_address(path) as address:  # a deep town's socket too
+            await sock.connect(address)
     except BaseException:
         sock.close()
         raise

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tinytown.errors import RedisServerNotFoundError, RedisUnavailableError
+from tinytown.unixaddress import unix_address
 
 # subprocess, signal and tempfile are imported where a server is started or stopped:
 # every one-shot command imports this module (to find the server), few start one.
@@ -26,7 +27,6 @@ from tinytown.errors import RedisServerNotFoundError, RedisUnavailableError
 MIN_VERSION = (6, 2, 0)
 _PING = b"*1\r\n$4\r\nPING\r\n"
 _SHUTDOWN = b"*2\r\n$8\r\nSHUTDOWN\r\n$4\r\nSAVE\r\n"
-_MAX_DIRECT_PATH = 100  # sun_path is 104 (macOS) or 108 (Linux) bytes including the NUL
 _STEP = 0.02  # polling step while a process starts or exits
 
 
@@ -107,30 +107,14 @@ def check_server_binary(binary: str) -> tuple[int, int, int]:
 
 
 def connect_unix(path: Path, timeout: float | None = None) -> socket.socket:
-    """Connect a blocking AF_UNIX socket to ``path``, even past the OS's ~104-byte limit.
-
-    Long paths go through a short alias: ``/proc/self/fd/<dirfd>/<name>`` on Linux, elsewhere
-    a temporary symlink in /tmp (never chdir: it is process-wide). ``timeout`` as settimeout.
-    """
+    """Connect a blocking AF_UNIX socket to ``path``, even past the OS's ~104-byte limit
+    (:class:`~tinytown.unixaddress.unix_address`). ``timeout`` as settimeout."""
     path = Path(os.path.abspath(path))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        if len(os.fsencode(path)) <= _MAX_DIRECT_PATH:
-            sock.connect(str(path))
-        elif os.path.isdir("/proc/self/fd"):  # Linux
-            dirfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                sock.connect(f"/proc/self/fd/{dirfd}/{path.name}")
-            finally:
-                os.close(dirfd)
-        else:
-            import tempfile
-
-            with tempfile.TemporaryDirectory(dir="/tmp") as short:
-                alias = os.path.join(short, "s")
-                os.symlink(path, alias)
-                sock.connect(alias)
+        with unix_address(path) as address:
+            sock.connect(address)
     except BaseException:
         sock.close()
         raise
