@@ -76,7 +76,9 @@ async def test_hash_records_are_read_and_refused_for_changes(town: Town) -> None
     task_fields = {"id": task_id, "description": "Rust task", "state": "in_flight"}
     task_fields |= {"assigned_to": agent_id, "tags": '["a"]', "created_at": STAMP}
     await hset(town, town.keys.task(task_id), **task_fields)
-    mine = await town.agents.spawn("mine")
+    # A nickname of its own: a random pick could be "Mabel" too (legacy hashes are not in
+    # the nickname index), and "Mabel" below must name the legacy agent alone.
+    mine = await town.agents.spawn("mine", nickname="Ottoline")
 
     assert {a.name for a in await town.agents.list(legacy_records=True)} == {"rusty", "mine"}
     assert {a.name for a in await town.agents.list(legacy_records=False)} == {"mine"}
