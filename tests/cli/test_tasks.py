@@ -60,11 +60,12 @@ async def test_assign_list_and_tree(tt, town: Town) -> None:
     nobody, blank, no_parent = parallel(
         partial(tt, "assign", "nobody", "Do it"),
         partial(tt, "assign", "alice", "   "),
-        partial(tt, "assign", "bob", "x", "--parent", "ffff"),
+        # A prefix no uuid4 has (its version digit is always 4): never a match by chance.
+        partial(tt, "assign", "bob", "x", "--parent", "ffffffff-ffff-f"),
     )
     assert "No agent named 'nobody'" in user_error(nobody)
     assert "non-empty description" in user_error(blank)
-    assert "No task with id starting 'ffff'" in user_error(no_parent)
+    assert "No task with id starting 'ffffffff-ffff-f'" in user_error(no_parent)
     assert len(await town.tasks.list()) == 2
 
 

@@ -42,13 +42,19 @@ async def test_beats_write_the_hash_and_the_records_only_now_and_then(
         async def all_beating() -> bool:
             return set(await indexes.heartbeats(town.store, [*ids, ghost])) == set(ids)
 
+        def beats() -> list[list[str]]:
+            return [c for c in sent if c[:2] == ["HSET", indexes.heartbeats_key(town.store)]]
+
         await eventually(all_beating)
-        await trio.sleep(interval * 9.5)  # ten beats in all
+        # Counted from here, not from the first beat: the poll may see that beat a little
+        # late (io_clock jumps while Redis answers), so 9.5 intervals hold 9 or 10 beats.
+        seen = len(beats())
+        await trio.sleep(interval * 9.5)
         nursery.cancel_scope.cancel()
-    hset = [c for c in sent if c[:2] == ["HSET", indexes.heartbeats_key(town.store)]]
+    hset = beats()
     keys = {town.keys.agent(i) for i in ids}
     records = [c for c in sent if c[0] == "SCRIPT" and set(c[1:-1]) == keys]
-    assert len(hset) == 10
+    assert seen >= 1 and len(hset) - seen in (9, 10)  # one beat per interval, no more
     # one beat in four rewrites the records (the first beats may come before the actors)
     assert 2 <= len(records) <= 3
     assert all(set(c[2::2]) == set(ids) for c in hset)  # every live agent, each beat

@@ -331,7 +331,7 @@ async def test_paused_time_does_not_count_toward_timeout(tmp_path: Path) -> None
                 cwd=tmp_path,
                 env=_env(),
                 log_path=tmp_path / "round.log",
-                timeout=0.6,
+                timeout=1.5,  # room for sh to start on a loaded machine
                 kill_grace=0.2,
                 task_status=task_status,
             )
@@ -341,12 +341,12 @@ async def test_paused_time_does_not_count_toward_timeout(tmp_path: Path) -> None
         async with trio.open_nursery() as nursery:
             handle: RunningProcess = await nursery.start(round_task)
             handle.suspend()
-            await trio.sleep(0.9)  # well past the 0.6 s timeout in wall-clock terms
+            await trio.sleep(2.0)  # past the 1.5 s timeout in wall-clock terms
             handle.resume()
     assert not results[0].timed_out
     assert results[0].returncode == 0
     assert results[0].stdout_tail == "finished\n"
-    assert results[0].duration >= 0.9
+    assert results[0].duration >= 2.0
 
 
 async def test_missing_binary_raises_before_starting(tmp_path: Path) -> None:
