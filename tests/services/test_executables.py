@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sysconfig
 from pathlib import Path
@@ -53,6 +54,32 @@ def test_only_a_remembering_caller_keeps_a_positive_answer(tmp_path: Path) -> No
     assert executable_found("other-cli", env=env, remember=True)
     # The answer is per search path: another PATH is looked up afresh.
     assert not executable_found("my-cli", env={"PATH": str(tmp_path)}, remember=True)
+
+
+def test_a_found_cli_is_checked_where_it_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round's check does not walk PATH again while the file found last time is still
+    an executable; once it is gone, PATH is walked again (found elsewhere, or missing)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    env = {"PATH": f"{first}{os.pathsep}{second}"}
+    tool = _tool(first)
+    assert executable_found("my-cli", env=env)
+    walks: list[str] = []
+    real_which = shutil.which
+
+    def which(name: str, mode: int = os.F_OK | os.X_OK, path: str | None = None) -> str | None:
+        walks.append(name)
+        return real_which(name, mode, path)
+
+    monkeypatch.setattr(shutil, "which", which)
+    assert executable_found("my-cli", env=env) and walks == []
+    tool.chmod(0o644)  # no longer executable: looked up again, and missing
+    assert not executable_found("my-cli", env=env) and walks == ["my-cli"]
+    tool.unlink()
+    _tool(second)
+    assert executable_found("my-cli", env=env) and walks == ["my-cli", "my-cli"]
+    assert executable_found("my-cli", env=env) and len(walks) == 2  # kept at its new place
 
 
 async def test_spawn_remembers_a_found_cli_and_still_refuses_a_missing_one(

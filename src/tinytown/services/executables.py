@@ -1,10 +1,12 @@
 """Is an agent's CLI installed? One check, with the rules the child's exec uses.
 
 What does not change while the process lives is looked up once: this interpreter's
-scripts directory, and (only where the caller asks, i.e. ``tt spawn``) a *positive*
-``which`` answer per (search path, name). A CLI removed later is still caught where it
-matters: the actor checks without the cache when it starts, and every round checks
-again before its exec (runtime/process.py), so a missing CLI fails that round clearly.
+scripts directory. Where ``which`` found a bare name, the path it found is kept per
+(search path, name): the next check only asks whether that file is still an executable
+(exec then finds it, or one earlier on the path) and walks the path again when it is
+not. So every round still checks before its exec (runtime/process.py) and a CLI removed
+meanwhile fails that round clearly, for two system calls instead of a walk of the whole
+PATH. Only ``tt spawn`` (``remember``) takes an earlier positive answer as it is.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from collections.abc import Mapping
 
 from tinytown.errors import CliNotFoundError
 
-#: (search path, program) pairs ``which`` found, for callers that pass ``remember=True``.
-_FOUND: set[tuple[str, str]] = set()
+#: (search path, program) -> the absolute path ``which`` found it at.
+_FOUND: dict[tuple[str, str], str] = {}
 
 
 @functools.cache
@@ -50,19 +52,29 @@ def executable_found(
     A name with a slash is a path, resolved against ``cwd`` as exec does after the child
     changes directory; a bare name is looked up on ``env``'s PATH (``os.defpath`` when
     it has none), the lookup subprocess itself does. Without ``env``: our own PATH.
-    With ``remember``, a bare name found once on the same search path is taken as still
-    there (never a miss: a CLI installed meanwhile is found at the next call).
+    A bare name found before on the same search path is checked at the path it was
+    found at (still an executable file: found); with ``remember`` it is taken as still
+    there without that check. Never a cached miss: a CLI installed meanwhile is found at
+    the next call.
     """
     if os.sep in program:
         path = os.path.join(cwd if cwd is not None else os.getcwd(), program)
-        return os.path.isfile(path) and os.access(path, os.X_OK)
-    search = os.pathsep.join(os.get_exec_path(dict(env) if env is not None else None))
-    if remember and (search, program) in _FOUND:
+        return _is_executable_file(path)
+    key = (os.pathsep.join(os.get_exec_path(dict(env) if env is not None else None)), program)
+    known = _FOUND.get(key)
+    if known is not None and (remember or _is_executable_file(known)):
         return True
-    found = shutil.which(program, path=search) is not None
-    if found and remember:
-        _FOUND.add((search, program))
-    return found
+    found = shutil.which(program, path=key[0])
+    if found is None:
+        _FOUND.pop(key, None)
+        return False
+    if os.path.isabs(found):  # a relative PATH entry depends on the cwd: not kept
+        _FOUND[key] = found
+    return True
+
+
+def _is_executable_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def check_cli_installed(
