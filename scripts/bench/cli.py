@@ -86,8 +86,10 @@ def run(b: Bench) -> list[Row]:
         " one paused agent with one assigned task per run (each `tt task complete` completes"
         " its own), the town running (`tt run`: the commands run in its command server,"
         " TT_FORK_SERVER=require); town_not_running_ms: the same commands with the town"
-        " stopped (each imports what it uses). Baseline: " + " ".join(base_argv[:2]) + " <LPUSH over a Unix socket, no"
-        " library>; vs_python_startup: the same times over `python -c pass`.",
+        " stopped (each imports what it uses). Baseline: "
+        + " ".join(base_argv[:2])
+        + " <LPUSH over a Unix socket, no library>; vs_python_startup: the same times over"
+        " `python -c pass`.",
     }
     if not b.quick:  # where the time goes: interpreter start-up and imports
         for key, code in [

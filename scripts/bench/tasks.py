@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import trio
 
-from bench import SCRIPTS, peers
+from bench import SCRIPTS, floor, peers
 from bench.env import Bench, connect, mono, wait_all_idle
 from bench.figures import TASKS, TASKS_LIMIT, Row
 from tinytown.services.config import TownConfig
@@ -49,6 +49,7 @@ def run(b: Bench) -> list[Row]:
         for proc in rq_procs:
             b.stop_proc(proc)
     limit = n / peers.spawn_limit(n)["elapsed"]
+    lean = floor.run(b, n)
     others = peers.measure_all(b, n)
     rates: dict[str, float] = dict(others["rates"])
     if rq:
@@ -65,6 +66,8 @@ def run(b: Bench) -> list[Row]:
         "peers_per_s": {name: round(r, 1) for name, r in sorted(rates.items())},
         "peers_skipped": others["notes"],
         "spawn_limit_per_s": round(limit, 1),
+        "floor_round_per_s": round(n / lean["elapsed"], 1),
+        "floor_round_cpu_ms": round(lean["cpu_per_round"] * 1e3, 3),
         "rq_enqueue_s": round(rq["enqueue_elapsed"], 3) if rq else None,
         "method": "N tasks put in the backlog with BacklogService.add (one loop); the running"
         f" town (another process, bare Runtime, runtime.max_parallel_rounds = {workers})"
@@ -75,7 +78,9 @@ def run(b: Bench) -> list[Row]:
         " job; done = Finished+Failed registries), Dramatiq (1 process x 8 threads; done ="
         " no unacknowledged message), SAQ, streaQ, taskiq ListQueueBroker (1 process, 8"
         " concurrent asyncio jobs; done = a counter INCRed by each job). Spawn limit: 8"
-        " threads running subprocess.run(['true']) N times, no queue."
+        " threads running subprocess.run(['true']) N times, no queue. floor_round: the"
+        " leanest recorded round in one trio process (bench/floor.py: a take, a start"
+        " script, `true` spawned as a round spawns it, a finish script; 8 slots)."
         " assign_batched (not in --quick): the same N tasks given with TaskService.assign"
         " round-robin; an agent then runs its CLI once for every task it took (up to 50).",
     }

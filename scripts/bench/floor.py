@@ -1,0 +1,104 @@
+"""The floor of a recorded round in one trio process: what the leanest round could reach.
+
+SLOTS concurrent trio tasks in this process, each taking task ids from a list and, per task:
+a take (LMOVE), a start script (the task's and the agent's records SET, an event XADD), the
+CLI (`true`) spawned exactly as a round spawns it (runtime/spawn.py: the spawner thread,
+`setpriv --pdeathsig` where available, three pipes drained to EOF, reaped), and a finish
+script (two SETs, the LREM of the take, an XADD). Nothing else a round does: no guards,
+no transitions, no round record, usage, ledger, log, dispatch or mail. Informative (in the
+task figure's details), beside the peers measured in the same invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import trio
+
+from bench.env import Bench, mono
+from bench.peers import SLOTS
+from tinytown.runtime.spawn import spawn
+from tinytown.store.client import Redis
+
+PREFIX = "bench:floor:"
+
+START = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', '10000', '*', 'kind', 'round_started', 'task', ARGV[3])
+return 1
+"""
+FINISH = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('LREM', KEYS[4], 1, ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', '10000', '*', 'kind', 'round_ended', 'task', ARGV[3])
+return 1
+"""
+
+
+def run(b: Bench, n: int) -> dict[str, Any]:
+    """Time n floor rounds; returns the elapsed time and this process's CPU per round."""
+    queue, taken, events = f"{PREFIX}q", f"{PREFIX}taken", f"{PREFIX}events"
+    b.r.delete(queue, taken, events)
+    b.r.rpush(queue, *[f"t{i}" for i in range(n)])
+    cpu0 = time.process_time()
+    elapsed = trio.run(_rounds, b.server.url, queue, taken, events)
+    cpu = time.process_time() - cpu0
+    leftover = [key for key in b.r.scan_iter(f"{PREFIX}*", count=1000)]
+    if leftover:
+        b.r.delete(*leftover)
+    return {"elapsed": elapsed, "cpu_per_round": cpu / n}
+
+
+async def _rounds(url: str, queue: str, taken: str, events: str) -> float:
+    redis = Redis(url)
+    env = dict(os.environ)
+
+    async def slot(i: int) -> None:
+        agent_key = f"{PREFIX}agent:{i}"
+        while True:
+            task_id = await redis.execute("LMOVE", queue, taken, "LEFT", "RIGHT")
+            if task_id is None:
+                return
+            task_key = f"{PREFIX}task:{task_id}"
+            keys = [task_key, agent_key, events]
+            await redis.execute(
+                "EVAL", START, 3, *keys, _record(task_id, "running"), _record(i, "working"),
+                task_id,
+            )  # fmt: skip
+            proc = await spawn(["true"], os.getcwd(), env)
+            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+            await proc.stdin.aclose()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drain, proc.stdout)
+                nursery.start_soon(_drain, proc.stderr)
+            await proc.wait()
+            await proc.stdout.aclose()
+            await proc.stderr.aclose()
+            await redis.execute(
+                "EVAL", FINISH, 4, *keys, taken, _record(task_id, "completed"),
+                _record(i, "idle"), task_id,
+            )  # fmt: skip
+
+    try:
+        t0 = mono()
+        async with trio.open_nursery() as nursery:
+            for i in range(SLOTS):
+                nursery.start_soon(slot, i)
+        return mono() - t0
+    finally:
+        await redis.aclose()
+
+
+async def _drain(stream: trio.abc.ReceiveStream) -> None:
+    while await stream.receive_some(65536):
+        pass
+
+
+def _record(ident: object, state: str) -> str:
+    """A record about the size of a small task or agent record."""
+    return json.dumps({"id": str(ident), "state": state, "text": "x" * 300})
