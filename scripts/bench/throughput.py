@@ -7,6 +7,7 @@ from typing import Any
 
 import trio
 
+from bench import floor
 from bench.env import Bench, connect, mono, spawn_one
 from bench.figures import THROUGHPUT, Row
 from tinytown.model import Message, Ping, dumps
@@ -27,12 +28,15 @@ def run(b: Bench) -> list[Row]:
     finally:
         b.stop_proc(host)
     base = _bare_queue(b, n)
+    lean = floor.sends(b, n, tt["senders"])
     rate = n / tt["elapsed"]
     details = {
         "messages": n,
         "senders": tt["senders"],
         "api_send_rate_per_s": round(n / tt["send_elapsed"]),
         "runtime_only_rate_per_s": round(tt["runtime_only_rate"]),
+        "floor_send_per_s": round(n / lean["elapsed"]),
+        "floor_send_cpu_us": round(lean["cpu_per_send"] * 1e6, 1),
         "liveness_probe": f"{tt['probe']} pings in the inbox + 1 wake-up: {tt['stranded']}"
         " still in the inbox after 0.3 s",
         "stall_kicks": tt["kicks"],
@@ -40,7 +44,9 @@ def run(b: Bench) -> list[Row]:
         "method": "PINGs sent with MessageService.send by concurrent tasks in the bench process;"
         " the town runs in another process (bare Runtime); done when the agent's inbox and"
         " in-flight list and the supervisor's are empty (every ping taken, answered and acked,"
-        " every pong acked). runtime_only: the same N pings pushed raw, then one wake-up.",
+        " every pong acked). runtime_only: the same N pings pushed raw, then one wake-up."
+        " floor_send: the leanest send in one trio process (bench/floor.py: the same"
+        " senders, one envelope and one push-and-publish script per message).",
     }
     return [
         THROUGHPUT.row(
