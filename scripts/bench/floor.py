@@ -60,7 +60,7 @@ def run(b: Bench, n: int) -> dict[str, Any]:
     cpu0 = time.process_time()
     elapsed = trio.run(_rounds, b.server.url, queue, taken, events)
     cpu = time.process_time() - cpu0
-    leftover = [key for key in b.r.scan_iter(f"{PREFIX}*", count=1000)]
+    leftover = list(b.r.scan_iter(f"{PREFIX}*", count=1000))
     if leftover:
         b.r.delete(*leftover)
     return {"elapsed": elapsed, "cpu_per_round": cpu / n}

@@ -98,12 +98,18 @@ async def test_env_and_cwd_are_applied(tmp_path: Path) -> None:
     assert result.stdout_tail.splitlines() == [str(work.resolve()), "v1", "False"]
 
 
+def _script(bindir: Path, name: str, body: str) -> Path:
+    """An executable shell script ``name`` in ``bindir`` (created)."""
+    bindir.mkdir(exist_ok=True)
+    tool = bindir / name
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+    return tool
+
+
 async def test_program_found_through_env_path(tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    tool = bindir / "my-agent-cli"
-    tool.write_text('#!/bin/sh\necho from-tool "$1"\n')
-    tool.chmod(0o755)
+    _script(bindir, "my-agent-cli", 'echo from-tool "$1"')
     env = {"PATH": f"{bindir}{os.pathsep}/usr/bin:/bin"}
     result = await _run(tmp_path, ["my-agent-cli", "arg"], env=env)
     assert result.stdout_tail == "from-tool arg\n"
@@ -358,13 +364,11 @@ async def test_missing_binary_raises_before_starting(tmp_path: Path) -> None:
 
 
 async def test_a_cli_removed_after_a_round_is_reported_missing(tmp_path: Path) -> None:
-    """The lookup of a bare name is remembered between rounds; a CLI removed since then
-    still ends the next round with the same clear error (from the failed spawn)."""
+    """Where a bare name was found is remembered between rounds; a CLI removed since then
+    still ends the next round with the same clear error, before anything is spawned (a
+    spawn through setpriv would not fail: setpriv itself starts)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    cli = bin_dir / "vanishing-agent-cli"
-    cli.write_text("#!/bin/sh\necho here\n")
-    cli.chmod(0o755)
+    cli = _script(bin_dir, "vanishing-agent-cli", "echo here")
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
     first = await _run(tmp_path, [cli.name], env=env)
     assert (first.returncode, first.stdout_tail) == (0, "here\n")
